@@ -1,0 +1,295 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ternhq/tern/internal/apierror"
+	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/registry"
+	"github.com/ternhq/tern/internal/runtime"
+)
+
+// Registry is what the API needs of the function registry.
+type Registry interface {
+	Resolve(name string) (*registry.Version, error)
+	Get(name string) (*registry.Function, []*registry.Version, error)
+	List() []*registry.Version
+	Deploy(ctx context.Context, pkg io.ReaderAt, size int64) (*registry.Version, error)
+	Delete(ctx context.Context, name string) error
+}
+
+// Dispatcher is what the API needs of the dispatcher.
+type Dispatcher interface {
+	Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*dispatch.Outcome, error)
+	Stop(name string)
+	Stats() []dispatch.Stats
+}
+
+var (
+	_ Registry   = (*registry.Registry)(nil)
+	_ Dispatcher = (*dispatch.Dispatcher)(nil)
+)
+
+// Config for the API.
+type Config struct {
+	// TempDir receives uploads while they are validated.
+	TempDir string
+	// MaxPackageBytes caps an upload.
+	MaxPackageBytes int64
+	// MaxPayloadBytes caps a direct invocation's event.
+	MaxPayloadBytes int64
+}
+
+// API is the /v1/ handler.
+type API struct {
+	cfg  Config
+	reg  Registry
+	disp Dispatcher
+	js   jetstream.JetStream
+	log  *slog.Logger
+}
+
+// New returns the API.
+func New(cfg Config, reg Registry, disp Dispatcher, js jetstream.JetStream, log *slog.Logger) *API {
+	return &API{cfg: cfg, reg: reg, disp: disp, js: js, log: log}
+}
+
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// Handler returns the routes; the caller puts authentication in front.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern string, h handler) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if err := h(w, r); err != nil {
+				if status, _ := apierror.Classify(err); status >= 500 {
+					a.log.Error("api: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+				}
+				apierror.Write(w, err)
+			}
+		})
+	}
+	route("POST /v1/functions", a.deploy)
+	route("GET /v1/functions", a.list)
+	route("GET /v1/functions/{name}", a.get)
+	route("DELETE /v1/functions/{name}", a.remove)
+	route("POST /v1/functions/{name}/invoke", a.invoke)
+	route("GET /v1/functions/{name}/logs", a.logs)
+	route("GET /v1/instances", a.instances)
+	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
+		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
+	})
+	return mux
+}
+
+// FunctionView is how a function's current version is shown.
+type FunctionView struct {
+	Name       string    `json:"name"`
+	Version    int       `json:"version"`
+	Runtime    string    `json:"runtime"`
+	Handler    string    `json:"handler"`
+	Memory     int       `json:"memory"`
+	Timeout    string    `json:"timeout"`
+	CodeSHA256 string    `json:"codeSha256"`
+	CodeSize   int64     `json:"codeSize"`
+	Created    time.Time `json:"created"`
+}
+
+func view(v *registry.Version) FunctionView {
+	return FunctionView{
+		Name: v.Function, Version: v.Number, Runtime: v.Manifest.Runtime, Handler: v.Manifest.Handler,
+		Memory: v.Manifest.Memory, Timeout: v.Manifest.Timeout.String(), CodeSHA256: v.CodeSHA256,
+		CodeSize: v.CodeSize, Created: v.Created,
+	}
+}
+
+func (a *API) deploy(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength > a.cfg.MaxPackageBytes {
+		return apierror.New(http.StatusBadRequest, apierror.CodePackageTooLarge,
+			fmt.Sprintf("package is %d bytes; the limit is %d", r.ContentLength, a.cfg.MaxPackageBytes))
+	}
+	// Spool to disk: a package can be tens of megabytes.
+	f, err := os.CreateTemp(a.cfg.TempDir, "upload-*.zip")
+	if err != nil {
+		return fmt.Errorf("api: spool upload: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	n, err := io.Copy(f, io.LimitReader(r.Body, a.cfg.MaxPackageBytes+1))
+	if err != nil {
+		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "reading upload: "+err.Error())
+	}
+	if n > a.cfg.MaxPackageBytes {
+		return apierror.New(http.StatusBadRequest, apierror.CodePackageTooLarge,
+			fmt.Sprintf("package is larger than the limit of %d bytes", a.cfg.MaxPackageBytes))
+	}
+	if n == 0 {
+		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidPackage, "empty upload: send the zip package as the request body")
+	}
+	v, err := a.reg.Deploy(r.Context(), f, n)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusCreated, view(v))
+	return nil
+}
+
+func (a *API) list(w http.ResponseWriter, r *http.Request) error {
+	vs := a.reg.List()
+	out := make([]FunctionView, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, view(v))
+	}
+	apierror.WriteJSON(w, http.StatusOK, struct {
+		Functions []FunctionView `json:"functions"`
+	}{out})
+	return nil
+}
+
+// VersionView is one version in a function's history.
+type VersionView struct {
+	Version    int       `json:"version"`
+	CodeSHA256 string    `json:"codeSha256"`
+	CodeSize   int64     `json:"codeSize"`
+	Created    time.Time `json:"created"`
+}
+
+func (a *API) get(w http.ResponseWriter, r *http.Request) error {
+	fn, vs, err := a.reg.Get(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	var cur *registry.Version
+	hist := make([]VersionView, 0, len(vs))
+	for _, v := range vs {
+		if v.Number == fn.Current {
+			cur = v
+		}
+		hist = append(hist, VersionView{Version: v.Number, CodeSHA256: v.CodeSHA256, CodeSize: v.CodeSize, Created: v.Created})
+	}
+	if cur == nil {
+		return fmt.Errorf("%w: %s (current version not loaded)", registry.ErrNotFound, fn.Name)
+	}
+	var instances []dispatch.Stats
+	for _, s := range a.disp.Stats() {
+		if s.Function == fn.Name {
+			instances = append(instances, s)
+		}
+	}
+	apierror.WriteJSON(w, http.StatusOK, struct {
+		FunctionView
+		Manifest  any              `json:"manifest"`
+		Updated   time.Time        `json:"updated"`
+		Versions  []VersionView    `json:"versions"`
+		Instances []dispatch.Stats `json:"instances"`
+	}{view(cur), cur.Manifest, fn.Updated, hist, instances})
+	return nil
+}
+
+func (a *API) remove(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if err := a.reg.Delete(r.Context(), name); err != nil {
+		return err
+	}
+	a.disp.Stop(name) // also told through the registry; this makes it synchronous
+	apierror.WriteJSON(w, http.StatusOK, struct {
+		Deleted string `json:"deleted"`
+	}{name})
+	return nil
+}
+
+func (a *API) invoke(w http.ResponseWriter, r *http.Request) error {
+	v, err := a.reg.Resolve(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxPayloadBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "reading event: "+err.Error())
+	}
+	if len(payload) == 0 {
+		payload = []byte("{}")
+	}
+	rid := runtime.NewRequestID()
+	w.Header().Set("X-Tern-Request-Id", rid)
+	out, err := a.disp.Invoke(r.Context(), v, rid, payload)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("X-Tern-Version", fmt.Sprint(v.Number))
+	if out.Cold {
+		h.Set("X-Tern-Cold-Start", "true")
+	}
+	if fe := out.Result.Error; fe != nil {
+		apierror.WriteFunctionError(w, fe, "Unhandled")
+		return nil
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out.Result.Payload)
+	return nil
+}
+
+func (a *API) logs(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, _, err := a.reg.Get(name); err != nil {
+		return err
+	}
+	q := logs.Query{Function: name, RequestID: r.URL.Query().Get("request"), Grep: r.URL.Query().Get("grep")}
+	switch f := r.URL.Query().Get("follow"); f {
+	case "", "0", "false":
+	case "1", "true":
+		q.Follow = true
+	default:
+		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "follow: want true or false, got "+f)
+	}
+	if s := r.URL.Query().Get("since"); s != "" {
+		t, err := parseSince(s, time.Now())
+		if err != nil {
+			return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "since: "+err.Error())
+		}
+		q.Since = t
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	enc := jsonLines{w: w}
+	err := logs.Read(r.Context(), a.js, q, func(e *logs.Entry) error {
+		if err := enc.write(e); err != nil {
+			return err
+		}
+		if q.Follow && fl != nil {
+			fl.Flush()
+		}
+		return nil
+	})
+	if err != nil && r.Context().Err() == nil {
+		a.log.Warn("api: reading logs", "function", name, "err", err)
+	}
+	return nil // the status is sent already
+}
+
+func (a *API) instances(w http.ResponseWriter, r *http.Request) error {
+	apierror.WriteJSON(w, http.StatusOK, struct {
+		Pools []dispatch.Stats `json:"pools"`
+	}{a.disp.Stats()})
+	return nil
+}

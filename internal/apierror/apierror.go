@@ -1,0 +1,131 @@
+// Package apierror is the one catalogue of errors Tern answers over HTTP:
+// every error a handler returns is mapped here to a status and a stable
+// code, and written as {"error": "<message>", "code": "<code>"}.
+//
+// When you add a sentinel error that can reach a handler, add its mapping
+// to classify and its code to docs/api.md.
+package apierror
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/ternhq/tern/internal/archive"
+	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/manifest"
+	"github.com/ternhq/tern/internal/registry"
+	"github.com/ternhq/tern/internal/runtime"
+)
+
+// Stable codes.
+const (
+	CodeUnauthorized     = "unauthorized"
+	CodeNotFound         = "not_found"
+	CodeFunctionNotFound = "function_not_found"
+	CodeInvalidManifest  = "invalid_manifest"
+	CodeInvalidPackage   = "invalid_package"
+	CodePackageTooLarge  = "package_too_large"
+	CodePayloadTooLarge  = "payload_too_large"
+	CodeBadRequest       = "bad_request"
+	CodeThrottled        = "throttled"
+	CodeFunctionTimeout  = "function_timeout"
+	CodeFunctionCrashed  = "function_crashed"
+	CodeFunctionDeleted  = "function_deleted"
+	CodeUnavailable      = "unavailable"
+	CodeInternal         = "internal"
+	CodeClientClosed     = "client_closed"
+)
+
+// Error is an error with its HTTP status and code decided by the handler.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// New returns an *Error.
+func New(status int, code, msg string) *Error {
+	return &Error{Status: status, Code: code, Message: msg}
+}
+
+// Classify returns the status and code for err.
+func Classify(err error) (int, string) {
+	var e *Error
+	var fe *manifest.FieldError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &e):
+		return e.Status, e.Code
+	case errors.Is(err, registry.ErrNotFound):
+		return http.StatusNotFound, CodeFunctionNotFound
+	case errors.As(err, &fe):
+		return http.StatusBadRequest, CodeInvalidManifest
+	case errors.Is(err, archive.ErrTooLarge):
+		return http.StatusBadRequest, CodePackageTooLarge
+	case errors.Is(err, archive.ErrInvalid), errors.Is(err, registry.ErrInvalid):
+		return http.StatusBadRequest, CodeInvalidPackage
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, CodePayloadTooLarge
+	case errors.Is(err, dispatch.ErrThrottled):
+		return http.StatusTooManyRequests, CodeThrottled
+	case errors.Is(err, runtime.ErrTimeout):
+		return http.StatusGatewayTimeout, CodeFunctionTimeout
+	case errors.Is(err, runtime.ErrCrashed), errors.Is(err, runtime.ErrStopped):
+		return http.StatusBadGateway, CodeFunctionCrashed
+	case errors.Is(err, dispatch.ErrGone):
+		return http.StatusNotFound, CodeFunctionDeleted
+	case errors.Is(err, dispatch.ErrClosed):
+		return http.StatusServiceUnavailable, CodeUnavailable
+	case errors.Is(err, context.Canceled):
+		return 499, CodeClientClosed
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, CodeFunctionTimeout
+	default:
+		return http.StatusInternalServerError, CodeInternal
+	}
+}
+
+// Write answers err as JSON. A function's init error is answered with the
+// function's own error JSON and 502, as a function URL does.
+func Write(w http.ResponseWriter, err error) {
+	var ie *runtime.InitError
+	if errors.As(err, &ie) {
+		WriteFunctionError(w, &ie.FunctionError, "Unhandled")
+		return
+	}
+	status, code := Classify(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		msg = "internal error" // details are logged, not shown
+	}
+	WriteJSON(w, status, struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}{msg, code})
+}
+
+// WriteFunctionError answers a function error with its Lambda error JSON
+// and 502; kind goes into X-Tern-Function-Error ("Unhandled" or "Handled").
+func WriteFunctionError(w http.ResponseWriter, fe *runtime.FunctionError, kind string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Tern-Function-Error", kind)
+	h.Set("X-Tern-Error-Type", fe.Type)
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = w.Write(fe.Body)
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error","code":"internal"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

@@ -1,0 +1,99 @@
+// Package auth guards the control API. Today there is one admin token,
+// created on the server's first start in <data dir>/admin.token (mode 0600)
+// and checked in constant time on every /v1/ request.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ternhq/tern/internal/apierror"
+)
+
+// TokenFile is the admin token's file name inside the data dir.
+const TokenFile = "admin.token"
+
+// TokenPath returns where the admin token of dataDir lives.
+func TokenPath(dataDir string) string { return filepath.Join(dataDir, TokenFile) }
+
+// LoadOrCreate returns the admin token of dataDir, creating it (mode 0600)
+// if there is none. created reports whether it was made now.
+func LoadOrCreate(dataDir string) (token string, created bool, err error) {
+	path := TokenPath(dataDir)
+	if tok, err := Load(path); err == nil {
+		return tok, false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", false, fmt.Errorf("auth: %w", err)
+	}
+	tok := "tern_" + base64.RawURLEncoding.EncodeToString(b[:])
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) { // another process won the race
+			tok, err := Load(path)
+			return tok, false, err
+		}
+		return "", false, fmt.Errorf("auth: create token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		os.Remove(path)
+		return "", false, fmt.Errorf("auth: write token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", false, fmt.Errorf("auth: write token: %w", err)
+	}
+	return tok, true, nil
+}
+
+// Load reads a token file.
+func Load(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("auth: read token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("auth: token file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// Require wraps next so that it runs only for requests bearing token.
+func Require(token string, next http.Handler) http.Handler {
+	want := []byte(token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := bearer(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tern"`)
+			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>"))
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tern", error="invalid_token"`)
+			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "invalid token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}

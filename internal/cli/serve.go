@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ternhq/tern/internal/server"
+)
+
+func (e *env) serveCmd() *cobra.Command {
+	cfg := server.DefaultConfig()
+	var level string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Tern server: store, API, HTTP triggers and runtimes in one process",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				return usageError{fmt.Errorf("--log-level: %w", err)}
+			}
+			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lv}))
+			if err := cfg.Validate(); err != nil {
+				return usageError{err}
+			}
+			return server.Run(cmd.Context(), cfg, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP address for the API, triggers and /healthz")
+	f.StringVar(&cfg.DataDir, "data-dir", envOr("TERN_DATA_DIR", cfg.DataDir), "where Tern keeps its store, code cache and admin token (env TERN_DATA_DIR)")
+	f.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("TERN_NATS_URL"), "use this external NATS server or cluster instead of the embedded one (env TERN_NATS_URL)")
+	f.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server's client port on this address (default: in-process only)")
+	f.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync the embedded store on every write (default: every second)")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight invocations may finish on shutdown")
+	f.Int64Var(&cfg.Package.MaxBytes, "max-package", cfg.Package.MaxBytes, "largest accepted code package, bytes")
+	f.Int64Var(&cfg.Package.MaxExpandedBytes, "max-expanded", cfg.Package.MaxExpandedBytes, "largest accepted unzipped code package, bytes")
+	f.IntVar(&cfg.Package.MaxEntries, "max-entries", cfg.Package.MaxEntries, "most files in a code package")
+	f.Int64Var(&cfg.MaxPayloadBytes, "max-payload", cfg.MaxPayloadBytes, "largest synchronous request body, bytes")
+	f.Int64Var(&cfg.MaxResponseBytes, "max-response", cfg.MaxResponseBytes, "largest function response, bytes")
+	f.IntVar(&cfg.Dispatch.MaxQueue, "max-queue", cfg.Dispatch.MaxQueue, "invocations that may wait per function version")
+	f.DurationVar(&cfg.Dispatch.MaxQueueWait, "max-queue-wait", cfg.Dispatch.MaxQueueWait, "longest an invocation waits for an instance before 429")
+	f.DurationVar(&cfg.LogsMaxAge, "logs-max-age", cfg.LogsMaxAge, "how long function logs are kept")
+	f.Int64Var(&cfg.LogsMaxBytes, "logs-max-bytes", cfg.LogsMaxBytes, "how many bytes of function logs are kept")
+	f.StringVar(&cfg.NodePath, "node", "", "node binary for nodejs functions (default: node on PATH)")
+	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,301 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ternhq/tern/internal/registry"
+	"github.com/ternhq/tern/internal/runtime"
+)
+
+// Errors callers branch on.
+var (
+	// ErrThrottled: the function's queue is full, or no instance became free
+	// within the queue bound.
+	ErrThrottled = errors.New("too many requests")
+	// ErrGone: the function was deleted while the invocation waited.
+	ErrGone = errors.New("function deleted")
+	// ErrClosed: the dispatcher is shutting down.
+	ErrClosed = errors.New("dispatcher closed")
+)
+
+// Instance is a started function instance, as the dispatcher uses it.
+type Instance interface {
+	Invoke(ctx context.Context, inv *runtime.Invocation, cold bool) (*runtime.Result, error)
+	Stop()
+	Done() <-chan struct{}
+	InitDuration() time.Duration
+	ID() string
+}
+
+// Starter starts an instance of a version and returns once it is ready.
+type Starter interface {
+	Start(ctx context.Context, v *registry.Version) (Instance, error)
+}
+
+// Config bounds queues and timings.
+type Config struct {
+	// MaxQueue is how many invocations may wait per function version.
+	MaxQueue int
+	// MaxQueueWait bounds how long an invocation waits for an instance
+	// (also bounded by the function's timeout).
+	MaxQueueWait time.Duration
+	// InitTimeout bounds how long an instance may take to become ready.
+	InitTimeout time.Duration
+	// ReapInterval is how often the janitor looks for idle instances.
+	ReapInterval time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{MaxQueue: 100, MaxQueueWait: 10 * time.Second, InitTimeout: 10 * time.Second, ReapInterval: time.Second}
+}
+
+// Outcome is the result of one invocation with how it was served.
+type Outcome struct {
+	Result   *runtime.Result
+	Cold     bool          // an instance was started for (or first used by) it
+	Init     time.Duration // that instance's init time when Cold
+	Instance string
+}
+
+// Dispatcher owns every pool and the janitor goroutine.
+type Dispatcher struct {
+	cfg     Config
+	starter Starter
+	log     *slog.Logger
+
+	ctx    context.Context // cancelled by Close: ends starts and the janitor
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the janitor and every start goroutine
+
+	mu      sync.RWMutex
+	pools   map[string]*pool // by registry.Version.Key()
+	current map[string]int   // function -> current version number
+	closed  bool
+}
+
+// New returns a Dispatcher; Start runs its janitor.
+func New(cfg Config, starter Starter, log *slog.Logger) *Dispatcher {
+	def := DefaultConfig()
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = def.MaxQueue
+	}
+	if cfg.MaxQueueWait <= 0 {
+		cfg.MaxQueueWait = def.MaxQueueWait
+	}
+	if cfg.InitTimeout <= 0 {
+		cfg.InitTimeout = def.InitTimeout
+	}
+	if cfg.ReapInterval <= 0 {
+		cfg.ReapInterval = def.ReapInterval
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Dispatcher{
+		cfg:     cfg,
+		starter: starter,
+		log:     log,
+		ctx:     ctx,
+		cancel:  cancel,
+		pools:   make(map[string]*pool),
+		current: make(map[string]int),
+	}
+}
+
+// Start runs the janitor until Close.
+func (d *Dispatcher) Start() {
+	d.wg.Add(1)
+	go d.janitor()
+}
+
+// Invoke runs payload on an instance of v. Function errors come back in the
+// Outcome's Result; the errors are ErrThrottled, ErrGone, ErrClosed,
+// *runtime.InitError, runtime.ErrTimeout, runtime.ErrCrashed and context
+// errors.
+func (d *Dispatcher) Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*Outcome, error) {
+	p, err := d.pool(v)
+	if err != nil {
+		return nil, err
+	}
+	timeout := v.Manifest.Timeout.D()
+	wait := min(d.cfg.MaxQueueWait, timeout)
+	s, err := p.acquire(ctx, wait)
+	if err != nil {
+		return nil, err
+	}
+	cold := !s.used
+	s.used = true
+	inv := &runtime.Invocation{RequestID: requestID, Payload: payload, Deadline: time.Now().Add(timeout)}
+	res, err := s.inst.Invoke(ctx, inv, cold)
+	out := &Outcome{Result: res, Cold: cold, Instance: s.inst.ID()}
+	if cold {
+		out.Init = s.inst.InitDuration()
+	}
+	if err != nil {
+		p.discard(s)
+		return out, err
+	}
+	p.release(s)
+	return out, nil
+}
+
+// pool returns v's pool, creating it.
+func (d *Dispatcher) pool(v *registry.Version) (*pool, error) {
+	key := v.Key()
+	d.mu.RLock()
+	p := d.pools[key]
+	closed := d.closed
+	d.mu.RUnlock()
+	if p != nil {
+		return p, nil
+	}
+	if closed {
+		return nil, ErrClosed
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	if p = d.pools[key]; p == nil {
+		p = newPool(d, v)
+		if cur, ok := d.current[v.Function]; ok && cur != v.Number {
+			p.min = 0 // an old version keeps nothing warm
+		}
+		d.pools[key] = p
+	}
+	return p, nil
+}
+
+// FunctionChanged is told when a function's current version changed (cur
+// non-nil) or the function was deleted (cur nil). Old versions drain as
+// they go idle; a deleted function's instances stop.
+func (d *Dispatcher) FunctionChanged(name string, cur *registry.Version) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	var gone []*pool
+	if cur == nil {
+		delete(d.current, name)
+	} else {
+		d.current[name] = cur.Number
+	}
+	for key, p := range d.pools {
+		if p.v.Function != name {
+			continue
+		}
+		if cur == nil {
+			delete(d.pools, key)
+			gone = append(gone, p)
+			continue
+		}
+		p.setMin(cur.Number == p.v.Number)
+	}
+	var warm *pool
+	if cur != nil && cur.Manifest.Scale.Min > 0 && d.pools[cur.Key()] == nil {
+		warm = newPool(d, cur)
+		d.pools[cur.Key()] = warm
+	}
+	d.mu.Unlock()
+	for _, p := range gone {
+		p.close(ErrGone)
+	}
+	if warm != nil {
+		warm.ensureMin()
+	}
+}
+
+// Stop stops every instance of a function (it was deleted).
+func (d *Dispatcher) Stop(name string) { d.FunctionChanged(name, nil) }
+
+// Close fails waiting invocations, stops every instance and waits for the
+// dispatcher's goroutines, at most until ctx is done.
+func (d *Dispatcher) Close(ctx context.Context) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	pools := make([]*pool, 0, len(d.pools))
+	for _, p := range d.pools {
+		pools = append(pools, p)
+	}
+	d.pools = map[string]*pool{}
+	d.mu.Unlock()
+	d.cancel()
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.close(ErrClosed) }()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("dispatch: close: %w", ctx.Err())
+	}
+}
+
+func (d *Dispatcher) janitor() {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case now := <-t.C:
+			d.reap(now)
+		}
+	}
+}
+
+// reap applies the idle policy to every pool and forgets empty old ones.
+func (d *Dispatcher) reap(now time.Time) {
+	d.mu.RLock()
+	pools := make([]*pool, 0, len(d.pools))
+	for _, p := range d.pools {
+		pools = append(pools, p)
+	}
+	d.mu.RUnlock()
+	for _, p := range pools {
+		if p.reap(now) {
+			d.mu.Lock()
+			if d.pools[p.v.Key()] == p && p.empty() {
+				delete(d.pools, p.v.Key())
+			}
+			d.mu.Unlock()
+		}
+		p.ensureMin()
+	}
+}
+
+// Stats is a snapshot of one pool.
+type Stats struct {
+	Function  string `json:"function"`
+	Version   int    `json:"version"`
+	Instances int    `json:"instances"`
+	Idle      int    `json:"idle"`
+	Starting  int    `json:"starting"`
+	Queued    int    `json:"queued"`
+}
+
+// Stats returns a snapshot of every pool.
+func (d *Dispatcher) Stats() []Stats {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]Stats, 0, len(d.pools))
+	for _, p := range d.pools {
+		out = append(out, p.stats())
+	}
+	return out
+}

@@ -1,0 +1,24 @@
+// Package dispatch decides where every invocation runs. Nothing else starts,
+// reuses or stops function instances.
+//
+// For each function version there is one pool: idle instances (reused last
+// in, first out, so the warmest one serves), a count of instances started
+// or starting, and a bounded FIFO of waiting invocations. An invocation
+// takes an idle instance if there is one; otherwise it joins the queue and,
+// while the pool is below scale.max and there are more waiters than
+// instances starting, starts one more. A started or released instance goes
+// to the oldest waiter first. A full queue, or a wait past the queue bound,
+// is ErrThrottled. One invocation runs on an instance at a time.
+//
+// An instance that timed out, crashed or was stopped is discarded and never
+// handed out again; a waiter that lost its instance that way gets a new one
+// started for it. A failed start (an init error) is given to the oldest
+// waiter, so a broken function answers at once instead of timing out.
+//
+// The janitor (one goroutine owned by the Dispatcher) stops instances idle
+// longer than scale.idle down to scale.min, keeps scale.min instances of the
+// current version started, and forgets empty pools of old versions.
+//
+// Lock order: Dispatcher.mu before pool.mu. No instance call (Start, Invoke,
+// Stop) is made with either lock held.
+package dispatch

@@ -1,0 +1,308 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ternhq/tern/internal/registry"
+)
+
+// slot is an instance as its pool tracks it.
+type slot struct {
+	inst     Instance
+	used     bool // has served an invocation (else the next one is cold)
+	lastUsed time.Time
+}
+
+// grant is what a waiter receives: an instance, or the error of a start
+// made on its behalf.
+type grant struct {
+	s   *slot
+	err error
+}
+
+type waiter struct{ ch chan grant } // capacity 1
+
+// pool holds the instances of one function version.
+type pool struct {
+	d *Dispatcher
+	v *registry.Version
+
+	mu       sync.Mutex
+	idle     []*slot // last in, first out
+	all      map[*slot]struct{}
+	total    int // started and starting
+	starting int
+	waiters  []*waiter // FIFO
+	min      int
+	closed   error // non-nil once closed: what waiters get
+}
+
+func newPool(d *Dispatcher, v *registry.Version) *pool {
+	return &pool{d: d, v: v, all: make(map[*slot]struct{}), min: v.Manifest.Scale.Min}
+}
+
+func (p *pool) setMin(current bool) {
+	p.mu.Lock()
+	if current {
+		p.min = p.v.Manifest.Scale.Min
+	} else {
+		p.min = 0
+	}
+	p.mu.Unlock()
+}
+
+// acquire returns an instance for one invocation, waiting at most wait.
+func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
+	p.mu.Lock()
+	if p.closed != nil {
+		err := p.closed
+		p.mu.Unlock()
+		return nil, err
+	}
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		s := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if alive(s.inst) {
+			p.mu.Unlock()
+			return s, nil
+		}
+		p.forgetLocked(s) // died while idle
+		go s.inst.Stop()
+	}
+	if len(p.waiters) >= p.d.cfg.MaxQueue {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s has %d invocations waiting", ErrThrottled, p.v.Function, p.d.cfg.MaxQueue)
+	}
+	w := &waiter{ch: make(chan grant, 1)}
+	p.waiters = append(p.waiters, w)
+	start := p.startLocked()
+	p.mu.Unlock()
+	if start {
+		p.goStart()
+	}
+
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var why error
+	select {
+	case g := <-w.ch:
+		return g.s, g.err
+	case <-timer.C:
+		why = fmt.Errorf("%w: no instance of %s free within %s", ErrThrottled, p.v.Function, wait)
+	case <-ctx.Done():
+		why = context.Cause(ctx)
+	}
+	p.mu.Lock()
+	removed := p.removeWaiterLocked(w)
+	p.mu.Unlock()
+	if !removed {
+		g := <-w.ch // granted as we gave up: take it after all
+		return g.s, g.err
+	}
+	return nil, why
+}
+
+// startLocked reserves a start when the pool may grow and there are more
+// waiters than instances already starting.
+func (p *pool) startLocked() bool {
+	if p.closed != nil || p.total >= p.v.Manifest.Scale.Max || p.starting >= len(p.waiters) {
+		return false
+	}
+	p.total++
+	p.starting++
+	return true
+}
+
+func (p *pool) goStart() {
+	d := p.d
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.InitTimeout)
+		inst, err := d.starter.Start(ctx, p.v)
+		cancel()
+		p.mu.Lock()
+		p.starting--
+		if err != nil {
+			p.total--
+			var w *waiter
+			if len(p.waiters) > 0 {
+				w = p.popWaiterLocked()
+			}
+			again := p.startLocked()
+			p.mu.Unlock()
+			d.log.Warn("dispatch: instance failed to start", "function", p.v.Function, "version", p.v.Number, "err", err)
+			if w != nil {
+				w.ch <- grant{err: err}
+			}
+			if again {
+				p.goStart()
+			}
+			return
+		}
+		s := &slot{inst: inst}
+		p.all[s] = struct{}{}
+		p.mu.Unlock()
+		d.log.Debug("dispatch: instance started", "function", p.v.Function, "version", p.v.Number, "instance", inst.ID(), "init", inst.InitDuration())
+		p.release(s)
+	}()
+}
+
+// release returns a healthy instance: to the oldest waiter, else to idle.
+func (p *pool) release(s *slot) {
+	p.mu.Lock()
+	if p.closed != nil {
+		p.forgetLocked(s)
+		p.mu.Unlock()
+		s.inst.Stop()
+		return
+	}
+	if len(p.waiters) > 0 {
+		w := p.popWaiterLocked()
+		p.mu.Unlock()
+		w.ch <- grant{s: s}
+		return
+	}
+	s.lastUsed = time.Now()
+	p.idle = append(p.idle, s)
+	p.mu.Unlock()
+}
+
+// discard drops an instance that failed and starts a replacement if
+// invocations are waiting.
+func (p *pool) discard(s *slot) {
+	s.inst.Stop()
+	p.mu.Lock()
+	p.forgetLocked(s)
+	again := p.startLocked()
+	p.mu.Unlock()
+	if again {
+		p.goStart()
+	}
+}
+
+func (p *pool) forgetLocked(s *slot) {
+	if _, ok := p.all[s]; ok {
+		delete(p.all, s)
+		p.total--
+	}
+}
+
+func (p *pool) popWaiterLocked() *waiter {
+	w := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	return w
+}
+
+func (p *pool) removeWaiterLocked(w *waiter) bool {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// reap stops instances idle past scale.idle (down to min) and dead ones.
+// It reports whether the pool is now empty.
+func (p *pool) reap(now time.Time) bool {
+	idleFor := p.v.Manifest.Scale.Idle.D()
+	var stop []*slot
+	p.mu.Lock()
+	keep := p.idle[:0]
+	// Oldest first: idle is LIFO, so the front has waited longest.
+	for _, s := range p.idle {
+		switch {
+		case !alive(s.inst):
+			stop = append(stop, s)
+		case now.Sub(s.lastUsed) >= idleFor && p.total-len(stop) > p.min:
+			stop = append(stop, s)
+		default:
+			keep = append(keep, s)
+		}
+	}
+	for i := len(keep); i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = keep
+	for _, s := range stop {
+		p.forgetLocked(s)
+	}
+	empty := p.total == 0 && len(p.waiters) == 0 && p.min == 0
+	p.mu.Unlock()
+	for _, s := range stop {
+		p.d.log.Debug("dispatch: stopping idle instance", "function", p.v.Function, "version", p.v.Number, "instance", s.inst.ID())
+		s.inst.Stop()
+	}
+	return empty
+}
+
+func (p *pool) empty() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total == 0 && len(p.waiters) == 0
+}
+
+// ensureMin starts instances until min are started or starting.
+func (p *pool) ensureMin() {
+	p.mu.Lock()
+	n := 0
+	for p.closed == nil && p.total < p.min {
+		p.total++
+		p.starting++
+		n++
+	}
+	p.mu.Unlock()
+	for range n {
+		p.goStart()
+	}
+}
+
+// close fails every waiter with err and stops every instance; busy ones
+// are stopped too, ending their invocations with runtime.ErrStopped.
+func (p *pool) close(err error) {
+	p.mu.Lock()
+	if p.closed != nil {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = err
+	waiters := p.waiters
+	p.waiters = nil
+	all := make([]*slot, 0, len(p.all))
+	for s := range p.all {
+		all = append(all, s)
+	}
+	p.idle = nil
+	p.mu.Unlock()
+	for _, w := range waiters {
+		w.ch <- grant{err: err}
+	}
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.inst.Stop() }()
+	}
+	wg.Wait()
+}
+
+func (p *pool) stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Function: p.v.Function, Version: p.v.Number, Instances: p.total, Idle: len(p.idle), Starting: p.starting, Queued: len(p.waiters)}
+}
+
+func alive(inst Instance) bool {
+	select {
+	case <-inst.Done():
+		return false
+	default:
+		return true
+	}
+}

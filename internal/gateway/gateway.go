@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ternhq/tern/internal/apierror"
+	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/registry"
+	"github.com/ternhq/tern/internal/runtime"
+)
+
+// Functions resolves a function name to its current version.
+type Functions interface {
+	Resolve(name string) (*registry.Version, error)
+}
+
+// Invoker runs an invocation.
+type Invoker interface {
+	Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*dispatch.Outcome, error)
+}
+
+var (
+	_ Functions = (*registry.Registry)(nil)
+	_ Invoker   = (*dispatch.Dispatcher)(nil)
+)
+
+// Gateway is the HTTP trigger handler.
+type Gateway struct {
+	fns          Functions
+	inv          Invoker
+	maxBodyBytes int64
+	log          *slog.Logger
+}
+
+// New returns a Gateway; maxBodyBytes caps request bodies (Lambda: 6 MB).
+func New(fns Functions, inv Invoker, maxBodyBytes int64, log *slog.Logger) *Gateway {
+	return &Gateway{fns: fns, inv: inv, maxBodyBytes: maxBodyBytes, log: log}
+}
+
+// Register adds the trigger routes to mux.
+func (g *Gateway) Register(mux *http.ServeMux) {
+	mux.HandleFunc("/fn/{name}", g.serve)
+	mux.HandleFunc("/fn/{name}/{path...}", g.serve)
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	rid := runtime.NewRequestID()
+	w.Header().Set("X-Tern-Request-Id", rid)
+	if err := g.handle(w, r, rid); err != nil {
+		status, _ := apierror.Classify(err)
+		if status >= 500 && !errors.Is(err, context.Canceled) {
+			g.log.Warn("gateway: invocation failed", "path", r.URL.Path, "request_id", rid, "err", err)
+		}
+		apierror.Write(w, err)
+	}
+}
+
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) error {
+	v, err := g.fns.Resolve(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r, g.maxBodyBytes)
+	if err != nil {
+		return err
+	}
+	path := "/" + r.PathValue("path")
+	ev := NewHTTPEvent(r, path, body, rid, time.Now())
+	ev.RequestContext.APIID = v.Function
+	payload, err := ev.AppendJSON(make([]byte, 0, 512+len(body)+len(body)/3))
+	if err != nil {
+		return err
+	}
+	out, err := g.inv.Invoke(r.Context(), v, rid, payload)
+	if err != nil {
+		return err
+	}
+	if fe := out.Result.Error; fe != nil {
+		apierror.WriteFunctionError(w, fe, "Unhandled")
+		return nil
+	}
+	if err := WriteResult(w, out.Result.Payload); err != nil {
+		if errors.Is(err, ErrInvalidResult) {
+			g.log.Warn("gateway: invalid function result", "function", v.Function, "request_id", rid, "err", err)
+			return apierror.New(http.StatusBadGateway, "invalid_function_result", err.Error())
+		}
+		// The response was under way: nothing more to say to the client.
+		g.log.Debug("gateway: writing response", "request_id", rid, "err", err)
+	}
+	return nil
+}
+
+// readBody reads the whole request body, refusing more than limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength > 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
+}

@@ -1,0 +1,297 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/sandbox"
+)
+
+// Instance is one running function process with its Runtime API server.
+type Instance struct {
+	id   string
+	spec Spec
+	l    *Launcher
+	arn  string
+
+	proc *sandbox.Process
+	ln   net.Listener
+	srv  *http.Server
+
+	next     chan *call // Invoke hands an event to the pending /next
+	ready    chan struct{}
+	readyOne sync.Once
+	initErr  chan *FunctionError // capacity 1
+
+	cur     atomic.Pointer[call] // the invocation in progress
+	lastReq atomic.Pointer[string]
+
+	initDuration time.Duration
+	invocations  atomic.Int64
+
+	stopped  chan struct{}
+	stopOnce sync.Once
+	readers  sync.WaitGroup
+	stdout   *outputPipe
+	stderr   *outputPipe
+}
+
+// call is one invocation in flight on an instance.
+type call struct {
+	inv      *Invocation
+	result   chan *Result // capacity 1
+	answered atomic.Bool
+}
+
+func newID() string {
+	return strconv.FormatUint(rand.Uint64()&0xffffffffffff, 36)
+}
+
+func startInstance(ctx context.Context, l *Launcher, spec Spec, path string, args []string) (_ *Instance, err error) {
+	begin := time.Now()
+	i := &Instance{
+		id:      newID(),
+		spec:    spec,
+		l:       l,
+		arn:     FunctionARN(spec.Function, spec.Version),
+		next:    make(chan *call),
+		ready:   make(chan struct{}),
+		initErr: make(chan *FunctionError, 1),
+		stopped: make(chan struct{}),
+	}
+	i.ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("runtime: listen: %w", err)
+	}
+	i.srv = &http.Server{Handler: i.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = i.srv.Serve(i.ln) }() // ends when closeServer runs
+	defer func() {
+		if err != nil {
+			i.Stop()
+		}
+	}()
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("runtime: pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("runtime: pipe: %w", err)
+	}
+	i.proc, err = sandbox.Start(sandbox.Spec{
+		Path:   path,
+		Args:   args,
+		Dir:    spec.CodeDir,
+		Env:    i.environ(),
+		Stdout: outW,
+		Stderr: errW,
+	})
+	outW.Close() // the child holds its own copies
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		i.closeServer()
+		return nil, err
+	}
+	i.stdout = &outputPipe{f: outR, stream: logs.StreamStdout}
+	i.stderr = &outputPipe{f: errR, stream: logs.StreamStderr}
+	i.readers.Add(2)
+	go i.readOutput(i.stdout)
+	go i.readOutput(i.stderr)
+	go func() {
+		// Whatever ends the process, the Runtime API server goes with it.
+		<-i.proc.Done()
+		i.closeServer()
+	}()
+
+	select {
+	case <-i.ready:
+		i.initDuration = time.Since(begin)
+		return i, nil
+	case fe := <-i.initErr:
+		return nil, &InitError{FunctionError: *fe, Duration: time.Since(begin)}
+	case <-i.proc.Done():
+		select {
+		case fe := <-i.initErr: // posted just before exiting
+			return nil, &InitError{FunctionError: *fe, Duration: time.Since(begin)}
+		default:
+		}
+		msg := "runtime exited before it was ready"
+		if e := i.proc.ExitError(); e != nil {
+			msg += ": " + e.Error()
+		}
+		return nil, &InitError{FunctionError: FunctionError{Type: "Runtime.ExitError", Body: errorBody("Runtime.ExitError", msg)}, Duration: time.Since(begin)}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("runtime: waiting for instance to start: %w", context.Cause(ctx))
+	}
+}
+
+// FunctionARN is the ARN-shaped identifier functions see as
+// invokedFunctionArn.
+func FunctionARN(name string, version int) string {
+	return "arn:aws:lambda:local:000000000000:function:" + name + ":" + strconv.Itoa(version)
+}
+
+// environ is the instance's whole environment: the function's own variables
+// and the Lambda ones, nothing of the server's.
+func (i *Instance) environ() []string {
+	s := &i.spec
+	env := map[string]string{
+		"PATH": "/usr/local/bin:/usr/bin:/bin",
+		"TZ":   ":UTC",
+		"LANG": "en_US.UTF-8",
+	}
+	for k, v := range s.Env {
+		env[k] = v
+	}
+	for k, v := range map[string]string{
+		"AWS_LAMBDA_FUNCTION_NAME":        s.Function,
+		"AWS_LAMBDA_FUNCTION_VERSION":     strconv.Itoa(s.Version),
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.Itoa(s.MemoryMB),
+		"AWS_LAMBDA_RUNTIME_API":          i.ln.Addr().String(),
+		"AWS_LAMBDA_LOG_GROUP_NAME":       "/tern/" + s.Function,
+		"AWS_LAMBDA_LOG_STREAM_NAME":      i.id,
+		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
+		"_HANDLER":                        s.Handler,
+		"LAMBDA_TASK_ROOT":                s.CodeDir,
+	} {
+		env[k] = v // the platform's variables always win
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// ID names the instance in logs.
+func (i *Instance) ID() string { return i.id }
+
+// InitDuration is how long the instance took to become ready.
+func (i *Instance) InitDuration() time.Duration { return i.initDuration }
+
+// Done is closed when the instance's process has exited.
+func (i *Instance) Done() <-chan struct{} { return i.proc.Done() }
+
+// Invoke runs one invocation and returns the function's result. A function
+// error is a Result with Error set, not an error. The errors are ErrTimeout
+// (the instance was killed), ErrCrashed and ErrStopped; after any of them
+// the instance is gone. ctx is not used to abandon a running invocation:
+// the deadline bounds it, as on Lambda.
+func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Result, error) {
+	c := &call{inv: inv, result: make(chan *Result, 1)}
+	rid := inv.RequestID
+	i.lastReq.Store(&rid)
+	i.cur.Store(c)
+	defer i.cur.Store(nil)
+	i.platform(rid, "START RequestId: "+rid+" Version: "+strconv.Itoa(i.spec.Version))
+
+	timer := time.NewTimer(time.Until(inv.Deadline))
+	defer timer.Stop()
+	start := time.Now()
+	res, err := i.await(c, timer.C)
+	dur := time.Since(start)
+	i.drainOutput()
+	if errors.Is(err, ErrTimeout) {
+		i.platform(rid, fmt.Sprintf("%s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339Nano), i.spec.Timeout.Seconds()))
+	}
+	i.platform(rid, "END RequestId: "+rid)
+	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
+	if cold {
+		rep.InitDuration = i.initDuration
+	}
+	i.l.cfg.Logs.WriteReport(i.entry(rid, logs.StreamPlatform, ""), rep)
+	i.invocations.Add(1)
+	return res, err
+}
+
+func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
+	select {
+	case i.next <- c:
+	case <-deadline:
+		i.Stop()
+		return nil, ErrTimeout
+	case <-i.proc.Done():
+		return nil, i.crashed()
+	case <-i.stopped:
+		return nil, ErrStopped
+	}
+	select {
+	case r := <-c.result:
+		return r, nil
+	case <-deadline:
+		i.Stop()
+		return nil, ErrTimeout
+	case <-i.proc.Done():
+		select {
+		case r := <-c.result: // answered, then exited
+			return r, nil
+		default:
+		}
+		return nil, i.crashed()
+	case <-i.stopped:
+		return nil, ErrStopped
+	}
+}
+
+func (i *Instance) crashed() error {
+	select {
+	case <-i.stopped:
+		return ErrStopped
+	default:
+	}
+	if e := i.proc.ExitError(); e != nil {
+		return fmt.Errorf("%w: %v", ErrCrashed, e)
+	}
+	return fmt.Errorf("%w: exited", ErrCrashed)
+}
+
+// Stop kills the instance's process group and waits (boundedly) for it to
+// exit. It is safe to call more than once and from any goroutine.
+func (i *Instance) Stop() {
+	i.stopOnce.Do(func() { close(i.stopped) })
+	if i.proc == nil {
+		i.closeServer()
+		return
+	}
+	i.proc.Kill()
+	select {
+	case <-i.proc.Done():
+	case <-time.After(5 * time.Second):
+		i.l.cfg.Log.Warn("runtime: instance did not exit after SIGKILL", "instance", i.id)
+	}
+	i.closeServer()
+	i.readers.Wait()
+}
+
+func (i *Instance) closeServer() { _ = i.srv.Close() }
+
+func (i *Instance) entry(rid, stream, msg string) logs.Entry {
+	return logs.Entry{
+		Time:      time.Now().UTC(),
+		Function:  i.spec.Function,
+		Version:   i.spec.Version,
+		RequestID: rid,
+		Instance:  i.id,
+		Stream:    stream,
+		Message:   msg,
+	}
+}
+
+func (i *Instance) platform(rid, msg string) {
+	i.l.cfg.Logs.Write(i.entry(rid, logs.StreamPlatform, msg))
+}

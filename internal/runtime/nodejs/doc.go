@@ -1,0 +1,90 @@
+// Package nodejs embeds Tern's Node.js bootstrap, the runtime client that runs
+// functions written for AWS Lambda's Node.js runtimes unchanged.
+//
+// Tern installs the script with [Install] and starts one process per function
+// instance as
+//
+//	node /path/to/bootstrap.cjs
+//
+// The bootstrap is a single CommonJS file using Node.js 20 built-ins only. It
+// speaks the AWS Lambda Runtime API (version 2018-06-01) that Tern serves on
+// loopback.
+//
+// # Environment
+//
+//   - AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API (required).
+//   - _HANDLER: the handler, "<module>.<export>" such as "index.handler",
+//     "src/app.handler" or "index.api.handler" (a nested export). The module
+//     is everything up to the first '.' after the last '/'.
+//   - LAMBDA_TASK_ROOT: the function's code directory (default: the working
+//     directory); the module path is resolved against it.
+//   - AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION (default
+//     "$LATEST"), AWS_LAMBDA_FUNCTION_MEMORY_SIZE (default "128"): copied to
+//     the context object.
+//   - AWS_LAMBDA_LOG_GROUP_NAME, AWS_LAMBDA_LOG_STREAM_NAME: optional, copied
+//     to the context object.
+//
+// For each invocation the bootstrap sets _X_AMZN_TRACE_ID from the
+// Lambda-Runtime-Trace-Id header, or removes it when the header is absent.
+//
+// # Init
+//
+// The module file is the first of <module>.js, .mjs and .cjs that exists.
+// .mjs files are loaded with import(), .cjs files with require(), and .js
+// files with import() when the nearest package.json (not looking above
+// LAMBDA_TASK_ROOT) has "type": "module", with require() otherwise (falling
+// back to import() on ERR_REQUIRE_ESM). On an ES module namespace the export
+// is looked up directly, then on its default export.
+//
+// A failure is posted to /2018-06-01/runtime/init/error as
+// {"errorType","errorMessage","stackTrace"} with the header
+// Lambda-Runtime-Function-Error-Type, and the process exits with status 1.
+// The error types are those of Lambda's Node.js runtime:
+// Runtime.ImportModuleError (module file or a dependency not found),
+// Runtime.HandlerNotFound (export missing or not a function),
+// Runtime.UserCodeSyntaxError, Runtime.MalformedHandlerName, or the name of
+// any other error thrown while loading.
+//
+// # Invocation loop
+//
+// The bootstrap long-polls GET /2018-06-01/runtime/invocation/next, calls
+// handler(event, context, callback) and posts the outcome:
+//
+//   - success: POST /2018-06-01/runtime/invocation/<id>/response with
+//     JSON.stringify(result) ("null" for undefined); a result that cannot be
+//     serialized becomes a Runtime.SerializationError; a 413 answer is logged
+//     and the loop continues.
+//   - failure: POST /2018-06-01/runtime/invocation/<id>/error with
+//     {"errorType","errorMessage","stackTrace"} and the
+//     Lambda-Runtime-Function-Error-Type header. errorType is the error's
+//     name; thrown non-Error values are reported as "Error" with the value as
+//     the message. An event body that is not JSON is a Runtime.InvalidEvent.
+//
+// An invocation completes with whichever comes first: the settling of the
+// promise (thenable) the handler returned, the callback, the legacy
+// context.done/succeed/fail, or a synchronous throw. As on Lambda, a
+// callback completion is held until the event loop is empty while
+// context.callbackWaitsForEmptyEventLoop is true, and a handler that returns
+// without completing succeeds with null once the event loop is empty.
+//
+// An uncaught exception or unhandled rejection during an invocation is posted
+// as that invocation's error (Runtime.UnhandledPromiseRejection for a
+// rejection whose reason is not an Error) and the process exits with status
+// 1; outside an invocation it is written to stderr before exiting. A Runtime
+// API call that fails at the connection level (Tern is gone) or answers 5xx
+// makes the process exit with status 1.
+//
+// # Logging
+//
+// console.log, info, warn, error, debug and trace each write one line to
+// stdout:
+//
+//	<ISO-8601 time>\t<request id or "undefined">\t<LEVEL>\t<message>\n
+//
+// where LEVEL is INFO, WARN, ERROR, DEBUG or TRACE and message is
+// util.format of the arguments with every "\n" replaced by "\r". Writes are
+// synchronous, so a line is out before the response is posted. Invocation
+// errors are also logged as an ERROR line ("Invoke Error", "Uncaught
+// Exception" or "Unhandled Promise Rejection" followed by a tab and the
+// error JSON).
+package nodejs

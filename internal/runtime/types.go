@@ -1,0 +1,72 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ternhq/tern/internal/logs"
+)
+
+// Errors the dispatcher and callers branch on.
+var (
+	// ErrTimeout: the invocation passed its deadline; the instance was killed.
+	ErrTimeout = errors.New("function timed out")
+	// ErrCrashed: the process exited while it held an invocation.
+	ErrCrashed = errors.New("function instance crashed")
+	// ErrStopped: the instance was stopped by Tern (shutdown, delete).
+	ErrStopped = errors.New("instance stopped")
+)
+
+// Spec is what an instance needs to know about the function version it
+// serves.
+type Spec struct {
+	Function string
+	Version  int
+	Runtime  string
+	Handler  string
+	CodeDir  string
+	MemoryMB int
+	Timeout  time.Duration
+	Env      map[string]string
+}
+
+// Invocation is one event for an instance.
+type Invocation struct {
+	RequestID string
+	Payload   []byte
+	Deadline  time.Time
+	TraceID   string
+}
+
+// Result is what the function answered. Exactly one of Payload (success) or
+// Error (a function error) is meaningful.
+type Result struct {
+	Payload []byte
+	Error   *FunctionError
+}
+
+// FunctionError is an error the function reported (or that Tern reports on
+// its behalf): the error JSON as Lambda shapes it,
+// {"errorType": ..., "errorMessage": ..., "stackTrace": [...]}.
+type FunctionError struct {
+	Type string
+	Body []byte
+}
+
+func (e *FunctionError) Error() string { return "function error: " + e.Type }
+
+// InitError is returned by Start when the runtime reported /init/error or
+// exited before it became ready.
+type InitError struct {
+	FunctionError
+	Duration time.Duration
+}
+
+func (e *InitError) Error() string { return fmt.Sprintf("init error: %s", e.Type) }
+
+// LogSink receives output and platform lines; it must not block.
+type LogSink interface {
+	Write(logs.Entry)
+	WriteReport(logs.Entry, *logs.Report)
+}

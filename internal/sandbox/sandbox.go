@@ -1,0 +1,97 @@
+// Package sandbox starts instance processes with the controls this host
+// allows. Today that is: a new process group (so an instance is killed with
+// every child it started), an environment built only from what the caller
+// gives (never the server's own), the working directory, SIGKILL to the
+// process group if tern's thread that started it dies, and no stdin.
+//
+// Namespaces, cgroups, an unprivileged uid, Landlock and seccomp are to be
+// added here, behind the same Start call, so the runtimes need not change.
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+)
+
+// Spec describes the process to start.
+type Spec struct {
+	Path   string   // absolute path of the program
+	Args   []string // arguments after the program name
+	Dir    string   // working directory
+	Env    []string // complete environment, KEY=VALUE
+	Stdout *os.File // write ends of the output pipes
+	Stderr *os.File
+}
+
+// Process is a started instance process.
+type Process struct {
+	cmd      *exec.Cmd
+	done     chan struct{}
+	waitErr  error
+	killOnce sync.Once
+}
+
+// Start starts the process in its own process group.
+func Start(spec Spec) (*Process, error) {
+	if spec.Path == "" {
+		return nil, errors.New("sandbox: no program")
+	}
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Dir = spec.Dir
+	cmd.Env = spec.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{} // nil would mean "inherit the server's"
+	}
+	cmd.Stdout = spec.Stdout
+	cmd.Stderr = spec.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sandbox: start %s: %w", spec.Path, err)
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the process id (also its process group id).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed once the process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitError describes how the process ended; valid after Done is closed.
+func (p *Process) ExitError() error { return p.waitErr }
+
+// MaxRSS is the peak resident memory in bytes, measured by the kernel: from
+// /proc while the process runs, from its rusage after it exited. 0 if unknown.
+func (p *Process) MaxRSS() int64 {
+	select {
+	case <-p.done:
+		if st := p.cmd.ProcessState; st != nil {
+			if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+				return ru.Maxrss * 1024
+			}
+		}
+		return 0
+	default:
+		return peakRSS(p.cmd.Process.Pid)
+	}
+}
+
+// Kill sends SIGKILL to the whole process group. It does not wait.
+func (p *Process) Kill() {
+	p.killOnce.Do(func() {
+		// Negative pid: the process group, so children go too.
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	})
+}

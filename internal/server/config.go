@@ -1,0 +1,97 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/adrg/xdg"
+
+	"github.com/ternhq/tern/internal/archive"
+	"github.com/ternhq/tern/internal/dispatch"
+)
+
+// Config is everything `tern serve` can be told.
+type Config struct {
+	// Listen is the HTTP address for the API, triggers and /healthz.
+	Listen string
+	// DataDir holds the store, the code cache and the admin token.
+	DataDir string
+	// NATSURL points at an external NATS server or cluster; empty runs
+	// the embedded one.
+	NATSURL string
+	// NATSListen opens the embedded server's client port ("127.0.0.1:4222").
+	NATSListen string
+	// SyncAlways makes the embedded store fsync every write.
+	SyncAlways bool
+	// ShutdownTimeout bounds how long in-flight requests may finish on
+	// shutdown before instances are stopped.
+	ShutdownTimeout time.Duration
+	// Limits on uploaded packages.
+	Package archive.Limits
+	// MaxPayloadBytes caps synchronous request bodies (Lambda: 6 MB).
+	MaxPayloadBytes int64
+	// MaxResponseBytes caps function responses (Lambda: 6 MB).
+	MaxResponseBytes int64
+	// Dispatch bounds queues and timings.
+	Dispatch dispatch.Config
+	// LogsMaxAge and LogsMaxBytes bound the log stream.
+	LogsMaxAge   time.Duration
+	LogsMaxBytes int64
+	// NodePath is the node binary; empty looks it up on PATH.
+	NodePath string
+}
+
+// DefaultDataDir is the user's data directory for Tern (XDG).
+func DefaultDataDir() string { return filepath.Join(xdg.DataHome, "tern") }
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:           "127.0.0.1:8080",
+		DataDir:          DefaultDataDir(),
+		ShutdownTimeout:  30 * time.Second,
+		Package:          archive.DefaultLimits(),
+		MaxPayloadBytes:  6 << 20,
+		MaxResponseBytes: 6 << 20,
+		Dispatch:         dispatch.DefaultConfig(),
+		LogsMaxAge:       7 * 24 * time.Hour,
+		LogsMaxBytes:     1 << 30,
+	}
+}
+
+// Validate checks every field, naming the ones that are wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %w", err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir: must be set"))
+	}
+	if c.NATSListen != "" {
+		if c.NATSURL != "" {
+			errs = append(errs, errors.New("nats-listen: only for the embedded server, not with nats-url"))
+		} else if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			errs = append(errs, fmt.Errorf("nats-listen: %w", err))
+		}
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("shutdown-timeout: must not be negative"))
+	}
+	if c.Package.MaxBytes <= 0 || c.Package.MaxExpandedBytes <= 0 || c.Package.MaxEntries <= 0 {
+		errs = append(errs, errors.New("package limits: must be positive"))
+	}
+	if c.MaxPayloadBytes <= 0 {
+		errs = append(errs, errors.New("max-payload: must be positive"))
+	}
+	if c.MaxResponseBytes <= 0 {
+		errs = append(errs, errors.New("max-response: must be positive"))
+	}
+	if c.LogsMaxAge <= 0 || c.LogsMaxBytes <= 0 {
+		errs = append(errs, errors.New("logs retention: age and size must be positive"))
+	}
+	return errors.Join(errs...)
+}

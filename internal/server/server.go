@@ -1,0 +1,210 @@
+// Package server is Tern's composition root: it builds the parts of
+// `tern serve` in order (store, registry, logs, runtimes, dispatcher, HTTP),
+// undoes the started ones if a later one fails, and stops them in reverse.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ternhq/tern/internal/api"
+	"github.com/ternhq/tern/internal/apierror"
+	"github.com/ternhq/tern/internal/auth"
+	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/gateway"
+	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/registry"
+	"github.com/ternhq/tern/internal/runtime"
+	"github.com/ternhq/tern/internal/store"
+)
+
+// Server is a running `tern serve`.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	store    *store.Store
+	registry *registry.Registry
+	sink     *logs.Sink
+	disp     *dispatch.Dispatcher
+	http     *http.Server
+	ln       net.Listener
+	token    string
+	served   chan error
+
+	stops []func(context.Context) error // in start order
+}
+
+// Start builds and starts every part. On error, the parts already started
+// are stopped again.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = s.stop(cctx)
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	tmp := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+
+	s.store, err = store.Open(ctx, store.Config{
+		URL:          cfg.NATSURL,
+		Dir:          filepath.Join(cfg.DataDir, "nats"),
+		ClientListen: cfg.NATSListen,
+		SyncAlways:   cfg.SyncAlways,
+		LogsMaxAge:   cfg.LogsMaxAge,
+		LogsMaxBytes: cfg.LogsMaxBytes,
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, func(context.Context) error { return s.store.Close() })
+
+	s.sink = logs.NewSink(s.store.JS, 0, log)
+	s.sink.Start()
+	s.stops = append(s.stops, s.sink.Close)
+
+	launcher, err := runtime.NewLauncher(runtime.Config{
+		Dir:              filepath.Join(cfg.DataDir, "runtime"),
+		NodePath:         cfg.NodePath,
+		MaxResponseBytes: cfg.MaxResponseBytes,
+		Logs:             s.sink,
+		Log:              log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// The registry tells the dispatcher about changes, and the dispatcher
+	// asks the registry for code: build both, then start the registry.
+	s.registry = registry.New(registry.Config{
+		CacheDir: filepath.Join(cfg.DataDir, "code"),
+		Limits:   cfg.Package,
+		OnChange: func(c registry.Change) { s.disp.FunctionChanged(c.Name, c.Current) },
+	}, s.store.Functions, s.store.Code, log)
+	s.disp = dispatch.New(cfg.Dispatch, &starter{reg: s.registry, launcher: launcher}, log)
+	s.disp.Start()
+	s.stops = append(s.stops, s.disp.Close)
+	if err := s.registry.Start(ctx); err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, func(context.Context) error { s.registry.Close(); return nil })
+
+	tok, created, err := auth.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s.token = tok
+	if created {
+		log.Info("created the admin token", "path", auth.TokenPath(cfg.DataDir))
+	} else {
+		log.Info("admin token", "path", auth.TokenPath(cfg.DataDir))
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		apierror.WriteJSON(w, http.StatusOK, struct {
+			Status string `json:"status"`
+		}{"ok"})
+	})
+	gateway.New(s.registry, s.disp, cfg.MaxPayloadBytes, log).Register(mux)
+	a := api.New(api.Config{
+		TempDir:         tmp,
+		MaxPackageBytes: cfg.Package.MaxBytes,
+		MaxPayloadBytes: cfg.MaxPayloadBytes,
+	}, s.registry, s.disp, s.store.JS, log)
+	mux.Handle("/v1/", auth.Require(tok, a.Handler()))
+
+	s.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	s.served = make(chan error, 1)
+	go func() { s.served <- s.http.Serve(s.ln) }()
+	s.stops = append(s.stops, func(ctx context.Context) error {
+		err := s.http.Shutdown(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.Warn("shutdown: in-flight requests did not finish in time; stopping instances")
+			_ = s.http.Close()
+		}
+		<-s.served
+		return nil
+	})
+	log.Info("tern is serving", "addr", s.Addr(), "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+// Addr is the address the HTTP server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the base URL of the HTTP server.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Token is the admin token.
+func (s *Server) Token() string { return s.token }
+
+// Close stops accepting requests, lets in-flight ones finish for at most
+// the shutdown timeout, stops every instance, flushes logs and closes the
+// store.
+func (s *Server) Close(ctx context.Context) error {
+	return s.stop(ctx)
+}
+
+func (s *Server) stop(ctx context.Context) error {
+	var errs []error
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		stop := s.stops[i]
+		// Every step gets its own bound, so one slow part cannot starve
+		// the ones after it (the store must still close).
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout+5*time.Second)
+		if i == len(s.stops)-1 && s.http != nil {
+			sctx, cancel = context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+		}
+		if err := stop(sctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	s.stops = nil
+	return errors.Join(errs...)
+}
+
+// Run starts the server and serves until ctx is done, then shuts down.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case err := <-s.served:
+		log.Error("http server stopped", "err", err)
+		s.served <- err // for the stop step
+	}
+	return s.Close(context.Background())
+}

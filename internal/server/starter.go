@@ -1,0 +1,40 @@
+package server
+
+import (
+	"context"
+
+	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/registry"
+	"github.com/ternhq/tern/internal/runtime"
+)
+
+// starter joins the registry's code cache and the runtime launcher into
+// what the dispatcher needs to start an instance.
+type starter struct {
+	reg      *registry.Registry
+	launcher *runtime.Launcher
+}
+
+var _ dispatch.Starter = (*starter)(nil)
+
+func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Instance, error) {
+	dir, err := s.reg.CodeDir(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	m := &v.Manifest
+	inst, err := s.launcher.Start(ctx, runtime.Spec{
+		Function: v.Function,
+		Version:  v.Number,
+		Runtime:  m.Runtime,
+		Handler:  m.Handler,
+		CodeDir:  dir,
+		MemoryMB: m.Memory,
+		Timeout:  m.Timeout.D(),
+		Env:      m.Environment,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return inst, nil
+}

@@ -1,0 +1,214 @@
+// Package store connects Tern to NATS with JetStream: an embedded server
+// started in-process (the default), or an external server or cluster given by
+// URL. Either way the rest of Tern sees the same thing: a *nats.Conn and a
+// jetstream.JetStream handle, plus the buckets and streams Tern needs.
+//
+// Names of buckets, streams and subjects are declared here, in one place, so
+// that every part agrees on them. When you add a bucket or stream, add it to
+// Open's setup below and to docs/architecture.md.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names shared by every Tern node on one NATS.
+const (
+	// FunctionsBucket is the KV bucket holding function and version records.
+	FunctionsBucket = "tern_functions"
+	// CodeBucket is the Object Store holding code packages keyed by sha256.
+	CodeBucket = "tern_code"
+	// LogsStream holds function log lines on subjects LogsSubjectPrefix+<function>.
+	LogsStream        = "TERN_LOGS"
+	LogsSubjectPrefix = "tern.logs."
+)
+
+// Config says which NATS to use and how to set up Tern's streams.
+type Config struct {
+	// URL of an external NATS server or cluster. Empty starts an embedded one.
+	URL string
+	// Dir is where the embedded server keeps JetStream data.
+	Dir string
+	// ClientListen, when set ("127.0.0.1:4222"), opens the embedded server's
+	// client port so NATS tools can connect. Empty keeps it in-process only.
+	ClientListen string
+	// SyncAlways makes the embedded server fsync every write; otherwise it
+	// syncs once a second.
+	SyncAlways bool
+	// LogsMaxAge and LogsMaxBytes bound the log stream.
+	LogsMaxAge   time.Duration
+	LogsMaxBytes int64
+	// Replicas for buckets and streams (1 for one node, 3 on a cluster).
+	Replicas int
+}
+
+// Store is an open connection to NATS with Tern's buckets and streams set up.
+type Store struct {
+	NC        *nats.Conn
+	JS        jetstream.JetStream
+	Functions jetstream.KeyValue
+	Code      jetstream.ObjectStore
+
+	log       *slog.Logger
+	ns        *server.Server // nil when external
+	closeOnce sync.Once
+}
+
+// Open starts (or connects to) NATS and makes sure Tern's buckets and streams
+// exist. On error everything started so far is stopped again.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Store, err error) {
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	s := &Store{log: log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if cfg.URL == "" {
+		if err := s.startEmbedded(cfg); err != nil {
+			return nil, err
+		}
+	} else {
+		nc, err := nats.Connect(cfg.URL, nats.Name("tern"), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("store: connect %s: %w", cfg.URL, err)
+		}
+		s.NC = nc
+		log.Info("store: using external NATS", "url", cfg.URL)
+	}
+	js, err := jetstream.New(s.NC)
+	if err != nil {
+		return nil, fmt.Errorf("store: jetstream: %w", err)
+	}
+	s.JS = js
+	if err := s.setup(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) startEmbedded(cfg Config) error {
+	if cfg.Dir == "" {
+		return errors.New("store: embedded server needs a data directory")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	opts := &server.Options{
+		ServerName:   "tern",
+		JetStream:    true,
+		StoreDir:     filepath.Clean(cfg.Dir),
+		NoSigs:       true, // else the library installs handlers that exit the process
+		NoLog:        true,
+		SyncInterval: time.Second, // the default would be two minutes
+		SyncAlways:   cfg.SyncAlways,
+		DontListen:   true,
+	}
+	if cfg.ClientListen != "" {
+		host, port, err := splitHostPort(cfg.ClientListen)
+		if err != nil {
+			return fmt.Errorf("store: client listen address: %w", err)
+		}
+		opts.DontListen = false
+		opts.Host, opts.Port = host, port
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("store: embedded server: %w", err)
+	}
+	s.ns = ns
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		return errors.New("store: embedded server did not become ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tern"))
+	if err != nil {
+		return fmt.Errorf("store: connect in-process: %w", err)
+	}
+	s.NC = nc
+	attrs := []any{"dir", cfg.Dir}
+	if cfg.ClientListen != "" {
+		attrs = append(attrs, "client_url", ns.ClientURL())
+	}
+	s.log.Info("store: embedded NATS with JetStream started", attrs...)
+	return nil
+}
+
+func (s *Store) setup(ctx context.Context, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	kv, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      FunctionsBucket,
+		Description: "Tern functions and versions",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", FunctionsBucket, err)
+	}
+	s.Functions = kv
+	obj, err := s.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      CodeBucket,
+		Description: "Tern code packages by sha256",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Compression: false, // packages are zips already
+	})
+	if err != nil {
+		return fmt.Errorf("store: object store %s: %w", CodeBucket, err)
+	}
+	s.Code = obj
+	_, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        LogsStream,
+		Description: "Tern function logs",
+		Subjects:    []string{LogsSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      cfg.LogsMaxAge,
+		MaxBytes:    cfg.LogsMaxBytes,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: stream %s: %w", LogsStream, err)
+	}
+	return nil
+}
+
+// Close drains the connection and shuts the embedded server down. It is safe
+// to call more than once.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if s.NC != nil {
+			if derr := s.NC.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+				err = fmt.Errorf("store: drain: %w", derr)
+			}
+			// Drain is asynchronous; wait for it a bounded time.
+			deadline := time.Now().Add(5 * time.Second)
+			for !s.NC.IsClosed() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			s.NC.Close()
+		}
+		if s.ns != nil {
+			s.ns.Shutdown()
+			s.ns.WaitForShutdown()
+		}
+	})
+	return err
+}
