@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ternhq/tern/internal/api"
 	"github.com/ternhq/tern/internal/apierror"
 	"github.com/ternhq/tern/internal/auth"
@@ -207,4 +209,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		s.served <- err // for the stop step
 	}
 	return s.Close(context.Background())
+}
+
+// CodeObjectCount counts the code packages in the store (for tests and
+// diagnostics).
+func (s *Server) CodeObjectCount(ctx context.Context) (int, error) {
+	infos, err := s.store.Code.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return 0, nil
+	}
+	return len(infos), err
 }

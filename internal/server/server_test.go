@@ -1,0 +1,598 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ternhq/tern/internal/client"
+	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/testserver"
+)
+
+const manifestFor = "name: %s\nruntime: nodejs\nhandler: %s\n"
+
+func fn(name, handler string, files map[string]string) map[string]string {
+	out := map[string]string{"tern.yaml": fmt.Sprintf(manifestFor, name, handler)}
+	for k, v := range files {
+		out[k] = v
+	}
+	return out
+}
+
+// echo returns what the function saw, so tests can check the event shape.
+const echoJS = `exports.handler = async (event, context) => ({
+  statusCode: 200,
+  headers: {"content-type": "application/json", "x-fn": context.functionName},
+  cookies: ["a=1; Path=/"],
+  body: JSON.stringify({event, ctx: {awsRequestId: context.awsRequestId, functionName: context.functionName,
+    functionVersion: context.functionVersion, memoryLimitInMB: context.memoryLimitInMB,
+    invokedFunctionArn: context.invokedFunctionArn, remaining: context.getRemainingTimeInMillis()},
+    env: process.env}),
+});`
+
+func TestHTTPTriggerLambdaEvent(t *testing.T) {
+	t.Setenv("TERN_SERVER_SECRET", "must-not-leak")
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(fn("echo", "index.handler", map[string]string{"index.js": echoJS,
+		"tern.yaml": "name: echo\nruntime: nodejs\nhandler: index.handler\nmemory: 512\nenvironment:\n  GREETING: hi\n"}))
+
+	status, h, body := s.Do("POST", "/fn/echo/a/b?x=1&x=2&y=z", strings.NewReader(`{"k":"v"}`),
+		map[string]string{"Content-Type": "application/json", "Cookie": "c1=v1; c2=v2", "X-Multi": "one"})
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	if h.Get("X-Fn") != "echo" || h.Get("Set-Cookie") != "a=1; Path=/" {
+		t.Errorf("response headers not mapped: %v", h)
+	}
+	var got struct {
+		Event struct {
+			Version, RouteKey, RawPath, RawQueryString, Body string
+			Cookies                                          []string
+			Headers, QueryStringParameters                   map[string]string
+			IsBase64Encoded                                  bool
+			RequestContext                                   struct {
+				RequestID string
+				HTTP      struct{ Method, Path, SourceIP string }
+			}
+		}
+		Ctx struct {
+			AwsRequestID, FunctionName, FunctionVersion, MemoryLimitInMB, InvokedFunctionArn string
+			Remaining                                                                        int
+		}
+		Env map[string]string
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	ev := got.Event
+	for _, c := range []struct{ name, got, want string }{
+		{"version", ev.Version, "2.0"},
+		{"routeKey", ev.RouteKey, "$default"},
+		{"rawPath", ev.RawPath, "/a/b"},
+		{"rawQueryString", ev.RawQueryString, "x=1&x=2&y=z"},
+		{"body", ev.Body, `{"k":"v"}`},
+		{"query x", ev.QueryStringParameters["x"], "1,2"},
+		{"header", ev.Headers["x-multi"], "one"},
+		{"method", ev.RequestContext.HTTP.Method, "POST"},
+		{"http.path", ev.RequestContext.HTTP.Path, "/a/b"},
+		{"sourceIp", ev.RequestContext.HTTP.SourceIP, "127.0.0.1"},
+		{"requestId", ev.RequestContext.RequestID, h.Get("X-Tern-Request-Id")},
+		{"awsRequestId", got.Ctx.AwsRequestID, h.Get("X-Tern-Request-Id")},
+		{"functionName", got.Ctx.FunctionName, "echo"},
+		{"functionVersion", got.Ctx.FunctionVersion, "1"},
+		{"memoryLimitInMB", got.Ctx.MemoryLimitInMB, "512"},
+		{"env GREETING", got.Env["GREETING"], "hi"},
+		{"env AWS_LAMBDA_FUNCTION_NAME", got.Env["AWS_LAMBDA_FUNCTION_NAME"], "echo"},
+		{"env AWS_LAMBDA_FUNCTION_MEMORY_SIZE", got.Env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "512"},
+		{"env _HANDLER", got.Env["_HANDLER"], "index.handler"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if len(ev.Cookies) != 2 || ev.IsBase64Encoded {
+		t.Errorf("cookies %v, isBase64Encoded %v", ev.Cookies, ev.IsBase64Encoded)
+	}
+	if !strings.Contains(got.Ctx.InvokedFunctionArn, ":function:echo") {
+		t.Errorf("invokedFunctionArn %q", got.Ctx.InvokedFunctionArn)
+	}
+	if got.Ctx.Remaining <= 0 || got.Ctx.Remaining > 30000 {
+		t.Errorf("getRemainingTimeInMillis() = %d", got.Ctx.Remaining)
+	}
+	if _, ok := got.Env["TERN_SERVER_SECRET"]; ok {
+		t.Errorf("the server's environment leaked into the instance")
+	}
+	for _, k := range []string{"AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "TZ", "PATH", "AWS_LAMBDA_FUNCTION_VERSION"} {
+		if got.Env[k] == "" {
+			t.Errorf("instance env lacks %s", k)
+		}
+	}
+
+	// Root path and a binary body.
+	status, _, body = s.Do("PUT", "/fn/echo", bytes.NewReader([]byte{0xff, 0x00, 0x01}), map[string]string{"Content-Type": "application/octet-stream"})
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Event.RawPath != "/" || !got.Event.IsBase64Encoded || got.Event.Body != "/wAB" {
+		t.Errorf("root/binary: rawPath %q base64 %v body %q", got.Event.RawPath, got.Event.IsBase64Encoded, got.Event.Body)
+	}
+}
+
+func TestHandlerStyles(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	cases := []struct {
+		name  string
+		files map[string]string
+		want  string // response body
+	}{
+		{"cjs", fn("cjs", "index.handler", map[string]string{
+			"index.js": `exports.handler = async (e) => ({ kind: "cjs", got: e.rawPath });`}), `{"kind":"cjs","got":"/"}`},
+		{"callback", fn("callback", "index.handler", map[string]string{
+			"index.js": `exports.handler = (e, ctx, cb) => { setTimeout(() => cb(null, {statusCode: 201, body: "cb"}), 5); };`}), `cb`},
+		{"esm-mjs", fn("esm-mjs", "app.handler", map[string]string{
+			"app.mjs": `export const handler = async () => ({ statusCode: 200, body: "mjs" });`}), `mjs`},
+		{"esm-type-module", fn("esm-type-module", "src/main.handler", map[string]string{
+			"package.json": `{"type": "module"}`,
+			"src/main.js":  `import { word } from "./word.js"; export const handler = async () => ({ statusCode: 200, body: word });`,
+			"src/word.js":  `export const word = "module";`}), `module`},
+		{"string-result", fn("string-result", "index.handler", map[string]string{
+			"index.js": `exports.handler = async () => "plain";`}), `"plain"`},
+		{"node-modules", fn("node-modules", "index.handler", map[string]string{
+			"node_modules/dep/index.js": `module.exports = () => "from dep";`,
+			"index.js":                  `const dep = require("dep"); exports.handler = async () => ({ statusCode: 200, body: dep() });`}), `from dep`},
+	}
+	for _, c := range cases {
+		s.Deploy(c.files)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, _, body := s.Do("GET", "/fn/"+c.name, nil, nil)
+			if status != 200 && !(c.name == "callback" && status == 201) {
+				t.Fatalf("status %d: %s", status, body)
+			}
+			if string(body) != c.want {
+				t.Errorf("body %s, want %s", body, c.want)
+			}
+		})
+	}
+}
+
+func TestFunctionFailures(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	s := testserver.Start(t, cfg)
+	s.Deploy(fn("throws", "index.handler", map[string]string{"index.js": `
+		class ValidationError extends Error { constructor(m) { super(m); this.name = "ValidationError"; } }
+		exports.handler = async () => { throw new ValidationError("bad input"); };`}))
+	s.Deploy(fn("noload", "index.handler", map[string]string{"index.js": `require("./missing-module");`}))
+	s.Deploy(fn("noexport", "index.nothere", map[string]string{"index.js": `exports.handler = async () => 1;`}))
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: slow\nruntime: nodejs\nhandler: index.handler\ntimeout: 1s\n",
+		"index.js":  `exports.handler = async (e) => { if (e.rawPath === "/hang") await new Promise(r => setTimeout(r, 60000)); return {statusCode: 200, body: "ok"}; };`,
+	})
+	s.Deploy(fn("crash", "index.handler", map[string]string{"index.js": `
+		exports.handler = async (e) => { if (e.rawPath === "/exit") process.exit(3); return {statusCode: 200, body: "alive " + process.pid}; };`}))
+
+	type errJSON struct {
+		ErrorType    string   `json:"errorType"`
+		ErrorMessage string   `json:"errorMessage"`
+		StackTrace   []string `json:"stackTrace"`
+	}
+	t.Run("handler throws", func(t *testing.T) {
+		status, h, body := s.Do("GET", "/fn/throws", nil, nil)
+		var e errJSON
+		if status != 502 || json.Unmarshal(body, &e) != nil {
+			t.Fatalf("status %d body %s", status, body)
+		}
+		if e.ErrorType != "ValidationError" || e.ErrorMessage != "bad input" || len(e.StackTrace) == 0 {
+			t.Errorf("error JSON %+v", e)
+		}
+		if h.Get("X-Tern-Function-Error") == "" {
+			t.Errorf("no X-Tern-Function-Error header")
+		}
+		// Through the API: non-2xx with the error JSON.
+		_, err := s.Client.Invoke(context.Background(), "throws", []byte(`{}`))
+		fe, ok := err.(*client.FunctionError)
+		if !ok || !strings.Contains(string(fe.Body), "ValidationError") {
+			t.Errorf("API invoke error = %v", err)
+		}
+	})
+	for _, c := range []struct{ fn, errType string }{
+		{"noload", "Runtime.ImportModuleError"},
+		{"noexport", "Runtime.HandlerNotFound"},
+	} {
+		t.Run("init error "+c.fn, func(t *testing.T) {
+			start := time.Now()
+			status, _, body := s.Do("GET", "/fn/"+c.fn, nil, nil)
+			var e errJSON
+			if status != 502 || json.Unmarshal(body, &e) != nil || e.ErrorType != c.errType {
+				t.Fatalf("status %d body %s", status, body)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("init error took %s to report", d)
+			}
+		})
+	}
+	t.Run("timeout then recovers", func(t *testing.T) {
+		status, _, body := s.Do("GET", "/fn/slow/hang", nil, nil)
+		if status != 504 {
+			t.Fatalf("status %d body %s", status, body)
+		}
+		status, _, body = s.Do("GET", "/fn/slow", nil, nil)
+		if status != 200 || string(body) != "ok" {
+			t.Fatalf("after timeout: status %d body %s", status, body)
+		}
+	})
+	t.Run("crash then recovers", func(t *testing.T) {
+		status, _, first := s.Do("GET", "/fn/crash", nil, nil)
+		if status != 200 {
+			t.Fatalf("status %d", status)
+		}
+		status, _, body := s.Do("GET", "/fn/crash/exit", nil, nil)
+		if status != 502 {
+			t.Fatalf("crash: status %d body %s", status, body)
+		}
+		status, _, second := s.Do("GET", "/fn/crash", nil, nil)
+		if status != 200 || string(second) == string(first) {
+			t.Fatalf("after crash: status %d body %s (before: %s): want a fresh instance", status, second, first)
+		}
+	})
+	t.Run("unknown function", func(t *testing.T) {
+		status, _, body := s.Do("GET", "/fn/nope", nil, nil)
+		if status != 404 || !strings.Contains(string(body), "function_not_found") {
+			t.Fatalf("status %d body %s", status, body)
+		}
+	})
+	t.Run("body too large", func(t *testing.T) {
+		big := bytes.Repeat([]byte("x"), int(cfg.MaxPayloadBytes)+1)
+		status, _, body := s.Do("POST", "/fn/crash", bytes.NewReader(big), nil)
+		if status != 413 {
+			t.Fatalf("status %d body %s", status, body)
+		}
+	})
+}
+
+func TestConcurrentRequestsScaleOut(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: busy\nruntime: nodejs\nhandler: index.handler\nscale:\n  max: 10\n",
+		"index.js":  `exports.handler = async () => { await new Promise(r => setTimeout(r, 200)); return {statusCode: 200, body: String(process.pid)}; };`,
+	})
+	const n = 30
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	pids := map[string]int{}
+	errs := make(chan string, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(s.URL() + "/fn/busy")
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(resp.Body)
+			if resp.StatusCode != 200 {
+				errs <- fmt.Sprintf("status %d: %s", resp.StatusCode, b.String())
+				return
+			}
+			mu.Lock()
+			pids[b.String()]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if len(pids) < 2 || len(pids) > 10 {
+		t.Errorf("served by %d instances, want between 2 and scale.max=10", len(pids))
+	}
+}
+
+func TestQueueFullAnswers429(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.Dispatch.MaxQueue = 1
+	cfg.Dispatch.MaxQueueWait = 300 * time.Millisecond
+	s := testserver.Start(t, cfg)
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: one\nruntime: nodejs\nhandler: index.handler\nscale:\n  max: 1\n",
+		"index.js":  `exports.handler = async () => { await new Promise(r => setTimeout(r, 1500)); return "done"; };`,
+	})
+	var wg sync.WaitGroup
+	statuses := make(chan int, 3)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _, _ := s.Do("GET", "/fn/one", nil, nil)
+			statuses <- status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for st := range statuses {
+		count[st]++
+	}
+	if count[200] != 1 || count[429] != 2 {
+		t.Errorf("statuses %v: want one 200 and two 429 (one queue full, one waited too long)", count)
+	}
+}
+
+func TestBadPackagesRefused(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.Package.MaxBytes = 64 << 10
+	s := testserver.Start(t, cfg)
+	manifest := [2]string{"tern.yaml", "name: evil\nruntime: nodejs\nhandler: index.handler\n"}
+	index := [2]string{"index.js", "exports.handler = async () => 1;"}
+	big := make([]byte, 0, 200<<10)
+	for i := 0; len(big) < 200<<10; i++ {
+		big = fmt.Appendf(big, "%d,", i*7919%1000003) // poorly compressible
+	}
+	cases := []struct {
+		name, code string
+		zip        []byte
+	}{
+		{"dotdot", "invalid_package", testserver.Zip(t, manifest, index, [2]string{"../escape.js", "x"})},
+		{"absolute", "invalid_package", testserver.Zip(t, manifest, index, [2]string{"/etc/cron.d/x", "x"})},
+		{"link escapes", "invalid_package", testserver.Zip(t, manifest, index, [2]string{"lib@../../etc/passwd", ""})},
+		{"absolute link", "invalid_package", testserver.Zip(t, manifest, index, [2]string{"lib@/etc/passwd", ""})},
+		{"too large", "package_too_large", testserver.Zip(t, manifest, index, [2]string{"big.txt", string(big)})},
+		{"not a zip", "invalid_package", []byte("this is not a zip file")},
+		{"no manifest", "invalid_package", testserver.Zip(t, index)},
+		{"bad manifest", "invalid_manifest", testserver.Zip(t, [2]string{"tern.yaml", "name: evil\nruntime: cobol\nhandler: index.handler\n"}, index)},
+		{"bad timeout", "invalid_manifest", testserver.Zip(t, [2]string{"tern.yaml", "name: evil\nruntime: nodejs\nhandler: index.handler\ntimeout: 20m\n"}, index)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, _, body := s.Do("POST", "/v1/functions", bytes.NewReader(c.zip),
+				map[string]string{"Authorization": "Bearer " + s.Token(), "Content-Type": "application/zip"})
+			var e struct{ Error, Code string }
+			if status != 400 || json.Unmarshal(body, &e) != nil || e.Code != c.code || e.Error == "" {
+				t.Fatalf("status %d body %s, want 400 %s", status, body, c.code)
+			}
+		})
+	}
+	// Nothing was stored: no function, no code object.
+	fns, err := s.Client.List(context.Background())
+	if err != nil || len(fns) != 0 {
+		t.Fatalf("functions after refused deploys: %v %v", fns, err)
+	}
+	entries, err := os.ReadDir(cfg.DataDir + "/code")
+	if err == nil && len(entries) != 0 {
+		t.Errorf("code cache has %d entries", len(entries))
+	}
+	if err := testserver.CodeObjects(s.Server); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	for _, c := range []struct {
+		name, header string
+	}{
+		{"missing", ""},
+		{"wrong", "Bearer tern_wrong"},
+		{"not bearer", "Basic dXNlcjpwYXNz"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := map[string]string{}
+			if c.header != "" {
+				h["Authorization"] = c.header
+			}
+			status, _, body := s.Do("GET", "/v1/functions", nil, h)
+			var e struct{ Error, Code string }
+			if status != 401 || json.Unmarshal(body, &e) != nil || e.Code != "unauthorized" {
+				t.Fatalf("status %d body %s", status, body)
+			}
+		})
+	}
+	status, _, _ := s.Do("GET", "/v1/functions", nil, map[string]string{"Authorization": "Bearer " + s.Token()})
+	if status != 200 {
+		t.Fatalf("with the token: status %d", status)
+	}
+	status, _, _ = s.Do("GET", "/healthz", nil, nil)
+	if status != 200 {
+		t.Fatalf("healthz: status %d", status)
+	}
+	info, err := os.Stat(s.Config.DataDir + "/admin.token")
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v mode %v", err, info.Mode())
+	}
+}
+
+func TestRestartKeepsFunctions(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	s := testserver.Start(t, cfg)
+	s.Deploy(fn("keep", "index.handler", map[string]string{"index.js": `exports.handler = async () => ({statusCode: 200, body: "v1"});`}))
+	s.Deploy(fn("keep", "index.handler", map[string]string{"index.js": `exports.handler = async () => ({statusCode: 200, body: "v2"});`}))
+	s.Deploy(fn("other", "index.handler", map[string]string{"index.js": `exports.handler = async () => ({statusCode: 200, body: "other"});`}))
+	if status, _, body := s.Do("GET", "/fn/keep", nil, nil); status != 200 || string(body) != "v2" {
+		t.Fatalf("before restart: %d %s", status, body)
+	}
+	token := s.Token()
+	s.Stop()
+
+	s2 := testserver.Start(t, cfg)
+	if s2.Token() != token {
+		t.Errorf("the admin token changed across a restart")
+	}
+	for name, want := range map[string]string{"keep": "v2", "other": "other"} {
+		if status, _, body := s2.Do("GET", "/fn/"+name, nil, nil); status != 200 || string(body) != want {
+			t.Errorf("after restart %s: %d %s", name, status, body)
+		}
+	}
+	raw, err := s2.Client.Get(context.Background(), "keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Version  int
+		Versions []struct{ Version int }
+	}
+	if err := json.Unmarshal(raw, &got); err != nil || got.Version != 2 || len(got.Versions) != 2 {
+		t.Errorf("after restart: %s", raw)
+	}
+}
+
+func TestDeleteStopsInstances(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(fn("gone", "index.handler", map[string]string{"index.js": `exports.handler = async () => process.pid;`}))
+	out, err := s.Client.Invoke(context.Background(), "gone", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := json.Unmarshal(out, &pid); err != nil || pid <= 0 {
+		t.Fatalf("pid %s", out)
+	}
+	if err := s.Client.Delete(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	testserver.Eventually(t, 5*time.Second, "the instance process to exit", func() bool {
+		return !processAlive(pid)
+	})
+	if status, _, _ := s.Do("GET", "/fn/gone", nil, nil); status != 404 {
+		t.Errorf("after delete: status %d", status)
+	}
+	err = s.Client.Delete(context.Background(), "gone")
+	if ce, ok := err.(*client.Error); !ok || ce.Status != 404 {
+		t.Errorf("second delete: %v", err)
+	}
+}
+
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// A zombie (state Z) has exited.
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+func TestLogs(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(fn("chatty", "index.handler", map[string]string{"index.js": `
+		exports.handler = async (e) => { console.log("hello", e.rawPath, "\nline two"); process.stderr.write("to stderr\n"); return "ok"; };`}))
+	_, h, _ := s.Do("GET", "/fn/chatty/first", nil, nil)
+	first := h.Get("X-Tern-Request-Id")
+	_, h, _ = s.Do("GET", "/fn/chatty/second", nil, nil)
+	second := h.Get("X-Tern-Request-Id")
+
+	var entries []logs.Entry
+	testserver.Eventually(t, 5*time.Second, "both REPORT lines", func() bool {
+		entries = entries[:0]
+		err := s.Client.Logs(context.Background(), "chatty", client.LogQuery{}, func(e *logs.Entry) error {
+			entries = append(entries, *e)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range entries {
+			if strings.HasPrefix(e.Message, "REPORT") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	var lines []string
+	for _, e := range entries {
+		if e.RequestID == first {
+			lines = append(lines, e.Stream+": "+e.Message)
+		}
+	}
+	// START first, END and REPORT last; stdout and stderr are separate pipes,
+	// so their lines may come in either order between them.
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "platform: START") ||
+		!strings.HasPrefix(lines[3], "platform: END") || !strings.HasPrefix(lines[4], "platform: REPORT") {
+		t.Fatalf("lines of the first request:\n%s", strings.Join(lines, "\n"))
+	}
+	middle := strings.Join(lines[1:3], "\n")
+	if !strings.Contains(middle, "stderr: to stderr") || !strings.Contains(middle, "stdout: ") ||
+		!strings.Contains(middle, "INFO\thello /first \rline two") {
+		t.Errorf("output lines:\n%s", middle)
+	}
+	if !strings.Contains(lines[4], "Billed Duration:") || !strings.Contains(lines[4], "Max Memory Used:") || !strings.Contains(lines[4], "Init Duration:") {
+		t.Errorf("REPORT of a cold start: %q", lines[4])
+	}
+	// Filter by request id.
+	var n int
+	err := s.Client.Logs(context.Background(), "chatty", client.LogQuery{RequestID: second}, func(e *logs.Entry) error {
+		if e.RequestID != second {
+			t.Errorf("entry of %s in a query for %s", e.RequestID, second)
+		}
+		if strings.HasPrefix(e.Message, "REPORT") && strings.Contains(e.Message, "Init Duration") {
+			t.Errorf("warm REPORT has an Init Duration: %q", e.Message)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != 5 {
+		t.Errorf("request filter: %d entries, err %v", n, err)
+	}
+	// Follow: a new invocation's lines arrive on an open stream.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := make(chan string, 100)
+	go func() {
+		_ = s.Client.Logs(ctx, "chatty", client.LogQuery{Follow: true, Grep: "/third"}, func(e *logs.Entry) error {
+			got <- e.Message
+			return nil
+		})
+	}()
+	time.Sleep(200 * time.Millisecond) // let the follower subscribe
+	s.Do("GET", "/fn/chatty/third", nil, nil)
+	select {
+	case m := <-got:
+		if !strings.Contains(m, "hello /third") {
+			t.Errorf("followed line %q", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("follow: no line arrived")
+	}
+}
+
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(fn("patient", "index.handler", map[string]string{"index.js": `
+		exports.handler = async () => { await new Promise(r => setTimeout(r, 700)); return {statusCode: 200, body: "finished"}; };`}))
+	if status, _, _ := s.Do("GET", "/fn/patient", nil, nil); status != 200 { // warm it
+		t.Fatalf("warm-up status %d", status)
+	}
+	done := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(s.URL() + "/fn/patient")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		done <- fmt.Sprintf("%d %s", resp.StatusCode, b.String())
+	}()
+	time.Sleep(200 * time.Millisecond)
+	s.Stop()
+	if got := <-done; got != "200 finished" {
+		t.Errorf("in-flight request during shutdown: %s", got)
+	}
+}
