@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// loadResult is one closed-loop load phase against one URL.
+type loadResult struct {
+	Target string
+	C      int
+	Window time.Duration // the measured window (after warm-up)
+
+	OK       int             // 200 with the expected body, inside the window
+	Non200   int             // other statuses inside the window
+	BadBody  int             // 200 with another body
+	Errors   int             // transport errors inside the window
+	FirstBad string          // the first failure seen, for the report
+	WarmBad  int             // failures of any kind during the warm-up
+	Lat      []time.Duration // latencies of OK requests, sorted
+
+	// CPU used during the measured window, when measured.
+	ServerCPU  time.Duration // tern (Go process) or the baseline node server
+	FuncCPU    time.Duration // tern's node instances; 0 for the baseline
+	LoadgenCPU time.Duration // this process
+	Instances  int           // tern's node instances at the end of the window
+	HaveCPU    bool
+}
+
+func (r *loadResult) rps() float64 { return float64(r.OK) / r.Window.Seconds() }
+
+// failed counts every non-OK outcome inside the window.
+func (r *loadResult) failed() int { return r.Non200 + r.BadBody + r.Errors }
+
+// perReq is CPU time per OK request.
+func (r *loadResult) perReq(d time.Duration) time.Duration {
+	if r.OK == 0 {
+		return 0
+	}
+	return d / time.Duration(r.OK)
+}
+
+// workerStats is one load goroutine's tally.
+type workerStats struct {
+	lat                            []time.Duration
+	non200, badBody, errs, warmBad int
+	firstBad                       string
+}
+
+// runLoad drives url with c goroutines, each sending its next request as
+// soon as the previous one is answered, over keep-alive connections. The
+// first warmup is not measured; then every request that starts and ends
+// inside the next dur counts. onStart and onEnd run at the window's edges
+// (to read CPU counters).
+func runLoad(ctx context.Context, url string, want []byte, c int, warmup, dur time.Duration, onStart, onEnd func()) *loadResult {
+	tr := &http.Transport{
+		MaxIdleConns:        2 * c,
+		MaxIdleConnsPerHost: 2 * c,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	begin := time.Now()
+	mStart := begin.Add(warmup)
+	mEnd := mStart.Add(dur)
+
+	ctl := make(chan struct{})
+	go func() {
+		defer close(ctl)
+		t := time.NewTimer(time.Until(mStart))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		if onStart != nil {
+			onStart()
+		}
+		t.Reset(time.Until(mEnd))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		if onEnd != nil {
+			onEnd()
+		}
+	}()
+
+	stats := make([]workerStats, c)
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := &stats[w]
+			// Room for the expected rate at a few thousand req/s per worker.
+			st.lat = make([]time.Duration, 0, 1<<14)
+			buf := make([]byte, 0, 512)
+			for ctx.Err() == nil {
+				s := time.Now()
+				if s.After(mEnd) {
+					return
+				}
+				status, body, err := get(ctx, client, url, buf[:0])
+				e := time.Now()
+				buf = body
+				inWindow := !s.Before(mStart) && !e.After(mEnd)
+				bad := ""
+				switch {
+				case err != nil:
+					if ctx.Err() != nil {
+						return
+					}
+					bad = err.Error()
+					if inWindow {
+						st.errs++
+					}
+				case status != http.StatusOK:
+					bad = fmt.Sprintf("HTTP %d: %.200s", status, body)
+					if inWindow {
+						st.non200++
+					}
+				case !bytes.Equal(body, want):
+					bad = fmt.Sprintf("unexpected body %.200q", body)
+					if inWindow {
+						st.badBody++
+					}
+				default:
+					if inWindow {
+						st.lat = append(st.lat, e.Sub(s))
+					}
+				}
+				if bad != "" {
+					if !s.After(mStart) {
+						st.warmBad++
+					}
+					if st.firstBad == "" {
+						st.firstBad = bad
+					}
+					if err != nil {
+						time.Sleep(time.Millisecond) // don't spin on a dead server
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	<-ctl
+
+	r := &loadResult{Target: url, C: c, Window: dur}
+	for i := range stats {
+		st := &stats[i]
+		r.Lat = append(r.Lat, st.lat...)
+		r.Non200 += st.non200
+		r.BadBody += st.badBody
+		r.Errors += st.errs
+		r.WarmBad += st.warmBad
+		if r.FirstBad == "" {
+			r.FirstBad = st.firstBad
+		}
+	}
+	r.OK = len(r.Lat)
+	slices.Sort(r.Lat)
+	return r
+}
+
+// get sends one GET and reads the whole body into buf.
+func get(ctx context.Context, client *http.Client, url string, buf []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, buf, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, buf, err
+	}
+	defer resp.Body.Close()
+	b := bytes.NewBuffer(buf)
+	_, err = b.ReadFrom(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, b.Bytes(), err
+}
+
+// percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	k := int(math.Ceil(float64(len(sorted))*p/100)) - 1
+	k = max(0, min(k, len(sorted)-1))
+	return sorted[k]
+}
