@@ -31,6 +31,7 @@ type loadResult struct {
 	FuncCPU    time.Duration // tern's node instances; 0 for the baseline
 	LoadgenCPU time.Duration // this process
 	Instances  int           // tern's node instances at the end of the window
+	Busy       time.Duration // all CPUs of the machine, busy time
 	HaveCPU    bool
 }
 

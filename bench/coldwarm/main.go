@@ -560,7 +560,7 @@ func (e *env) warmPhases(ctx context.Context) ([]*loadResult, error) {
 			}
 			logf("warm: %s, c=%d, %s warm-up + %s measured", t.name, c, e.cfg.warmup, e.cfg.duration)
 			var srv0, srv1, fn0, fn1 cpuSnapshot
-			var self0, self1 time.Duration
+			var self0, self1, busy0, busy1 time.Duration
 			var instances int
 			pids := func() ([]int, []int) {
 				if t.tern {
@@ -570,11 +570,11 @@ func (e *env) warmPhases(ctx context.Context) ([]*loadResult, error) {
 			}
 			onStart := func() {
 				s, f := pids()
-				srv0, fn0, self0 = snapshot(s), snapshot(f), selfCPU()
+				srv0, fn0, self0, busy0 = snapshot(s), snapshot(f), selfCPU(), machineBusy()
 			}
 			onEnd := func() {
 				s, f := pids()
-				srv1, fn1, self1 = snapshot(s), snapshot(f), selfCPU()
+				srv1, fn1, self1, busy1 = snapshot(s), snapshot(f), selfCPU(), machineBusy()
 				instances = len(f)
 			}
 			r := runLoad(ctx, t.url, helloBody, c, e.cfg.warmup, e.cfg.duration, onStart, onEnd)
@@ -588,6 +588,7 @@ func (e *env) warmPhases(ctx context.Context) ([]*loadResult, error) {
 				r.FuncCPU = cpuSince(fn0, fn1)
 				r.LoadgenCPU = self1 - self0
 				r.Instances = instances
+				r.Busy = busy1 - busy0
 			}
 			logf("warm: %s, c=%d: %d ok (%.0f req/s), p50 %s, p99 %s, %d failed in window, %d during warm-up",
 				t.name, c, r.OK, r.rps(), us(percentile(r.Lat, 50)), us(percentile(r.Lat, 99)), r.failed(), r.WarmBad)
@@ -651,8 +652,8 @@ func (e *env) report(cold *coldResult, warm []*loadResult) string {
 	}
 
 	p("\n### Warm, closed loop\n\n")
-	p("| c | target | requests | req/s | p50 | p99 | failed | server CPU/req | function CPU/req | load-gen CPU/req |\n")
-	p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| c | target | requests | req/s | p50 | p99 | failed | server CPU/req | function CPU/req | load-gen CPU/req | machine busy (others) |\n")
+	p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range warm {
 		target := "Tern `/fn/hello`"
 		fn := "–"
@@ -661,14 +662,22 @@ func (e *env) report(cold *coldResult, warm []*loadResult) string {
 		} else if r.HaveCPU {
 			fn = fmt.Sprintf("%s (%d inst.)", us(r.perReq(r.FuncCPU)), r.Instances)
 		}
-		srv, lg := "–", "–"
+		srv, lg, busy := "–", "–", "–"
 		if r.HaveCPU {
 			srv, lg = us(r.perReq(r.ServerCPU)), us(r.perReq(r.LoadgenCPU))
+			capacity := float64(r.Window) * float64(runtime.NumCPU())
+			others := r.Busy - r.ServerCPU - r.FuncCPU - r.LoadgenCPU
+			busy = fmt.Sprintf("%.0f%% (%.0f%%)", 100*float64(r.Busy)/capacity, max(0, 100*float64(others)/capacity))
 		}
-		p("| %d | %s | %d | %.0f | %s | %s | %d | %s | %s | %s |\n",
-			r.C, target, r.OK, r.rps(), us(percentile(r.Lat, 50)), us(percentile(r.Lat, 99)), r.failed(), srv, fn, lg)
+		p("| %d | %s | %d | %.0f | %s | %s | %d | %s | %s | %s | %s |\n",
+			r.C, target, r.OK, r.rps(), us(percentile(r.Lat, 50)), us(percentile(r.Lat, 99)), r.failed(), srv, fn, lg, busy)
 	}
 
+	p("\nLatencies are per request, client side (request sent → body read), over requests that started and ended in the window. "+
+		"CPU per request is user+system time from /proc/<pid>/stat (10 ms ticks) over the window divided by the requests: "+
+		"server = the `tern serve` Go process or the baseline node process; function = the sum over tern's node instances (count at the end of the window); "+
+		"load-gen = this benchmark's own process. Machine busy = all CPUs' busy time from /proc/stat as a share of %d CPUs × window; "+
+		"in parentheses the part not attributed to those processes (other processes, interrupts/softirq).\n", runtime.NumCPU())
 	p("\n| c | req/s Tern ÷ node | p50 overhead | p99 overhead | total server-side CPU/req Tern ÷ node |\n")
 	p("|---:|---:|---:|---:|---:|\n")
 	for i := 0; i+1 < len(warm); i += 2 {
@@ -776,13 +785,35 @@ func memMiB() int64 {
 	return int64(si.Totalram) * int64(si.Unit) >> 20
 }
 
-// gitRev is the module's commit, read-only.
+// gitRev is the module's commit and whether the code tern is built from
+// differs from it (read-only git commands).
 func gitRev(root string) string {
-	cmd := exec.Command("git", "rev-parse", "--short", "HEAD")
-	cmd.Dir = root
-	out, err := cmd.Output()
+	git := func(args ...string) (string, error) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	rev, err := git("rev-parse", "--short", "HEAD")
 	if err != nil {
 		return "(unknown commit)"
 	}
-	return "commit " + strings.TrimSpace(string(out))
+	src := []string{"--", "cmd", "internal", "go.mod", "go.sum"}
+	var changed []string
+	if out, err := git(append([]string{"diff", "--name-only", "HEAD"}, src...)...); err == nil && out != "" {
+		changed = append(changed, strings.Fields(out)...)
+	}
+	if out, err := git(append([]string{"ls-files", "--others", "--exclude-standard"}, src...)...); err == nil {
+		changed = append(changed, strings.Fields(out)...)
+	}
+	var built []string
+	for _, f := range changed {
+		if !strings.HasSuffix(f, "_test.go") { // tests are not in the binary
+			built = append(built, f)
+		}
+	}
+	if len(built) > 0 {
+		return "commit " + rev + " + uncommitted changes to " + strings.Join(built, ", ")
+	}
+	return "commit " + rev
 }
