@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,10 +75,19 @@ func Read(ctx context.Context, js jetstream.JetStream, q Query, fn func(*Entry) 
 			}
 			return fmt.Errorf("logs: read: %w", err)
 		}
-		var e Entry
-		if err := json.Unmarshal(msg.Data(), &e); err == nil && q.match(&e) {
-			if err := fn(&e); err != nil {
-				return err
+		// A message holds one or more entries, one JSON object a line.
+		for data := msg.Data(); len(data) > 0; {
+			line := data
+			if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				line, data = data[:i], data[i+1:]
+			} else {
+				data = nil
+			}
+			var e Entry
+			if err := json.Unmarshal(line, &e); err == nil && q.match(&e) {
+				if err := fn(&e); err != nil {
+					return err
+				}
 			}
 		}
 		if !q.Follow {

@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,7 +34,7 @@ type Sink struct {
 	log     *slog.Logger
 	ch      chan item
 	dropped atomic.Uint64
-	failed  atomic.Uint64
+	failed  atomic.Int64
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -69,40 +70,65 @@ func (s *Sink) put(it item) {
 // Dropped is how many entries were dropped because the buffer was full;
 // Failed how many the store refused.
 func (s *Sink) Dropped() uint64 { return s.dropped.Load() }
-func (s *Sink) Failed() uint64  { return s.failed.Load() }
+func (s *Sink) Failed() int64   { return s.failed.Load() }
+
+// linger is how long the Sink waits for more entries after the first one of
+// a batch: a few milliseconds of log latency buy one store message for many
+// entries instead of one each.
+const linger = 2 * time.Millisecond
+
+// maxMessage bounds one store message (NATS refuses payloads over 1 MB).
+const maxMessage = 256 << 10
 
 func (s *Sink) run() {
 	defer close(s.done)
-	batch := make([]item, 0, 256)
+	batch := make([]item, 0, 512)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		select {
 		case it := <-s.ch:
 			batch = append(batch[:0], it)
+			timer.Reset(linger)
 		fill:
 			for len(batch) < cap(batch) {
 				select {
 				case it := <-s.ch:
 					batch = append(batch, it)
-				default:
+				case <-timer.C:
+					break fill
+				case <-s.stop:
 					break fill
 				}
 			}
+			timer.Stop()
 			s.publish(batch)
 		case <-s.stop:
 			// Flush what is queued, then stop.
 			for {
-				select {
-				case it := <-s.ch:
-					s.publish([]item{it})
-				default:
+				batch = batch[:0]
+			drain:
+				for len(batch) < cap(batch) {
+					select {
+					case it := <-s.ch:
+						batch = append(batch, it)
+					default:
+						break drain
+					}
+				}
+				if len(batch) == 0 {
 					return
 				}
+				s.publish(batch)
 			}
 		}
 	}
 }
 
+// publish sends a batch as one message per function: its entries as JSON
+// lines, split where a message would grow past maxMessage.
 func (s *Sink) publish(batch []item) {
+	bufs := make(map[string][]byte, 4)
 	for i := range batch {
 		it := &batch[i]
 		if it.report != nil {
@@ -113,16 +139,29 @@ func (s *Sink) publish(batch []item) {
 			s.failed.Add(1)
 			continue
 		}
-		if _, err := s.pub.PublishAsync(store.LogsSubjectPrefix+it.e.Function, data); err != nil {
-			if n := s.failed.Add(1); n == 1 || n%1000 == 0 {
-				s.log.Warn("logs: publish failed", "err", err, "failed_total", n)
-			}
+		buf := bufs[it.e.Function]
+		if len(buf) > 0 && len(buf)+len(data) > maxMessage {
+			s.send(it.e.Function, buf)
+			buf = nil
 		}
+		bufs[it.e.Function] = append(append(buf, data...), '\n')
+	}
+	for fn, buf := range bufs {
+		s.send(fn, buf)
 	}
 	select {
 	case <-s.pub.PublishAsyncComplete():
 	case <-time.After(5 * time.Second):
 		s.log.Warn("logs: store slow to acknowledge log entries")
+	}
+}
+
+func (s *Sink) send(function string, data []byte) {
+	if _, err := s.pub.PublishAsync(store.LogsSubjectPrefix+function, data); err != nil {
+		lost := int64(bytes.Count(data, []byte{'\n'}))
+		if n := s.failed.Add(lost); n == lost || n/1000 != (n-lost)/1000 {
+			s.log.Warn("logs: publish failed", "err", err, "failed_total", n)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -133,6 +134,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 	}, s.registry, s.disp, s.store.JS, log)
 	mux.Handle("/v1/", auth.Require(tok, a.Handler()))
+	mux.Handle("/v1/debug/pprof/", auth.Require(tok, debugHandler()))
 
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -219,4 +221,16 @@ func (s *Server) CodeObjectCount(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	return len(infos), err
+}
+
+// debugHandler serves Go's profiles under /v1/debug/pprof/ (behind the
+// API's authentication).
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return http.StripPrefix("/v1", mux)
 }
