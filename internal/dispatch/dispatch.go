@@ -117,13 +117,23 @@ func (d *Dispatcher) Start() {
 // *runtime.InitError, runtime.ErrTimeout, runtime.ErrCrashed and context
 // errors.
 func (d *Dispatcher) Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*Outcome, error) {
-	p, err := d.pool(v)
-	if err != nil {
-		return nil, err
-	}
 	timeout := v.Manifest.Timeout.D()
 	wait := min(d.cfg.MaxQueueWait, timeout)
-	s, err := p.acquire(ctx, wait)
+	var (
+		p   *pool
+		s   *slot
+		err error
+	)
+	for {
+		if p, err = d.pool(v); err != nil {
+			return nil, err
+		}
+		s, err = p.acquire(ctx, wait)
+		if !errors.Is(err, errRetired) {
+			break
+		}
+		// The janitor forgot the pool as we found it: look again.
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +280,7 @@ func (d *Dispatcher) reap(now time.Time) {
 	for _, p := range pools {
 		if p.reap(now) {
 			d.mu.Lock()
-			if d.pools[p.v.Key()] == p && p.empty() {
+			if d.pools[p.v.Key()] == p && p.retire() {
 				delete(d.pools, p.v.Key())
 			}
 			d.mu.Unlock()

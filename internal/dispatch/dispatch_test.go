@@ -269,7 +269,7 @@ func TestManyConcurrentInvocationsRespectMax(t *testing.T) {
 				t.Errorf("%d invocations failed, %d crashed", failed.Load(), crashes.Load())
 			}
 			f.mu.Lock()
-			starts, maxLive, live := f.starts, f.maxLive, f.live
+			starts, maxLive := f.starts, f.maxLive
 			f.mu.Unlock()
 			if maxLive > maxN {
 				t.Errorf("%d instances at once, max is %d", maxLive, maxN)
@@ -281,10 +281,13 @@ func TestManyConcurrentInvocationsRespectMax(t *testing.T) {
 				t.Errorf("started %d instances for %d crashes, max is %d", starts, crashes.Load(), maxN)
 			}
 			f.checkNoOverlap(t)
-			st, _ := poolStats(d, "f", 1)
-			if st.Instances != live || st.Idle != live || st.Queued != 0 || st.Starting != 0 {
-				t.Errorf("Stats = %+v with %d live instances", st, live)
-			}
+			// A replacement started for a waiter that was then served by
+			// another instance may still be coming up.
+			eventually(t, "pool settled", func() bool {
+				st, _ := poolStats(d, "f", 1)
+				live := f.liveCount()
+				return st.Instances == live && st.Idle == live && st.Queued == 0 && st.Starting == 0
+			})
 		})
 	}
 }
@@ -393,8 +396,8 @@ func TestCancelledWaiterLeavesQueue(t *testing.T) {
 			return ctx, cancel
 		}, context.Canceled},
 		{"deadline", func() (context.Context, func()) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-			return ctx, func() { defer cancel(); <-ctx.Done() }
+			ctx := &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
+			return ctx, func() { close(ctx.done) } // the deadline passes when the test says
 		}, context.DeadlineExceeded},
 		{"cancel with cause", func() (context.Context, func()) {
 			ctx, cancel := context.WithCancelCause(context.Background())
@@ -454,6 +457,23 @@ func TestCancelledWaiterLeavesQueue(t *testing.T) {
 	}
 }
 
+// deadlineCtx is a context whose deadline passes when done is closed.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c *deadlineCtx) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
 func TestStartFailureIsReturnedPromptly(t *testing.T) {
 	initErr := &runtime.InitError{FunctionError: runtime.FunctionError{Type: "Runtime.ImportModuleError"}, Duration: time.Millisecond}
 	tests := []struct {
@@ -481,7 +501,7 @@ func TestStartFailureIsReturnedPromptly(t *testing.T) {
 			if !errors.Is(err, tc.err) || out != nil {
 				t.Fatalf("Invoke = %+v, %v; want nil, %v", out, err, tc.err)
 			}
-			if var_ := (*runtime.InitError)(nil); tc.err == initErr && (!errors.As(err, &var_) || var_ != initErr) {
+			if ie := (*runtime.InitError)(nil); tc.err == initErr && (!errors.As(err, &ie) || ie != initErr) {
 				t.Errorf("err %v is not the start's *runtime.InitError", err)
 			}
 			if c.elapsed > testTimeout/2 {
@@ -655,63 +675,26 @@ func TestFailedInvocationStartsReplacementForWaiter(t *testing.T) {
 func TestDeadIdleInstanceIsNotHandedOut(t *testing.T) {
 	tests := []struct {
 		name     string
-		kill     []string // idle instances (f-1-i1 released first) that die
+		idle     int      // idle instances, f-1-i1 released first
+		kill     []string // those that die while idle
 		want     string   // instance that serves next
 		wantCold bool
 	}{
-		{"only instance died", []string{"f-1-i1"}, "f-1-i3", true},
-		{"both died", []string{"f-1-i1", "f-1-i2"}, "f-1-i3", true},
-		{"most recent died", []string{"f-1-i2"}, "f-1-i1", false},
-		{"older died", []string{"f-1-i1"}, "f-1-i2", false},
+		{"only instance died", 1, []string{"f-1-i1"}, "f-1-i2", true},
+		{"all died", 2, []string{"f-1-i1", "f-1-i2"}, "f-1-i3", true},
+		{"most recent died", 2, []string{"f-1-i2"}, "f-1-i1", false},
+		{"older died", 2, []string{"f-1-i1"}, "f-1-i2", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFleet()
 			d := newDispatcher(t, Config{}, f)
 			v := version("f", 1, nil)
-			ctx := context.Background()
-			// Two idle instances: f-1-i1 released before f-1-i2.
-			f.gates.hold("a", "b")
-			a, b := goInvoke(ctx, d, v, "a"), goInvoke(ctx, d, v, "b")
-			eventually(t, "two running", func() bool { return f.runningCount() == 2 })
-			for _, c := range []*call{a, b} {
-				in := f.get("f-1-i1")
-				if c == b {
-					in = f.get("f-1-i2")
-				}
-				_ = in
-			}
-			// Release the one on f-1-i1 first.
-			first, second := a, b
-			f.gates.open("a")
-			out, err := a.wait(t)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if out.Instance != "f-1-i1" {
-				first, second = b, a
-				f.gates.open("b")
-				if _, err := b.wait(t); err != nil {
-					t.Fatal(err)
-				}
-				// a ran on f-1-i2 and is already idle; order is i2, i1.
-				// Redo with the roles swapped: release nothing more.
-				_ = first
-				_ = second
-				t.Skip("instance numbering differs from the release order")
-			}
-			f.gates.open("b")
-			if _, err := b.wait(t); err != nil {
-				t.Fatal(err)
-			}
-			if tc.name == "only instance died" {
-				// Leave one idle instance: discard f-1-i2 by a failure.
-				f.kill(f.get("f-1-i2"))
-			}
+			makeIdle(t, d, f, v, tc.idle)
 			for _, id := range tc.kill {
 				f.kill(f.get(id))
 			}
-			out, err = d.Invoke(ctx, v, "next", nil)
+			out, err := d.Invoke(context.Background(), v, "next", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -719,11 +702,12 @@ func TestDeadIdleInstanceIsNotHandedOut(t *testing.T) {
 				t.Errorf("served by %s (cold %v), want %s (cold %v)", out.Instance, out.Cold, tc.want, tc.wantCold)
 			}
 			for _, id := range tc.kill {
-				in := f.get(id)
-				if n := in.invokes.Load(); n != 1 {
+				if n := f.get(id).invokes.Load(); n != 1 {
 					t.Errorf("dead %s got %d invocations, want 1", id, n)
 				}
 			}
+			// Those met on the way are stopped now, the others by the janitor.
+			d.reap(time.Now())
 			eventually(t, "dead idle instances stopped", func() bool {
 				for _, id := range tc.kill {
 					if f.get(id).stops.Load() == 0 {
@@ -732,6 +716,584 @@ func TestDeadIdleInstanceIsNotHandedOut(t *testing.T) {
 				}
 				return true
 			})
+			live := f.startCount() - len(tc.kill)
+			if st, _ := poolStats(d, "f", 1); st.Instances != live || st.Idle != live {
+				t.Errorf("Stats = %+v, want %d instances, all idle", st, live)
+			}
 		})
+	}
+}
+
+// makeIdle leaves n idle instances of v, numbered in start order and
+// released in that order (the last one is the most recently used). v must
+// have no instances yet.
+func makeIdle(t *testing.T, d *Dispatcher, f *fleet, v *registry.Version, n int) {
+	t.Helper()
+	base := f.startCount()
+	var calls []*call
+	for i := range n {
+		id := fmt.Sprintf("make-idle-%d-%d", base, i)
+		f.gates.hold(id)
+		calls = append(calls, goInvoke(context.Background(), d, v, id))
+		// Each invocation waits for its own start, so the i-th runs on the
+		// i-th instance.
+		eventually(t, "instance started and running", func() bool { return f.startCount() == base+i+1 && f.runningCount() >= i+1 })
+	}
+	for i, c := range calls {
+		f.gates.open(c.id)
+		out, err := c.wait(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("%s-%d-i%d", v.Function, v.Number, base+i+1); out.Instance != want {
+			t.Fatalf("%s ran on %s, want %s", c.id, out.Instance, want)
+		}
+	}
+}
+
+func TestJanitorReapsIdleInstancesDownToMin(t *testing.T) {
+	tests := []struct {
+		name string
+		min  int
+	}{
+		{"min 0", 0},
+		{"min 1", 1},
+		{"min 2", 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet()
+			d := newDispatcher(t, Config{ReapInterval: 10 * time.Millisecond}, f)
+			v := version("f", 1, scale(tc.min, 5, 30*time.Millisecond))
+			makeIdle(t, d, f, v, 3)
+			d.Start()
+			eventually(t, "idle instances reaped", func() bool {
+				st, ok := poolStats(d, "f", 1)
+				if tc.min == 0 {
+					return f.liveCount() == 0 && !ok // and the empty pool forgotten
+				}
+				return f.liveCount() == tc.min && st.Instances == tc.min
+			})
+			// Oldest idle go first: the most recently released survive.
+			for i, in := range f.instances() {
+				stopped := in.stops.Load() > 0
+				if wantStopped := i < 3-tc.min; stopped != wantStopped {
+					t.Errorf("%s stopped = %v, want %v", in.id, stopped, wantStopped)
+				}
+			}
+			if n := f.startCount(); n != 3 {
+				t.Errorf("Start called %d times, want 3 (min is kept by the survivors)", n)
+			}
+			_, ok := poolStats(d, "f", 1)
+			if ok != (tc.min > 0) {
+				t.Errorf("pool listed = %v after reaping; want it forgotten only when empty", ok)
+			}
+			out, err := d.Invoke(context.Background(), v, "after", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if wantCold := tc.min == 0; out.Cold != wantCold {
+				t.Errorf("after reaping: cold = %v, want %v", out.Cold, wantCold)
+			}
+		})
+	}
+}
+
+func TestReapHonoursIdleTimeAndMin(t *testing.T) {
+	// reap is driven by hand here so the clock is the test's.
+	f := newFleet()
+	d := newDispatcher(t, Config{}, f)
+	v := version("f", 1, scale(1, 5, time.Minute))
+	makeIdle(t, d, f, v, 3)
+	now := time.Now()
+	stopped := func() (n int) {
+		for _, in := range f.instances() {
+			if in.stops.Load() > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	d.reap(now.Add(30 * time.Second))
+	if n := stopped(); n != 0 {
+		t.Fatalf("%d instances stopped before scale.idle passed", n)
+	}
+	d.reap(now.Add(2 * time.Minute))
+	if n := stopped(); n != 2 {
+		t.Fatalf("%d instances stopped after scale.idle, want 2 (down to min 1)", n)
+	}
+	d.reap(now.Add(time.Hour))
+	if n := stopped(); n != 2 || f.liveCount() != 1 {
+		t.Fatalf("min not kept: %d stopped, %d live", n, f.liveCount())
+	}
+	if f.get("f-1-i3").stops.Load() != 0 {
+		t.Error("the most recently used instance was reaped")
+	}
+	// A busy instance is never reaped, even past scale.idle.
+	f.gates.hold("busy")
+	busy := goInvoke(context.Background(), d, v, "busy")
+	eventually(t, "running", func() bool { return f.runningCount() == 1 })
+	v0 := version("g", 1, scale(0, 5, time.Minute))
+	makeIdle(t, d, f, v0, 1)
+	d.reap(now.Add(time.Hour))
+	if f.get("f-1-i3").stops.Load() != 0 {
+		t.Error("busy instance reaped")
+	}
+	if f.get("g-1-i4").stops.Load() == 0 {
+		t.Error("idle instance of another pool not reaped")
+	}
+	f.gates.open("busy")
+	if _, err := busy.wait(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJanitorKeepsMinStarted(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{ReapInterval: 10 * time.Millisecond}, f)
+	v := version("f", 1, scale(2, 5, 20*time.Millisecond))
+	d.FunctionChanged("f", v)
+	eventually(t, "scale.min instances started without an invocation", func() bool {
+		st, _ := poolStats(d, "f", 1)
+		return st.Instances == 2 && st.Idle == 2 && f.liveCount() == 2
+	})
+	if n := f.startCount(); n != 2 {
+		t.Fatalf("Start called %d times, want 2", n)
+	}
+	for _, in := range f.instances() {
+		if in.v != v {
+			t.Errorf("%s started for %+v, want the current version", in.id, in.v)
+		}
+	}
+
+	d.Start()
+	// An instance that dies is replaced by the janitor.
+	f.kill(f.get("f-1-i1"))
+	eventually(t, "dead instance replaced", func() bool {
+		st, _ := poolStats(d, "f", 1)
+		return f.startCount() == 3 && f.liveCount() == 2 && st.Instances == 2 && st.Idle == 2
+	})
+	// Idle past scale.idle, but min is kept.
+	d.reap(time.Now().Add(time.Hour))
+	if n := f.liveCount(); n != 2 {
+		t.Errorf("%d live after reaping, want min 2", n)
+	}
+	// A warm-started instance's first invocation is still cold.
+	out, err := d.Invoke(context.Background(), v, "r", nil)
+	if err != nil || !out.Cold || out.Init != fakeInit || f.startCount() != 3 {
+		t.Errorf("first invocation: %+v, %v (starts %d); want cold on a pre-started instance", out, err, f.startCount())
+	}
+	out, err = d.Invoke(context.Background(), v, "r2", nil)
+	if err != nil || out.Cold {
+		t.Errorf("second invocation: %+v, %v; want warm", out, err)
+	}
+}
+
+func TestFunctionChangedDrainsOldVersion(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{ReapInterval: 10 * time.Millisecond}, f)
+	v1 := version("f", 1, scale(1, 5, 20*time.Millisecond))
+	v2 := version("f", 2, scale(1, 5, 20*time.Millisecond))
+	d.FunctionChanged("f", v1)
+	eventually(t, "v1 kept warm", func() bool { st, _ := poolStats(d, "f", 1); return st.Idle == 1 })
+	f.gates.hold("busy")
+	busy := goInvoke(context.Background(), d, v1, "busy")
+	eventually(t, "v1 busy", func() bool { return f.runningCount() == 1 })
+
+	d.FunctionChanged("f", v2)
+	eventually(t, "v2 kept warm", func() bool { st, _ := poolStats(d, "f", 2); return st.Idle == 1 })
+	// The old version keeps nothing warm, but a busy instance finishes.
+	d.reap(time.Now().Add(time.Hour))
+	if in := f.get("f-1-i1"); in.stops.Load() != 0 {
+		t.Fatal("busy old-version instance stopped")
+	}
+	d.Start()
+	f.gates.open("busy")
+	if out, err := busy.wait(t); err != nil || out.Instance != "f-1-i1" {
+		t.Fatalf("busy: %+v, %v", out, err)
+	}
+	eventually(t, "v1 drained and forgotten", func() bool {
+		_, ok := poolStats(d, "f", 1)
+		return !ok && f.get("f-1-i1").stops.Load() > 0
+	})
+	if st, _ := poolStats(d, "f", 2); st.Instances != 1 || f.get("f-2-i2").stops.Load() != 0 {
+		t.Errorf("current version v2: %+v", st)
+	}
+	// An old version invoked after the change keeps nothing warm either.
+	out, err := d.Invoke(context.Background(), v1, "old", nil)
+	if err != nil || out.Instance != "f-1-i3" {
+		t.Fatalf("old version: %+v, %v", out, err)
+	}
+	eventually(t, "late old-version pool drained", func() bool {
+		_, ok := poolStats(d, "f", 1)
+		return !ok && f.get("f-1-i3").stops.Load() > 0
+	})
+
+	// Back to v1: v1 is kept warm again, v2 drains.
+	d.FunctionChanged("f", v1)
+	eventually(t, "v1 warm, v2 drained", func() bool {
+		st, _ := poolStats(d, "f", 1)
+		_, ok := poolStats(d, "f", 2)
+		return st.Instances == 1 && !ok && f.get("f-2-i2").stops.Load() > 0
+	})
+}
+
+func TestFunctionDeletedStopsEverything(t *testing.T) {
+	tests := []struct {
+		name   string
+		delete func(d *Dispatcher)
+	}{
+		{"FunctionChanged nil", func(d *Dispatcher) { d.FunctionChanged("f", nil) }},
+		{"Stop", func(d *Dispatcher) { d.Stop("f") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet()
+			d := newDispatcher(t, Config{MaxQueueWait: time.Minute}, f)
+			ctx := context.Background()
+			v1 := version("f", 1, nil)
+			v2 := version("f", 2, scale(0, 1, 0))
+			other := version("g", 1, nil)
+			d.FunctionChanged("f", v2)
+			makeIdle(t, d, f, v1, 1)    // f-1-i1, idle old version
+			makeIdle(t, d, f, other, 1) // g-1-i2, another function
+			f.gates.hold("busy")
+			busy := goInvoke(ctx, d, v2, "busy") // f-2-i3
+			eventually(t, "busy", func() bool { return f.runningCount() == 1 })
+			w := goInvoke(ctx, d, v2, "w")
+			eventually(t, "queued", func() bool { return queued(d, "f", 2) == 1 })
+
+			tc.delete(d)
+			// Instances are stopped by the time it returns, busy ones too.
+			for _, id := range []string{"f-1-i1", "f-2-i3"} {
+				if f.get(id).stops.Load() == 0 {
+					t.Errorf("%s not stopped", id)
+				}
+			}
+			if _, err := w.wait(t); !errors.Is(err, ErrGone) {
+				t.Errorf("waiter: err = %v, want ErrGone", err)
+			}
+			if w.elapsed > testTimeout/2 {
+				t.Errorf("waiter failed after %v", w.elapsed)
+			}
+			if _, err := busy.wait(t); !errors.Is(err, runtime.ErrStopped) {
+				t.Errorf("busy: err = %v, want runtime.ErrStopped", err)
+			}
+			for _, st := range d.Stats() {
+				if st.Function == "f" {
+					t.Errorf("deleted function still has a pool: %+v", st)
+				}
+			}
+			if st, _ := poolStats(d, "g", 1); st.Instances != 1 || f.get("g-1-i2").stops.Load() != 0 {
+				t.Errorf("other function touched: %+v", st)
+			}
+			if n := f.liveCount(); n != 1 {
+				t.Errorf("%d live instances, want only g's", n)
+			}
+		})
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{MaxQueueWait: time.Minute, ReapInterval: 10 * time.Millisecond}, f)
+	d.Start()
+	ctx := context.Background()
+	a := version("a", 1, nil)
+	b := version("b", 1, scale(0, 1, 0))
+	makeIdle(t, d, f, a, 2)
+	f.gates.hold("busy")
+	busy := goInvoke(ctx, d, b, "busy")
+	eventually(t, "busy", func() bool { return f.runningCount() == 1 })
+	w := goInvoke(ctx, d, b, "w")
+	eventually(t, "queued", func() bool { return queued(d, "b", 1) == 1 })
+
+	cctx, cancel := context.WithTimeout(ctx, testTimeout)
+	defer cancel()
+	if err := d.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, in := range f.instances() {
+		if in.stops.Load() == 0 {
+			t.Errorf("%s not stopped", in.id)
+		}
+	}
+	if n := f.liveCount(); n != 0 {
+		t.Errorf("%d instances live after Close", n)
+	}
+	if _, err := w.wait(t); !errors.Is(err, ErrClosed) {
+		t.Errorf("waiter: err = %v, want ErrClosed", err)
+	}
+	if _, err := busy.wait(t); !errors.Is(err, runtime.ErrStopped) {
+		t.Errorf("busy: err = %v, want runtime.ErrStopped", err)
+	}
+	for _, v := range []*registry.Version{a, b, version("new", 1, nil)} {
+		if _, err := d.Invoke(ctx, v, "late", nil); !errors.Is(err, ErrClosed) {
+			t.Errorf("Invoke %s after Close: err = %v, want ErrClosed", v.Key(), err)
+		}
+	}
+	starts := f.startCount()
+	d.FunctionChanged("warm", version("warm", 1, scale(2, 5, 0)))
+	if got := d.Stats(); len(got) != 0 {
+		t.Errorf("Stats after Close = %+v", got)
+	}
+	if err := d.Close(cctx); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if n := f.startCount(); n != starts {
+		t.Errorf("%d instances started after Close", n-starts)
+	}
+}
+
+func TestCloseEndsStartsInProgress(t *testing.T) {
+	f := newFleet()
+	f.onStart = func(ctx context.Context, _ int, _ *registry.Version) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	d := newDispatcher(t, Config{MaxQueueWait: time.Minute}, f)
+	w := goInvoke(context.Background(), d, version("f", 1, nil), "w")
+	eventually(t, "start begun", func() bool { return f.startCount() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := d.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := w.wait(t); !errors.Is(err, ErrClosed) {
+		t.Errorf("waiter: err = %v, want ErrClosed", err)
+	}
+}
+
+func TestCloseGivesUpAtItsDeadline(t *testing.T) {
+	f := newFleet()
+	unblock := make(chan struct{})
+	f.onStart = func(context.Context, int, *registry.Version) error {
+		<-unblock // a start that ignores its context
+		return nil
+	}
+	d := newDispatcher(t, Config{MaxQueueWait: time.Minute}, f)
+	w := goInvoke(context.Background(), d, version("f", 1, nil), "w")
+	eventually(t, "start begun", func() bool { return f.startCount() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := d.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close = %v, want its context's deadline", err)
+	}
+	if _, err := w.wait(t); !errors.Is(err, ErrClosed) {
+		t.Errorf("waiter: err = %v, want ErrClosed", err)
+	}
+	// The instance that comes up after Close is stopped, not kept.
+	close(unblock)
+	eventually(t, "late instance stopped", func() bool {
+		ins := f.instances()
+		return len(ins) == 1 && ins[0].stops.Load() > 0 && f.liveCount() == 0
+	})
+}
+
+func TestStats(t *testing.T) {
+	f := newFleet()
+	startGate := make(chan struct{})
+	f.onStart = func(ctx context.Context, n int, _ *registry.Version) error {
+		if n == 1 {
+			select {
+			case <-startGate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	d := newDispatcher(t, Config{MaxQueueWait: time.Minute}, f)
+	v1 := version("f", 1, scale(0, 1, 0))
+	ctx := context.Background()
+	check := func(what string, want Stats) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("%s: stats %+v", what, want), func() bool {
+			got, _ := poolStats(d, want.Function, want.Version)
+			return got == want
+		})
+	}
+
+	f.gates.hold("a")
+	a := goInvoke(ctx, d, v1, "a")
+	check("starting", Stats{Function: "f", Version: 1, Instances: 1, Starting: 1, Queued: 1})
+	b := goInvoke(ctx, d, v1, "b")
+	check("two waiting on one start", Stats{Function: "f", Version: 1, Instances: 1, Starting: 1, Queued: 2})
+	close(startGate)
+	check("a running, b queued", Stats{Function: "f", Version: 1, Instances: 1, Queued: 1})
+	f.gates.open("a")
+	for _, c := range []*call{a, b} {
+		if _, err := c.wait(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("idle", Stats{Function: "f", Version: 1, Instances: 1, Idle: 1})
+
+	if _, err := d.Invoke(ctx, version("f", 2, nil), "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	got := d.Stats()
+	slices.SortFunc(got, func(x, y Stats) int { return x.Version - y.Version })
+	want := []Stats{
+		{Function: "f", Version: 1, Instances: 1, Idle: 1},
+		{Function: "f", Version: 2, Instances: 1, Idle: 1},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+}
+
+// A pool the janitor forgets must not take instances afterwards, even from
+// an invocation that looked it up just before: they would escape the
+// janitor, Stats and Close.
+func TestForgottenPoolTakesNoInstances(t *testing.T) {
+	f := newFleet()
+	d := New(Config{MaxQueueWait: time.Minute}, f.starter(), discardLog)
+	v := version("f", 1, nil)
+	p, err := d.pool(v) // an Invoke has looked the pool up ...
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.reap(time.Now()) // ... when the janitor forgets it, empty
+	if _, ok := poolStats(d, "f", 1); ok {
+		t.Fatal("empty pool not forgotten")
+	}
+	s, err := p.acquire(context.Background(), time.Second) // ... and goes on
+	if err == nil {
+		p.release(s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := d.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.liveCount(); n != 0 {
+		t.Errorf("%d instances left running after Close", n)
+	}
+}
+
+// Invocations racing the janitor, which forgets pools as soon as they are
+// empty, and Close: every instance ends stopped.
+func TestInvokeRacingJanitorAndClose(t *testing.T) {
+	f := newFleet()
+	f.onInvoke = func(_ context.Context, _ *fakeInst, inv *runtime.Invocation, _ bool) (*runtime.Result, error) {
+		if rand.IntN(4) == 0 {
+			time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+		}
+		return &runtime.Result{Payload: inv.Payload}, nil
+	}
+	var closed, lateStart atomic.Bool
+	f.onStart = func(context.Context, int, *registry.Version) error {
+		if closed.Load() {
+			lateStart.Store(true)
+		}
+		return nil
+	}
+	d := New(Config{MaxQueue: 100, MaxQueueWait: testTimeout, ReapInterval: time.Millisecond}, f.starter(), discardLog)
+	d.Start()
+	v := version("f", 1, scale(0, 4, time.Nanosecond))
+	var wg sync.WaitGroup
+	var (
+		unexpected atomic.Value
+		closing    atomic.Bool
+	)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				_, err := d.Invoke(context.Background(), v, fmt.Sprintf("w%d-%d", w, i), nil)
+				if closing.Load() && (errors.Is(err, ErrClosed) || errors.Is(err, runtime.ErrStopped)) {
+					return
+				}
+				if err != nil {
+					unexpected.Store(fmt.Errorf("closing=%v: %w", closing.Load(), err))
+					return
+				}
+				if i%4 == 0 {
+					time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+				}
+			}
+		}()
+	}
+	eventually(t, "some churn", func() bool { return f.startCount() >= 30 })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	closing.Store(true)
+	if err := d.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closed.Store(true)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(testTimeout):
+		t.Fatal("invokers did not stop")
+	}
+	if err := unexpected.Load(); err != nil {
+		t.Errorf("unexpected error: %v", err)
+	}
+	if n := f.liveCount(); n != 0 {
+		t.Errorf("%d instances left running after Close", n)
+	}
+	if lateStart.Load() {
+		t.Error("an instance was started after Close returned")
+	}
+	f.checkNoOverlap(t)
+}
+
+// Close waits for a start that was reserved before the pool closed but had
+// not begun yet, so no Start call outlives Close.
+func TestCloseWaitsForReservedStart(t *testing.T) {
+	f := newFleet()
+	var closed, lateStart atomic.Bool
+	f.onStart = func(context.Context, int, *registry.Version) error {
+		if closed.Load() {
+			lateStart.Store(true)
+		}
+		return nil
+	}
+	d := New(Config{}, f.starter(), discardLog)
+	p, err := d.pool(version("f", 1, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An acquire reserves a start under the pool's lock, then lets go of it.
+	p.mu.Lock()
+	p.waiters = append(p.waiters, &waiter{ch: make(chan grant, 1)})
+	reserved := p.startLocked()
+	p.mu.Unlock()
+	if !reserved {
+		t.Fatal("no start reserved")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	closeDone := make(chan error, 1)
+	go func() {
+		err := d.Close(ctx)
+		closed.Store(true)
+		closeDone <- err
+	}()
+	select {
+	case err := <-closeDone:
+		p.goStart()
+		t.Fatalf("Close returned (%v) before a reserved start ran", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	p.goStart() // the acquire goes on
+	select {
+	case err := <-closeDone:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Close did not return")
+	}
+	if lateStart.Load() {
+		t.Error("Start called after Close returned")
+	}
+	if n := f.liveCount(); n != 0 {
+		t.Errorf("%d instances running after Close", n)
 	}
 }

@@ -103,7 +103,9 @@ func (f *fleet) start(ctx context.Context, v *registry.Version) (Instance, error
 	}
 	in := &fakeInst{id: fmt.Sprintf("%s-%d-i%d", v.Function, v.Number, n), v: v, done: make(chan struct{})}
 	in.fakeInstance = &fakeInstance{
-		InvokeFunc:       func(ctx context.Context, inv *runtime.Invocation, cold bool) (*runtime.Result, error) { return f.invoke(ctx, in, inv, cold) },
+		InvokeFunc: func(ctx context.Context, inv *runtime.Invocation, cold bool) (*runtime.Result, error) {
+			return f.invoke(ctx, in, inv, cold)
+		},
 		StopFunc:         func() { in.stops.Add(1); f.end(in) },
 		DoneFunc:         func() <-chan struct{} { return in.done },
 		InitDurationFunc: func() time.Duration { return fakeInit },
@@ -134,6 +136,9 @@ func (f *fleet) kill(in *fakeInst) { f.end(in) }
 func (f *fleet) invoke(ctx context.Context, in *fakeInst, inv *runtime.Invocation, cold bool) (*runtime.Result, error) {
 	select {
 	case <-in.done:
+		if in.stops.Load() > 0 {
+			return nil, runtime.ErrStopped
+		}
 		return nil, fmt.Errorf("%w: exited", runtime.ErrCrashed)
 	default:
 	}
@@ -319,10 +324,12 @@ func scale(minN, maxN int, idle time.Duration) func(m *manifest.Manifest) {
 	}
 }
 
+var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 // newDispatcher returns a dispatcher over f that is closed when t ends.
 func newDispatcher(t *testing.T, cfg Config, f *fleet) *Dispatcher {
 	t.Helper()
-	d := New(cfg, f.starter(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d := New(cfg, f.starter(), discardLog)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()

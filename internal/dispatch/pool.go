@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -24,6 +25,10 @@ type grant struct {
 }
 
 type waiter struct{ ch chan grant } // capacity 1
+
+// errRetired is what acquire returns from a pool the dispatcher forgot; the
+// caller looks the version's pool up again.
+var errRetired = errors.New("dispatch: pool retired")
 
 // pool holds the instances of one function version.
 type pool struct {
@@ -107,19 +112,20 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
 }
 
 // startLocked reserves a start when the pool may grow and there are more
-// waiters than instances already starting.
+// waiters than instances already starting. The caller must goStart.
 func (p *pool) startLocked() bool {
 	if p.closed != nil || p.total >= p.v.Manifest.Scale.Max || p.starting >= len(p.waiters) {
 		return false
 	}
 	p.total++
 	p.starting++
+	p.d.wg.Add(1) // under p.mu, so before Close (which closes p first) waits
 	return true
 }
 
+// goStart starts the instance reserved by startLocked or ensureMin.
 func (p *pool) goStart() {
 	d := p.d
-	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.InitTimeout)
@@ -136,6 +142,9 @@ func (p *pool) goStart() {
 			again := p.startLocked()
 			p.mu.Unlock()
 			d.log.Warn("dispatch: instance failed to start", "function", p.v.Function, "version", p.v.Number, "err", err)
+			if d.ctx.Err() != nil {
+				err = ErrClosed // Close cut the start short, not the waiter's context
+			}
 			if w != nil {
 				w.ch <- grant{err: err}
 			}
@@ -243,10 +252,17 @@ func (p *pool) reap(now time.Time) bool {
 	return empty
 }
 
-func (p *pool) empty() bool {
+// retire closes the pool if it is empty and keeps nothing warm, so that an
+// invocation that looked it up before the dispatcher forgot it cannot start
+// instances in it; it reports whether it did.
+func (p *pool) retire() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.total == 0 && len(p.waiters) == 0
+	if p.closed != nil || p.total != 0 || len(p.waiters) != 0 || p.min != 0 {
+		return false
+	}
+	p.closed = errRetired
+	return true
 }
 
 // ensureMin starts instances until min are started or starting.
@@ -258,6 +274,7 @@ func (p *pool) ensureMin() {
 		p.starting++
 		n++
 	}
+	p.d.wg.Add(n) // as in startLocked
 	p.mu.Unlock()
 	for range n {
 		p.goStart()
