@@ -34,6 +34,7 @@ const (
 	CodeFunctionCrashed  = "function_crashed"
 	CodeFunctionDeleted  = "function_deleted"
 	CodeUnavailable      = "unavailable"
+	CodeNoRuntime        = "runtime_unavailable"
 	CodeInternal         = "internal"
 	CodeClientClosed     = "client_closed"
 )
@@ -78,6 +79,8 @@ func Classify(err error) (int, string) {
 		return http.StatusBadGateway, CodeFunctionCrashed
 	case errors.Is(err, dispatch.ErrGone):
 		return http.StatusNotFound, CodeFunctionDeleted
+	case errors.Is(err, runtime.ErrUnavailable):
+		return http.StatusServiceUnavailable, CodeNoRuntime
 	case errors.Is(err, dispatch.ErrClosed):
 		return http.StatusServiceUnavailable, CodeUnavailable
 	case errors.Is(err, context.Canceled):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -105,6 +106,9 @@ func startInstance(ctx context.Context, l *Launcher, spec Spec, path string, arg
 		outR.Close()
 		errR.Close()
 		i.closeServer()
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return nil, err
 	}
 	i.stdout = &outputPipe{f: outR, stream: logs.StreamStdout}

@@ -59,13 +59,13 @@ func (l *Launcher) command(spec *Spec) (string, []string, error) {
 	switch spec.Runtime {
 	case "nodejs":
 		if l.cfg.NodePath == "" {
-			return "", nil, fmt.Errorf("runtime: nodejs: node is not installed on this host")
+			return "", nil, fmt.Errorf("%w: nodejs: node is not installed on this host (or pass --node)", ErrUnavailable)
 		}
 		// Leave V8 headroom below the configured memory, as Lambda does.
 		heap := spec.MemoryMB * 85 / 100
 		return l.cfg.NodePath, []string{"--max-old-space-size=" + strconv.Itoa(heap), l.nodeBootstrap}, nil
 	default:
-		return "", nil, fmt.Errorf("runtime: unknown runtime %q", spec.Runtime)
+		return "", nil, fmt.Errorf("%w: unknown runtime %q", ErrUnavailable, spec.Runtime)
 	}
 }
 

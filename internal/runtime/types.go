@@ -16,6 +16,9 @@ var (
 	ErrCrashed = errors.New("function instance crashed")
 	// ErrStopped: the instance was stopped by Tern (shutdown, delete).
 	ErrStopped = errors.New("instance stopped")
+	// ErrUnavailable: this host cannot run the function's runtime (for
+	// example node is not installed).
+	ErrUnavailable = errors.New("runtime unavailable")
 )
 
 // Spec is what an instance needs to know about the function version it

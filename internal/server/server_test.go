@@ -596,3 +596,14 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		t.Errorf("in-flight request during shutdown: %s", got)
 	}
 }
+
+func TestMissingRuntimeAnswers503(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.NodePath = "/nonexistent/node"
+	s := testserver.Start(t, cfg)
+	s.Deploy(fn("nonode", "index.handler", map[string]string{"index.js": `exports.handler = async () => 1;`}))
+	status, _, body := s.Do("GET", "/fn/nonode", nil, nil)
+	if status != 503 || !strings.Contains(string(body), "runtime_unavailable") {
+		t.Fatalf("status %d body %s", status, body)
+	}
+}
