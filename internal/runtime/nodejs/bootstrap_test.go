@@ -401,11 +401,13 @@ exports.handler = (e, c, cb) => {
   setTimeout(() => console.log('timer fired'), e.nowait ? 60000 : 200);
 };`,
 	})
+	begin := time.Now()
 	r := h.invoke(t, `{}`, nil)
 	wantResponse(t, r, `"done"`)
-	if !strings.Contains(p.stdout.String(), "timer fired") {
-		t.Errorf("response posted before the event loop drained")
+	if d := time.Since(begin); d < 190*time.Millisecond {
+		t.Errorf("response posted after %v, before the 200ms timer drained the event loop", d)
 	}
+	waitOutput(t, p.stdout, "timer fired")
 	start := time.Now()
 	wantResponse(t, h.invoke(t, `{"nowait":true}`, nil), `"done"`)
 	if d := time.Since(start); d > 5*time.Second {
@@ -697,7 +699,9 @@ exports.handler = async () => {
 	id := h.queue(`{}`, nil)
 	wantResponse(t, h.wait(t), `1`)
 
-	// Lines are written synchronously before the response is posted.
+	// Lines are written before the response is posted; the test's copy of
+	// the pipe may still be catching up.
+	waitOutput(t, p.stdout, "TRACE\ttrc")
 	out := p.stdout.String()
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	ts := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
@@ -814,9 +818,7 @@ func TestResponseTooLarge(t *testing.T) {
 		t.Fatalf("got %s of %d bytes", r.kind, len(r.body))
 	}
 	wantResponse(t, h.invoke(t, `{"n":3}`, nil), `"xxx"`)
-	if !strings.Contains(p.stdout.String(), "413") {
-		t.Errorf("413 not logged; stdout:\n%s", p.stdout)
-	}
+	waitOutput(t, p.stdout, "413")
 }
 
 func TestServerGone(t *testing.T) {
@@ -877,5 +879,17 @@ func BenchmarkWarmInvoke(b *testing.B) {
 		if r := h.wait(b); r.kind != "response" {
 			b.Fatalf("got %s %s", r.kind, r.body)
 		}
+	}
+}
+
+// waitOutput polls until buf contains want (bounded).
+func waitOutput(t *testing.T, buf *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output never contained %q:\n%s", want, buf.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
