@@ -197,6 +197,9 @@ func (i *Instance) Done() <-chan struct{} { return i.proc.Done() }
 // the instance is gone. ctx is not used to abandon a running invocation:
 // the deadline bounds it, as on Lambda.
 func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Result, error) {
+	if inv.TraceID == "" {
+		inv.TraceID = NewTraceID(time.Now())
+	}
 	c := &call{inv: inv, result: make(chan *Result, 1)}
 	rid := inv.RequestID
 	i.lastReq.Store(&rid)

@@ -3,6 +3,8 @@ package runtime
 import (
 	"encoding/hex"
 	"math/rand/v2"
+	"strconv"
+	"time"
 )
 
 // NewRequestID returns a random request id in the UUID form Lambda uses.
@@ -27,4 +29,25 @@ func NewRequestID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
+}
+
+// NewTraceID returns a trace header in the X-Ray form Lambda passes to
+// functions (Lambda-Runtime-Trace-Id, _X_AMZN_TRACE_ID):
+// Root=1-<epoch seconds, hex>-<96 random bits, hex>;Sampled=0.
+func NewTraceID(now time.Time) string {
+	var b [54]byte
+	s := append(b[:0], "Root=1-"...)
+	s = strconv.AppendUint(s, uint64(now.Unix())&0xffffffff, 16)
+	s = append(s, '-')
+	var r [12]byte
+	a, c := rand.Uint64(), rand.Uint32()
+	for i := range 8 {
+		r[i] = byte(a >> (8 * i))
+	}
+	for i := range 4 {
+		r[8+i] = byte(c >> (8 * i))
+	}
+	s = hex.AppendEncode(s, r[:])
+	s = append(s, ";Sampled=0"...)
+	return string(s)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,7 +75,7 @@ func invoke(inst *runtime.Instance, payload string, timeout time.Duration) (*run
 }
 
 func TestInvokeAndLogs(t *testing.T) {
-	inst, col, err := start(t, `exports.handler = async (e, ctx) => { console.log("got", e.n); return {n: e.n + 1, arn: ctx.invokedFunctionArn, env: Object.keys(process.env).sort()}; };`)
+	inst, col, err := start(t, `exports.handler = async (e, ctx) => { console.log("got", e.n); return {n: e.n + 1, arn: ctx.invokedFunctionArn, trace: process.env._X_AMZN_TRACE_ID, env: Object.keys(process.env).sort()}; };`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +88,16 @@ func TestInvokeAndLogs(t *testing.T) {
 		t.Fatalf("invoke: %v %+v", err, res)
 	}
 	var out struct {
-		N   int
-		Arn string
-		Env []string
+		N     int
+		Arn   string
+		Trace string
+		Env   []string
 	}
 	if err := json.Unmarshal(res.Payload, &out); err != nil || out.N != 42 || out.Arn != runtime.FunctionARN("fn", 3) {
 		t.Fatalf("result %s", res.Payload)
+	}
+	if !regexp.MustCompile(`^Root=1-[0-9a-f]{8}-[0-9a-f]{24};Sampled=0$`).MatchString(out.Trace) || out.Trace != inv.TraceID {
+		t.Errorf("_X_AMZN_TRACE_ID = %q (invocation's %q)", out.Trace, inv.TraceID)
 	}
 	for _, k := range out.Env {
 		if !strings.HasPrefix(k, "AWS_") && !strings.HasPrefix(k, "LAMBDA_") && !strings.HasPrefix(k, "_") &&
