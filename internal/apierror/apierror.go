@@ -75,7 +75,7 @@ func Classify(err error) (int, string) {
 		return http.StatusTooManyRequests, CodeThrottled
 	case errors.Is(err, runtime.ErrTimeout):
 		return http.StatusGatewayTimeout, CodeFunctionTimeout
-	case errors.Is(err, runtime.ErrCrashed), errors.Is(err, runtime.ErrStopped):
+	case errors.Is(err, runtime.ErrCrashed), errors.Is(err, runtime.ErrStopped), errors.Is(err, runtime.ErrNotDelivered):
 		return http.StatusBadGateway, CodeFunctionCrashed
 	case errors.Is(err, dispatch.ErrGone):
 		return http.StatusNotFound, CodeFunctionDeleted

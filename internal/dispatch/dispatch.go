@@ -119,38 +119,55 @@ func (d *Dispatcher) Start() {
 func (d *Dispatcher) Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*Outcome, error) {
 	timeout := v.Manifest.Timeout.D()
 	wait := min(d.cfg.MaxQueueWait, timeout)
-	var (
-		p   *pool
-		s   *slot
-		err error
-	)
-	for {
-		if p, err = d.pool(v); err != nil {
+	for attempt := 1; ; attempt++ {
+		p, s, err := d.acquire(ctx, v, wait)
+		if err != nil {
 			return nil, err
 		}
-		s, err = p.acquire(ctx, wait)
-		if !errors.Is(err, errRetired) {
-			break
+		cold := !s.used
+		s.used = true
+		inv := &runtime.Invocation{RequestID: requestID, Payload: payload, Deadline: time.Now().Add(timeout)}
+		res, err := s.inst.Invoke(ctx, inv, cold)
+		out := &Outcome{Result: res, Cold: cold, Instance: s.inst.ID()}
+		if cold {
+			out.Init = s.inst.InitDuration()
 		}
-		// The janitor forgot the pool as we found it: look again.
-	}
-	if err != nil {
-		return nil, err
-	}
-	cold := !s.used
-	s.used = true
-	inv := &runtime.Invocation{RequestID: requestID, Payload: payload, Deadline: time.Now().Add(timeout)}
-	res, err := s.inst.Invoke(ctx, inv, cold)
-	out := &Outcome{Result: res, Cold: cold, Instance: s.inst.ID()}
-	if cold {
-		out.Init = s.inst.InitDuration()
-	}
-	if err != nil {
+		if err == nil {
+			p.release(s)
+			return out, nil
+		}
 		p.discard(s)
+		// An instance that died before it took the event (say it exited
+		// after its previous invocation's uncaught error) never ran it:
+		// give it to another instance.
+		if errors.Is(err, runtime.ErrNotDelivered) && attempt < maxDeliveries {
+			continue
+		}
+		if errors.Is(err, runtime.ErrStopped) {
+			if cerr := p.closedErr(); cerr != nil {
+				err = cerr // deleted or shutting down, not a crash
+			}
+		}
 		return out, err
 	}
-	p.release(s)
-	return out, nil
+}
+
+// maxDeliveries bounds how often an undelivered event is tried again.
+const maxDeliveries = 3
+
+// acquire finds v's pool and an instance in it.
+func (d *Dispatcher) acquire(ctx context.Context, v *registry.Version, wait time.Duration) (*pool, *slot, error) {
+	for {
+		p, err := d.pool(v)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := p.acquire(ctx, wait)
+		if errors.Is(err, errRetired) {
+			continue // the janitor forgot the pool as we found it: look again
+		}
+		return p, s, err
+	}
 }
 
 // pool returns v's pool, creating it.
@@ -287,6 +304,17 @@ func (d *Dispatcher) reap(now time.Time) {
 		}
 		p.ensureMin()
 	}
+}
+
+// stopAsync stops inst in a goroutine that Close waits for. Callers hold a
+// pool lock of an open pool or run in the janitor, so Close cannot have
+// started waiting yet.
+func (d *Dispatcher) stopAsync(inst Instance) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		inst.Stop()
+	}()
 }
 
 // Stats is a snapshot of one pool.

@@ -76,7 +76,7 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
 			return s, nil
 		}
 		p.forgetLocked(s) // died while idle
-		go s.inst.Stop()
+		p.d.stopAsync(s.inst)
 	}
 	if len(p.waiters) >= p.d.cfg.MaxQueue {
 		p.mu.Unlock()
@@ -247,7 +247,7 @@ func (p *pool) reap(now time.Time) bool {
 	p.mu.Unlock()
 	for _, s := range stop {
 		p.d.log.Debug("dispatch: stopping idle instance", "function", p.v.Function, "version", p.v.Number, "instance", s.inst.ID())
-		s.inst.Stop()
+		p.d.stopAsync(s.inst) // a slow stop must not hold up the janitor
 	}
 	return empty
 }
@@ -307,6 +307,16 @@ func (p *pool) close(err error) {
 		go func() { defer wg.Done(); s.inst.Stop() }()
 	}
 	wg.Wait()
+}
+
+// closedErr is why the pool was closed, or nil.
+func (p *pool) closedErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed == errRetired {
+		return nil
+	}
+	return p.closed
 }
 
 func (p *pool) stats() Stats {

@@ -559,3 +559,16 @@ func BenchmarkNewHTTPEventAppendJSON(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+func TestRawPathKeepsEncoding(t *testing.T) {
+	for _, c := range []struct{ escaped, name, want string }{
+		{"/fn/hello", "hello", "/"},
+		{"/fn/hello/", "hello", "/"},
+		{"/fn/hello/a%2Fb/c%20d", "hello", "/a%2Fb/c%20d"},
+		{"/fn/hello/x", "hello", "/x"},
+	} {
+		if got := rawPath(c.escaped, c.name); got != c.want {
+			t.Errorf("rawPath(%q) = %q, want %q", c.escaped, got, c.want)
+		}
+	}
+}

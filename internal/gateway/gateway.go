@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ternhq/tern/internal/apierror"
@@ -67,11 +68,18 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 	}
 	body, err := readBody(w, r, g.maxBodyBytes)
 	if err != nil {
-		return err
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "reading the request body: "+err.Error())
 	}
 	path := "/" + r.PathValue("path")
 	ev := NewHTTPEvent(r, path, body, rid, time.Now())
 	ev.RequestContext.APIID = v.Function
+	// rawPath is the path as sent, still percent-encoded; http.path is
+	// decoded.
+	ev.RawPath = rawPath(r.URL.EscapedPath(), v.Function)
 	payload, err := ev.AppendJSON(make([]byte, 0, 512+len(body)+len(body)/3))
 	if err != nil {
 		return err
@@ -93,6 +101,15 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 		g.log.Debug("gateway: writing response", "request_id", rid, "err", err)
 	}
 	return nil
+}
+
+// rawPath strips "/fn/<name>" from an escaped request path.
+func rawPath(escaped, name string) string {
+	rest := strings.TrimPrefix(escaped, "/fn/"+name)
+	if rest == "" || rest[0] != '/' {
+		return "/" + rest
+	}
+	return rest
 }
 
 // readBody reads the whole request body, refusing more than limit bytes.

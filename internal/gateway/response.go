@@ -108,8 +108,10 @@ func parseStatusCode(raw json.RawMessage) (int, error) {
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) || json.Unmarshal(raw, &f) != nil {
 		return 0, fmt.Errorf("%w: statusCode %s is not a number", ErrInvalidResult, raw)
 	}
-	if f != math.Trunc(f) || f < 100 || f > 599 {
-		return 0, fmt.Errorf("%w: statusCode %s out of range 100-599", ErrInvalidResult, raw)
+	// 1xx are interim answers net/http sends on its own terms: a function
+	// cannot end a request with one.
+	if f != math.Trunc(f) || f < 200 || f > 599 {
+		return 0, fmt.Errorf("%w: statusCode %s out of range 200-599", ErrInvalidResult, raw)
 	}
 	return int(f), nil
 }

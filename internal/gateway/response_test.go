@@ -241,6 +241,9 @@ func TestWriteResultErrors(t *testing.T) {
 		payload string
 	}{
 		{"status too low", `{"statusCode":99}`},
+		{"status 1xx continue", `{"statusCode":100}`},
+		{"status 1xx switching", `{"statusCode":101}`},
+		{"status 199", `{"statusCode":199}`},
 		{"status zero", `{"statusCode":0}`},
 		{"status too high", `{"statusCode":600}`},
 		{"status negative", `{"statusCode":-200}`},

@@ -233,12 +233,17 @@ func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
 		i.Stop()
 		return nil, ErrTimeout
 	case <-i.proc.Done():
-		return nil, i.crashed()
+		// The event never reached the function: another instance can
+		// take it.
+		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, i.crashed())
 	case <-i.stopped:
 		return nil, ErrStopped
 	}
 	select {
 	case r := <-c.result:
+		if r == nil {
+			return nil, fmt.Errorf("%w: the runtime's connection closed before the event was sent", ErrNotDelivered)
+		}
 		return r, nil
 	case <-deadline:
 		i.Stop()
@@ -267,8 +272,9 @@ func (i *Instance) crashed() error {
 	return fmt.Errorf("%w: exited", ErrCrashed)
 }
 
-// Stop kills the instance's process group and waits (boundedly) for it to
-// exit. It is safe to call more than once and from any goroutine.
+// Stop kills the instance's process tree and waits, boundedly, for it to
+// exit and for its output to be read. It is safe to call more than once and
+// from any goroutine.
 func (i *Instance) Stop() {
 	i.stopOnce.Do(func() { close(i.stopped) })
 	if i.proc == nil {
@@ -282,7 +288,23 @@ func (i *Instance) Stop() {
 		i.l.cfg.Log.Warn("runtime: instance did not exit after SIGKILL", "instance", i.id)
 	}
 	i.closeServer()
-	i.readers.Wait()
+	i.waitReaders()
+}
+
+// waitReaders waits for the output readers; a process that escaped the
+// kill may still hold the pipes, so after a bound the read ends are closed.
+func (i *Instance) waitReaders() {
+	done := make(chan struct{})
+	go func() { i.readers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(time.Second):
+	}
+	i.l.cfg.Log.Warn("runtime: a process outside the instance still holds its output; closing it", "instance", i.id)
+	i.stdout.f.Close()
+	i.stderr.f.Close()
+	<-done
 }
 
 func (i *Instance) closeServer() { _ = i.srv.Close() }

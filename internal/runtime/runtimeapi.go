@@ -42,6 +42,13 @@ func (i *Instance) handleNext(w http.ResponseWriter, r *http.Request) {
 	i.readyOne.Do(func() { close(i.ready) })
 	select {
 	case c := <-i.next:
+		if r.Context().Err() != nil {
+			// The runtime went away while we handed the event over.
+			if c.answered.CompareAndSwap(false, true) {
+				c.result <- nil
+			}
+			return
+		}
 		h := w.Header()
 		h["Content-Type"] = []string{"application/json"}
 		h["Lambda-Runtime-Aws-Request-Id"] = []string{c.inv.RequestID}

@@ -16,6 +16,9 @@ var (
 	ErrCrashed = errors.New("function instance crashed")
 	// ErrStopped: the instance was stopped by Tern (shutdown, delete).
 	ErrStopped = errors.New("instance stopped")
+	// ErrNotDelivered: the instance died or disconnected before it took the
+	// event; the function never saw it, so it may be retried elsewhere.
+	ErrNotDelivered = errors.New("event not delivered")
 	// ErrUnavailable: this host cannot run the function's runtime (for
 	// example node is not installed).
 	ErrUnavailable = errors.New("runtime unavailable")

@@ -4,7 +4,8 @@
 // gives (never the server's own), the working directory, SIGKILL to the
 // process group if tern's thread that started it dies, and no stdin.
 //
-// Namespaces, cgroups, an unprivileged uid, Landlock and seccomp are to be
+// Descendants that leave the process group are found through /proc and
+// killed too. Namespaces, cgroups, an unprivileged uid, Landlock and seccomp are to be
 // added here, behind the same Start call, so the runtimes need not change.
 package sandbox
 
@@ -107,10 +108,19 @@ func (p *Process) MaxRSS() int64 {
 	return p.rssMax.Load()
 }
 
-// Kill sends SIGKILL to the whole process group. It does not wait.
+// Kill sends SIGKILL to the process, its process group, and every
+// descendant that left the group (setsid) while its parent chain still
+// leads here. It does not wait. Without a cgroup, a descendant whose parent
+// already exited cannot be found.
 func (p *Process) Kill() {
 	p.killOnce.Do(func() {
+		pid := p.cmd.Process.Pid
+		// Stop the group first so nobody forks while the tree is walked.
+		_ = syscall.Kill(-pid, syscall.SIGSTOP)
+		for _, d := range descendants(pid) {
+			_ = syscall.Kill(d, syscall.SIGKILL)
+		}
 		// Negative pid: the process group, so children go too.
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	})
 }
