@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,9 @@ type Config struct {
 	MaxPackageBytes int64
 	// MaxPayloadBytes caps a direct invocation's event.
 	MaxPayloadBytes int64
+	// Streams, when done, ends every streaming answer (log follows); the
+	// server cancels it when shutdown starts.
+	Streams context.Context
 }
 
 // API is the /v1/ handler.
@@ -224,6 +228,9 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) error {
 	if len(payload) == 0 {
 		payload = []byte("{}")
 	}
+	if !json.Valid(payload) {
+		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "the event is not valid JSON")
+	}
 	rid := runtime.NewRequestID()
 	w.Header().Set("X-Tern-Request-Id", rid)
 	out, err := a.disp.Invoke(r.Context(), v, rid, payload)
@@ -271,8 +278,16 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request) error {
 	if fl != nil {
 		fl.Flush()
 	}
+	ctx := r.Context()
+	if a.cfg.Streams != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(a.cfg.Streams, cancel)
+		defer stop()
+	}
 	enc := jsonLines{w: w}
-	err := logs.Read(r.Context(), a.js, q, func(e *logs.Entry) error {
+	err := logs.Read(ctx, a.js, q, func(e *logs.Entry) error {
 		if err := enc.write(e); err != nil {
 			return err
 		}
@@ -281,7 +296,7 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nil
 	})
-	if err != nil && r.Context().Err() == nil {
+	if err != nil && ctx.Err() == nil {
 		a.log.Warn("api: reading logs", "function", name, "err", err)
 	}
 	return nil // the status is sent already

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ternhq/tern/internal/client"
+	"github.com/ternhq/tern/internal/logs"
 	"github.com/ternhq/tern/internal/testserver"
 )
 
@@ -68,4 +71,49 @@ func TestDetachedGrandchildIsKilled(t *testing.T) {
 	testserver.Eventually(t, 10*time.Second, "the detached child "+strconv.Itoa(child)+" to be killed", func() bool {
 		return !processAlive(child)
 	})
+}
+
+// A client following logs must not hold up shutdown.
+func TestShutdownEndsLogFollowers(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(fn("quiet", "index.handler", map[string]string{"index.js": `exports.handler = async () => 1;`}))
+	followed := make(chan error, 1)
+	go func() {
+		followed <- s.Client.Logs(context.Background(), "quiet", client.LogQuery{Follow: true}, func(*logs.Entry) error { return nil })
+	}()
+	time.Sleep(200 * time.Millisecond) // let the follower connect
+	start := time.Now()
+	s.Stop()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("shutdown took %s with a log follower (shutdown timeout %s)", d, s.Config.ShutdownTimeout)
+	}
+	select {
+	case err := <-followed:
+		if err != nil {
+			t.Errorf("the follower ended with %v, want a clean end", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the follower did not end")
+	}
+}
+
+// A relative data dir still gives instances absolute paths.
+func TestRelativeDataDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cfg := testserver.Config("reldata")
+	s := testserver.Start(t, cfg)
+	s.Deploy(fn("rel", "index.handler", map[string]string{"index.js": `exports.handler = async () => ({statusCode: 200, body: "ok"});`}))
+	if status, _, body := s.Do("GET", "/fn/rel", nil, nil); status != 200 || string(body) != "ok" {
+		t.Fatalf("%d %s", status, body)
+	}
+}
+
+// The API refuses an event that is not JSON before it reaches a function.
+func TestInvokeRefusesNonJSON(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(fn("json", "index.handler", map[string]string{"index.js": `exports.handler = async (e) => e;`}))
+	status, _, body := s.Do("POST", "/v1/functions/json/invoke", strings.NewReader("{not json"), map[string]string{"Authorization": "Bearer " + s.Token()})
+	if status != 400 || !strings.Contains(string(body), "bad_request") {
+		t.Fatalf("%d %s", status, body)
+	}
 }

@@ -51,6 +51,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// Instances run in their code folder: every path handed to them must
+	// be absolute.
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	cfg.DataDir = dataDir
 	s := &Server{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
@@ -128,10 +135,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		}{"ok"})
 	})
 	gateway.New(s.registry, s.disp, cfg.MaxPayloadBytes, log).Register(mux)
+	// Streams (log follows) end when shutdown starts instead of holding it
+	// up for the whole shutdown timeout.
+	streams, endStreams := context.WithCancel(context.Background())
+	s.stops = append(s.stops, func(context.Context) error { endStreams(); return nil })
 	a := api.New(api.Config{
 		TempDir:         tmp,
 		MaxPackageBytes: cfg.Package.MaxBytes,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
+		Streams:         streams,
 	}, s.registry, s.disp, s.store.JS, log)
 	mux.Handle("/v1/", auth.Require(tok, a.Handler()))
 	mux.Handle("/v1/debug/pprof/", auth.Require(tok, debugHandler()))
@@ -147,6 +159,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	s.http.RegisterOnShutdown(endStreams)
 	s.served = make(chan error, 1)
 	go func() { s.served <- s.http.Serve(s.ln) }()
 	s.stops = append(s.stops, func(ctx context.Context) error {
@@ -158,6 +171,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		<-s.served
 		return nil
 	})
+	log.Warn("instances are not isolated yet: they run as this user, can read the data dir (the admin token included) and reach the network; run only code you trust")
 	log.Info("tern is serving", "addr", s.Addr(), "data_dir", cfg.DataDir)
 	return s, nil
 }
