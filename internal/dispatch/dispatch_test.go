@@ -1295,3 +1295,36 @@ func TestCloseWaitsForReservedStart(t *testing.T) {
 		t.Errorf("%d instances running after Close", n)
 	}
 }
+
+func TestStartBackoff(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want time.Duration
+	}{
+		{0, 0}, {1, time.Second}, {2, 2 * time.Second}, {3, 4 * time.Second},
+		{6, 32 * time.Second}, {7, time.Minute}, {8, time.Minute}, {1000, time.Minute},
+	} {
+		if got := startBackoff(c.n); got != c.want {
+			t.Errorf("startBackoff(%d) = %s, want %s", c.n, got, c.want)
+		}
+	}
+}
+
+// A function whose init always fails is not restarted on every janitor tick
+// to keep scale.min warm.
+func TestFailingWarmStartsBackOff(t *testing.T) {
+	f := newFleet()
+	f.onStart = func(ctx context.Context, n int, v *registry.Version) error {
+		return errors.New("init keeps failing")
+	}
+	d := newDispatcher(t, Config{ReapInterval: 10 * time.Millisecond}, f)
+	d.Start()
+	d.FunctionChanged("broken", version("broken", 1, scale(1, 5, time.Minute)))
+	time.Sleep(500 * time.Millisecond) // 50 janitor ticks
+	f.mu.Lock()
+	starts := f.starts
+	f.mu.Unlock()
+	if starts < 1 || starts > 2 {
+		t.Errorf("%d starts in 500ms of 10ms ticks; want 1 (then a 1s back-off)", starts)
+	}
+}

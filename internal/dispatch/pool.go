@@ -43,6 +43,23 @@ type pool struct {
 	waiters  []*waiter // FIFO
 	min      int
 	closed   error // non-nil once closed: what waiters get
+
+	// Starts that failed in a row, and when ensureMin may try again: a
+	// function whose init keeps failing is not restarted every tick.
+	failures int
+	retryAt  time.Time
+}
+
+// startBackoff is how long ensureMin waits after n failed starts in a row:
+// 1s, 2s, 4s, ... up to a minute.
+func startBackoff(n int) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	if n > 7 {
+		return time.Minute
+	}
+	return min(time.Second<<(n-1), time.Minute)
 }
 
 func newPool(d *Dispatcher, v *registry.Version) *pool {
@@ -135,6 +152,8 @@ func (p *pool) goStart() {
 		p.starting--
 		if err != nil {
 			p.total--
+			p.failures++
+			p.retryAt = time.Now().Add(startBackoff(p.failures))
 			var w *waiter
 			if len(p.waiters) > 0 {
 				w = p.popWaiterLocked()
@@ -155,6 +174,7 @@ func (p *pool) goStart() {
 		}
 		s := &slot{inst: inst}
 		p.all[s] = struct{}{}
+		p.failures = 0
 		p.mu.Unlock()
 		d.log.Debug("dispatch: instance started", "function", p.v.Function, "version", p.v.Number, "instance", inst.ID(), "init", inst.InitDuration())
 		p.release(s)
@@ -269,7 +289,7 @@ func (p *pool) retire() bool {
 func (p *pool) ensureMin() {
 	p.mu.Lock()
 	n := 0
-	for p.closed == nil && p.total < p.min {
+	for p.closed == nil && p.total < p.min && !time.Now().Before(p.retryAt) {
 		p.total++
 		p.starting++
 		n++
