@@ -63,7 +63,7 @@ func Classify(err error) (int, string) {
 		return e.Status, e.Code
 	case errors.Is(err, registry.ErrNotFound):
 		return http.StatusNotFound, CodeFunctionNotFound
-	case errors.As(err, &fe):
+	case errors.As(err, &fe), errors.Is(err, manifest.ErrInvalid):
 		return http.StatusBadRequest, CodeInvalidManifest
 	case errors.Is(err, archive.ErrTooLarge):
 		return http.StatusBadRequest, CodePackageTooLarge

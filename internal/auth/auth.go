@@ -38,21 +38,31 @@ func LoadOrCreate(dataDir string) (token string, created bool, err error) {
 		return "", false, fmt.Errorf("auth: %w", err)
 	}
 	tok := "tern_" + base64.RawURLEncoding.EncodeToString(b[:])
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Write the whole token to a temp file (mode 0600), then link it into
+	// place: the link fails if the file exists, and a reader never sees a
+	// created but not yet written file, as one racing an O_EXCL create would.
+	f, err := os.CreateTemp(dataDir, "."+TokenFile+"-*")
 	if err != nil {
+		return "", false, fmt.Errorf("auth: create token: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", false, fmt.Errorf("auth: write token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", false, fmt.Errorf("auth: write token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", false, fmt.Errorf("auth: write token: %w", err)
+	}
+	if err := os.Link(f.Name(), path); err != nil {
 		if errors.Is(err, fs.ErrExist) { // another process won the race
 			tok, err := Load(path)
 			return tok, false, err
 		}
 		return "", false, fmt.Errorf("auth: create token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		os.Remove(path)
-		return "", false, fmt.Errorf("auth: write token: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return "", false, fmt.Errorf("auth: write token: %w", err)
 	}
 	return tok, true, nil
 }

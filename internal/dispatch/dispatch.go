@@ -37,6 +37,22 @@ type Starter interface {
 	Start(ctx context.Context, v *registry.Version) (Instance, error)
 }
 
+// Liveness is an optional capability of a Starter: whether a version still
+// exists. An invocation that resolved a version just before its function
+// was deleted must not start instances of it.
+type Liveness interface {
+	Live(v *registry.Version) bool
+}
+
+// poolKey tells versions apart even across a function deleted and created
+// again, whose version numbers start over.
+func poolKey(v *registry.Version) string {
+	if v.ID != "" {
+		return v.ID
+	}
+	return v.Key()
+}
+
 // Config bounds queues and timings.
 type Config struct {
 	// MaxQueue is how many invocations may wait per function version.
@@ -74,7 +90,7 @@ type Dispatcher struct {
 	wg     sync.WaitGroup // the janitor and every start goroutine
 
 	mu      sync.RWMutex
-	pools   map[string]*pool // by registry.Version.Key()
+	pools   map[string]*pool // by poolKey
 	current map[string]int   // function -> current version number
 	closed  bool
 }
@@ -172,7 +188,7 @@ func (d *Dispatcher) acquire(ctx context.Context, v *registry.Version, wait time
 
 // pool returns v's pool, creating it.
 func (d *Dispatcher) pool(v *registry.Version) (*pool, error) {
-	key := v.Key()
+	key := poolKey(v)
 	d.mu.RLock()
 	p := d.pools[key]
 	closed := d.closed
@@ -189,6 +205,12 @@ func (d *Dispatcher) pool(v *registry.Version) (*pool, error) {
 		return nil, ErrClosed
 	}
 	if p = d.pools[key]; p == nil {
+		// Checked under d.mu: FunctionChanged for a delete comes after the
+		// registry forgot the function and takes d.mu, so a pool made here
+		// is either refused or closed by it.
+		if live, ok := d.starter.(Liveness); ok && !live.Live(v) {
+			return nil, fmt.Errorf("%w: %s version %d", ErrGone, v.Function, v.Number)
+		}
 		p = newPool(d, v)
 		if cur, ok := d.current[v.Function]; ok && cur != v.Number {
 			p.min = 0 // an old version keeps nothing warm
@@ -222,12 +244,12 @@ func (d *Dispatcher) FunctionChanged(name string, cur *registry.Version) {
 			gone = append(gone, p)
 			continue
 		}
-		p.setMin(cur.Number == p.v.Number)
+		p.setMin(poolKey(cur) == poolKey(p.v))
 	}
 	var warm *pool
-	if cur != nil && cur.Manifest.Scale.Min > 0 && d.pools[cur.Key()] == nil {
+	if cur != nil && cur.Manifest.Scale.Min > 0 && d.pools[poolKey(cur)] == nil {
 		warm = newPool(d, cur)
-		d.pools[cur.Key()] = warm
+		d.pools[poolKey(cur)] = warm
 	}
 	d.mu.Unlock()
 	for _, p := range gone {
@@ -297,8 +319,8 @@ func (d *Dispatcher) reap(now time.Time) {
 	for _, p := range pools {
 		if p.reap(now) {
 			d.mu.Lock()
-			if d.pools[p.v.Key()] == p && p.retire() {
-				delete(d.pools, p.v.Key())
+			if d.pools[poolKey(p.v)] == p && p.retire() {
+				delete(d.pools, poolKey(p.v))
 			}
 			d.mu.Unlock()
 		}

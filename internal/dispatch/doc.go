@@ -19,6 +19,8 @@
 // longer than scale.idle down to scale.min, keeps scale.min instances of the
 // current version started, and forgets empty pools of old versions.
 //
-// Lock order: Dispatcher.mu before pool.mu. No instance call (Start, Invoke,
-// Stop) is made with either lock held.
+// Lock order: Dispatcher.mu before pool.mu. The registry's lock may be taken
+// under Dispatcher.mu (the Liveness check), never the other way round: the
+// registry calls FunctionChanged with no lock held. No instance call (Start,
+// Invoke, Stop) is made with any of these locks held.
 package dispatch

@@ -99,6 +99,24 @@ var (
 // validates the result. Unknown fields, wrongly typed values, duplicate
 // fields and empty input are errors; decoding errors carry line numbers.
 func Parse(data []byte) (*Manifest, error) {
+	m, err := parse(data)
+	if err != nil {
+		return nil, invalidError{err}
+	}
+	return m, nil
+}
+
+// ErrInvalid matches (errors.Is) every error Parse returns.
+var ErrInvalid = errors.New("invalid manifest")
+
+// invalidError marks an error as a manifest error without changing its text.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string        { return e.err.Error() }
+func (e invalidError) Unwrap() error        { return e.err }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func parse(data []byte) (*Manifest, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {

@@ -511,3 +511,12 @@ func TestClone(t *testing.T) {
 		t.Error("nil Clone is not nil")
 	}
 }
+
+func TestParseErrorsMatchErrInvalid(t *testing.T) {
+	for _, in := range []string{"", "name: [", "name: a\nmemroy: 1\n", "name: a\nname: b\n", "- a\n", "name: x\nruntime: cobol\nhandler: i.h\n"} {
+		_, err := Parse([]byte(in))
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("Parse(%q) = %v, does not match ErrInvalid", in, err)
+		}
+	}
+}

@@ -71,11 +71,15 @@ func (r *Registry) extract(ctx context.Context, sha, dir string) error {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	n, err := io.Copy(tmp, io.LimitReader(obj, r.cfg.Limits.MaxBytes+1))
+	maxBytes := r.cfg.Limits.MaxBytes
+	if maxBytes <= 0 { // zero means the default, as in archive.Limits
+		maxBytes = archive.DefaultLimits().MaxBytes
+	}
+	n, err := io.Copy(tmp, io.LimitReader(obj, maxBytes+1))
 	if err != nil {
 		return fmt.Errorf("registry: fetch code %s: %w", sha[:12], err)
 	}
-	if n > r.cfg.Limits.MaxBytes {
+	if n > maxBytes {
 		return fmt.Errorf("registry: code %s is larger than the package limit", sha[:12])
 	}
 	if err := archive.Extract(tmp, n, dir, r.cfg.Limits); err != nil {

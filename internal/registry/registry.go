@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +40,9 @@ type Function struct {
 
 // Version is one immutable deployed version of a function.
 type Version struct {
+	// ID is unique across every version ever recorded, also across a
+	// function deleted and created again (whose numbers start over).
+	ID           string            `json:"id"`
 	Function     string            `json:"function"`
 	Number       int               `json:"version"`
 	Manifest     manifest.Manifest `json:"manifest"`
@@ -45,6 +50,22 @@ type Version struct {
 	CodeSize     int64             `json:"codeSize"`
 	ExpandedSize int64             `json:"expandedSize"`
 	Created      time.Time         `json:"created"`
+}
+
+// newVersionID returns a random 128-bit id in hex.
+func newVersionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
+// Live reports whether v is still a recorded version of a function that
+// exists (it was not deleted, nor replaced by a new function of that name).
+func (r *Registry) Live(v *Version) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	cur := r.versions[v.Key()]
+	return cur != nil && cur.ID == v.ID && r.fns[v.Function] != nil
 }
 
 // Key identifies the version, e.g. "hello:3".
@@ -78,6 +99,13 @@ type Registry struct {
 	mu       sync.RWMutex
 	fns      map[string]*Function
 	versions map[string]*Version // by Version.Key()
+	// revs holds, per KV key, the revision of the newest write this node
+	// has applied (its own or from the watch), so that the watch's later
+	// echo of an older write (e.g. a deploy's, after a Delete here) is
+	// ignored. An entry goes when the watch delivers the key's deletion.
+	revs map[string]uint64
+
+	writeMu sync.Mutex // serialises Deploy and Delete on this node
 
 	extractMu sync.Mutex
 	extracts  map[string]*extraction
@@ -95,6 +123,7 @@ func New(cfg Config, kv jetstream.KeyValue, code jetstream.ObjectStore, log *slo
 		log:      log,
 		fns:      make(map[string]*Function),
 		versions: make(map[string]*Version),
+		revs:     make(map[string]uint64),
 		extracts: make(map[string]*extraction),
 	}
 }
@@ -157,14 +186,14 @@ func (r *Registry) Close() {
 
 // apply folds one KV entry into memory and reports a current-version change.
 func (r *Registry) apply(e jetstream.KeyValueEntry) {
-	key := e.Key()
+	key, rev := e.Key(), e.Revision()
 	deleted := e.Operation() != jetstream.KeyValuePut
 	var change *Change
 	switch {
 	case strings.HasPrefix(key, "fn."):
 		name := strings.TrimPrefix(key, "fn.")
 		if deleted {
-			change = r.forget(name)
+			change = r.forget(name, rev)
 			break
 		}
 		var fn Function
@@ -172,11 +201,14 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 			r.log.Error("registry: bad function record", "key", key, "err", err)
 			return
 		}
-		change = r.setFunction(&fn)
+		change = r.setFunction(&fn, rev)
 	case strings.HasPrefix(key, "ver."):
 		if deleted {
 			r.mu.Lock()
-			delete(r.versions, strings.Replace(strings.TrimPrefix(key, "ver."), ".", ":", 1))
+			if !r.stale(key, rev) {
+				delete(r.versions, strings.Replace(strings.TrimPrefix(key, "ver."), ".", ":", 1))
+				delete(r.revs, key) // the watch delivers nothing older now
+			}
 			r.mu.Unlock()
 			return
 		}
@@ -185,22 +217,32 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 			r.log.Error("registry: bad version record", "key", key, "err", err)
 			return
 		}
-		change = r.setVersion(&v)
+		change = r.setVersion(&v, rev)
 	}
 	if change != nil && r.cfg.OnChange != nil {
 		r.cfg.OnChange(*change)
 	}
 }
 
-// setFunction stores fn and returns a change when its current version moved
-// to one that is known.
-func (r *Registry) setFunction(fn *Function) *Change {
+// stale reports whether revision rev of key is no newer than what was
+// applied already, and otherwise records it. r.mu must be held.
+func (r *Registry) stale(key string, rev uint64) bool {
+	if rev <= r.revs[key] {
+		return true
+	}
+	r.revs[key] = rev
+	return false
+}
+
+// setFunction stores fn, written at revision rev, and returns a change when
+// its current version moved to one that is known.
+func (r *Registry) setFunction(fn *Function, rev uint64) *Change {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.fns[fn.Name]
-	if old != nil && old.Updated.After(fn.Updated) {
+	if r.stale("fn."+fn.Name, rev) {
 		return nil // an older echo of a write applied already
 	}
+	old := r.fns[fn.Name]
 	r.fns[fn.Name] = fn
 	if old != nil && old.Current == fn.Current {
 		return nil
@@ -213,9 +255,12 @@ func (r *Registry) setFunction(fn *Function) *Change {
 
 // setVersion stores v; a version that arrives after its function record
 // named it current completes that change.
-func (r *Registry) setVersion(v *Version) *Change {
+func (r *Registry) setVersion(v *Version, rev uint64) *Change {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.stale(versionKey(v.Function, v.Number), rev) {
+		return nil
+	}
 	_, had := r.versions[v.Key()]
 	r.versions[v.Key()] = v
 	if fn := r.fns[v.Function]; !had && fn != nil && fn.Current == v.Number {
@@ -224,9 +269,17 @@ func (r *Registry) setVersion(v *Version) *Change {
 	return nil
 }
 
-func (r *Registry) forget(name string) *Change {
+// forget removes a function and its versions from memory. rev is the
+// revision of the watch's deletion entry, or 0 for this node's own Delete.
+func (r *Registry) forget(name string, rev uint64) *Change {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if rev > 0 {
+		if r.stale("fn."+name, rev) {
+			return nil // the function was deployed again since
+		}
+		delete(r.revs, "fn."+name) // the watch delivers nothing older now
+	}
 	if _, ok := r.fns[name]; !ok {
 		return nil
 	}
@@ -300,6 +353,10 @@ func (r *Registry) Deploy(ctx context.Context, pkg io.ReaderAt, size int64) (*Ve
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	// Serialise with Delete on this node, so that a delete cannot remove
+	// code this deploy found stored and is about to record.
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	if err := r.putCode(ctx, info.SHA256, io.NewSectionReader(pkg, 0, size)); err != nil {
 		return nil, err
 	}
@@ -319,22 +376,21 @@ var errConflict = errors.New("concurrent change")
 
 // record writes ver.<name>.<n+1>, then moves fn.<name> to it with a
 // revision check; a concurrent deploy makes one of them retry.
+//
+// When ver.<name>.<n+1> exists already, another deploy wrote it and has not
+// moved fn.<name> yet, or never will (it failed in between). record moves
+// fn.<name> to that version on its behalf before retrying, so that a deploy
+// never spins on another's unfinished write, and a failed one cannot block
+// the function for good. The deploy that wrote it sees fn.<name> at or past
+// its version and succeeds.
 func (r *Registry) record(ctx context.Context, m *manifest.Manifest, info *archive.Info) (*Version, error) {
 	now := time.Now().UTC()
-	fn := Function{Name: m.Name, Created: now}
-	var rev uint64
-	e, err := r.kv.Get(ctx, "fn."+m.Name)
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(e.Value(), &fn); err != nil {
-			return nil, fmt.Errorf("registry: function record %s: %w", m.Name, err)
-		}
-		rev = e.Revision()
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-	default:
-		return nil, fmt.Errorf("registry: read %s: %w", m.Name, err)
+	fn, rev, err := r.readFunction(ctx, m.Name, now)
+	if err != nil {
+		return nil, err
 	}
 	v := &Version{
+		ID:           newVersionID(),
 		Function:     m.Name,
 		Number:       fn.Latest + 1,
 		Manifest:     *m,
@@ -347,40 +403,85 @@ func (r *Registry) record(ctx context.Context, m *manifest.Manifest, info *archi
 	if err != nil {
 		return nil, fmt.Errorf("registry: encode version: %w", err)
 	}
-	if _, err := r.kv.Create(ctx, versionKey(v.Function, v.Number), vb); err != nil {
+	vrev, err := r.kv.Create(ctx, versionKey(v.Function, v.Number), vb)
+	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
+			fn.Latest, fn.Current, fn.Updated = v.Number, v.Number, now
+			if _, err := r.writeFunction(ctx, &fn, rev); err != nil && !errors.Is(err, errConflict) {
+				return nil, err
+			}
 			return nil, errConflict
 		}
 		return nil, fmt.Errorf("registry: write version: %w", err)
 	}
 	fn.Latest, fn.Current, fn.Updated = v.Number, v.Number, now
-	fb, err := json.Marshal(&fn)
-	if err != nil {
-		return nil, fmt.Errorf("registry: encode function: %w", err)
-	}
-	if rev == 0 {
-		_, err = r.kv.Create(ctx, "fn."+m.Name, fb)
-	} else {
-		_, err = r.kv.Update(ctx, "fn."+m.Name, fb, rev)
-	}
-	if err != nil {
-		// The version record is orphaned but harmless: it is never current,
-		// and the next attempt takes the following number.
-		var apiErr *jetstream.APIError
-		if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+	frev, err := r.writeFunction(ctx, &fn, rev)
+	if errors.Is(err, errConflict) {
+		// Another deploy may have moved fn.<name> to this version for us.
+		cur, crev, rerr := r.readFunction(ctx, m.Name, now)
+		if rerr != nil {
+			return nil, rerr
+		}
+		if crev == 0 || cur.Latest < v.Number {
+			// The version record is orphaned; the next attempt moves
+			// fn.<name> to it and takes the following number.
 			return nil, errConflict
 		}
-		return nil, fmt.Errorf("registry: write function: %w", err)
+		fn, frev, err = cur, crev, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	// Apply at once so this node reads its own write; the watch echo is a no-op.
-	change := r.setVersion(v)
-	if c := r.setFunction(&fn); c != nil {
+	change := r.setVersion(v, vrev)
+	if c := r.setFunction(&fn, frev); c != nil {
 		change = c
 	}
 	if change != nil && r.cfg.OnChange != nil {
 		r.cfg.OnChange(*change)
 	}
 	return v, nil
+}
+
+// readFunction returns the record of fn.<name> and its revision; a new
+// record created now and revision 0 when there is none.
+func (r *Registry) readFunction(ctx context.Context, name string, now time.Time) (Function, uint64, error) {
+	fn := Function{Name: name, Created: now}
+	e, err := r.kv.Get(ctx, "fn."+name)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(e.Value(), &fn); err != nil {
+			return fn, 0, fmt.Errorf("registry: function record %s: %w", name, err)
+		}
+		return fn, e.Revision(), nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return fn, 0, nil
+	default:
+		return fn, 0, fmt.Errorf("registry: read %s: %w", name, err)
+	}
+}
+
+// writeFunction writes fn.<name> if its revision is still rev (0: if there
+// is none); errConflict when it is not.
+func (r *Registry) writeFunction(ctx context.Context, fn *Function, rev uint64) (uint64, error) {
+	fb, err := json.Marshal(fn)
+	if err != nil {
+		return 0, fmt.Errorf("registry: encode function: %w", err)
+	}
+	var frev uint64
+	if rev == 0 {
+		frev, err = r.kv.Create(ctx, "fn."+fn.Name, fb)
+	} else {
+		frev, err = r.kv.Update(ctx, "fn."+fn.Name, fb, rev)
+	}
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+			return 0, errConflict
+		}
+		return 0, fmt.Errorf("registry: write function: %w", err)
+	}
+	return frev, nil
 }
 
 func versionKey(name string, n int) string { return "ver." + name + "." + strconv.Itoa(n) }
@@ -398,23 +499,30 @@ func (r *Registry) putCode(ctx context.Context, sha string, body io.Reader) erro
 }
 
 // Delete removes a function and all its versions, and the code packages no
-// other version uses.
+// other version uses. Once begun it runs to the end whatever happens to the
+// caller's request: versions first, then the function record, so that a
+// crash part-way leaves a function with fewer versions, never version
+// records without a function that a new deploy would trip over.
 func (r *Registry) Delete(ctx context.Context, name string) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	_, vs, err := r.Get(name)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	for _, v := range vs {
+		if err := r.kv.Purge(ctx, versionKey(name, v.Number)); err != nil {
+			return fmt.Errorf("registry: delete %s version %d: %w", name, v.Number, err)
+		}
+	}
 	if err := r.kv.Purge(ctx, "fn."+name); err != nil {
 		return fmt.Errorf("registry: delete %s: %w", name, err)
 	}
-	change := r.forget(name)
+	change := r.forget(name, 0)
 	if change != nil && r.cfg.OnChange != nil {
 		r.cfg.OnChange(*change)
-	}
-	for _, v := range vs {
-		if err := r.kv.Purge(ctx, versionKey(name, v.Number)); err != nil {
-			r.log.Warn("registry: purge version", "function", name, "version", v.Number, "err", err)
-		}
 	}
 	r.mu.RLock()
 	inUse := make(map[string]bool)

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,5 +117,68 @@ func TestInvokeRefusesNonJSON(t *testing.T) {
 	status, _, body := s.Do("POST", "/v1/functions/json/invoke", strings.NewReader("{not json"), map[string]string{"Authorization": "Bearer " + s.Token()})
 	if status != 400 || !strings.Contains(string(body), "bad_request") {
 		t.Fatalf("%d %s", status, body)
+	}
+}
+
+// A request that resolved a function just before it was deleted starts
+// nothing, and a function created again under the same name serves its
+// own code, never the deleted one's.
+func TestDeleteThenRecreate(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	old := map[string]string{
+		"tern.yaml": "name: ghost\nruntime: nodejs\nhandler: index.handler\nscale:\n  min: 1\n",
+		"index.js":  `exports.handler = async () => ({statusCode: 200, body: "OLD"});`,
+	}
+	s.Deploy(old)
+	if status, _, body := s.Do("GET", "/fn/ghost", nil, nil); status != 200 || string(body) != "OLD" {
+		t.Fatalf("%d %s", status, body)
+	}
+	// A slow upload: the gateway resolves the function, then waits for the body.
+	pr, pw := io.Pipe()
+	slow := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", s.URL()+"/fn/ghost", pr)
+		req.ContentLength = 5
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	if _, err := pw.Write([]byte("he")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Client.Delete(context.Background(), "ghost"); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = pw.Write([]byte("llo"))
+	pw.Close()
+	if st := <-slow; st != 404 {
+		t.Errorf("request that straddled the delete: status %d, want 404", st)
+	}
+	if _, err := s.Client.Get(context.Background(), "ghost"); err == nil {
+		t.Fatal("deleted function still there")
+	}
+	var pools struct{ Pools []struct{ Function string } }
+	status, _, body := s.Do("GET", "/v1/instances", nil, map[string]string{"Authorization": "Bearer " + s.Token()})
+	if err := json.Unmarshal(body, &pools); status != 200 || err != nil {
+		t.Fatalf("%d %s", status, body)
+	}
+	for _, p := range pools.Pools {
+		if p.Function == "ghost" {
+			t.Errorf("a pool of the deleted function exists: %s", body)
+		}
+	}
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: ghost\nruntime: nodejs\nhandler: index.handler\n",
+		"index.js":  `exports.handler = async () => ({statusCode: 200, body: "NEW"});`,
+	})
+	for range 3 {
+		if status, _, body := s.Do("GET", "/fn/ghost", nil, nil); status != 200 || string(body) != "NEW" {
+			t.Fatalf("recreated function: %d %s", status, body)
+		}
 	}
 }

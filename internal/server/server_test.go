@@ -356,6 +356,8 @@ func TestBadPackagesRefused(t *testing.T) {
 		{"not a zip", "invalid_package", []byte("this is not a zip file")},
 		{"no manifest", "invalid_package", testserver.Zip(t, index)},
 		{"bad manifest", "invalid_manifest", testserver.Zip(t, [2]string{"tern.yaml", "name: evil\nruntime: cobol\nhandler: index.handler\n"}, index)},
+		{"unknown field", "invalid_manifest", testserver.Zip(t, [2]string{"tern.yaml", "name: evil\nruntime: nodejs\nhandler: index.handler\nmemroy: 512\n"}, index)},
+		{"broken yaml", "invalid_manifest", testserver.Zip(t, [2]string{"tern.yaml", "name: [evil\n"}, index)},
 		{"bad timeout", "invalid_manifest", testserver.Zip(t, [2]string{"tern.yaml", "name: evil\nruntime: nodejs\nhandler: index.handler\ntimeout: 20m\n"}, index)},
 	}
 	for _, c := range cases {

@@ -15,7 +15,13 @@ type starter struct {
 	launcher *runtime.Launcher
 }
 
-var _ dispatch.Starter = (*starter)(nil)
+var (
+	_ dispatch.Starter  = (*starter)(nil)
+	_ dispatch.Liveness = (*starter)(nil)
+)
+
+// Live reports whether v still exists in the registry.
+func (s *starter) Live(v *registry.Version) bool { return s.reg.Live(v) }
 
 func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Instance, error) {
 	dir, err := s.reg.CodeDir(ctx, v)

@@ -122,6 +122,10 @@ func (s *Store) startEmbedded(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("store: client listen address: %w", err)
 		}
+		if port == 0 {
+			// ":0" asks for any free port; to the server, 0 means 4222.
+			port = server.RANDOM_PORT
+		}
 		opts.DontListen = false
 		opts.Host, opts.Port = host, port
 	}
