@@ -39,7 +39,14 @@ type Sink struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
+
+	// Owned by the run goroutine: when drops were last reported.
+	reportedDrops uint64
+	reportedAt    time.Time
 }
+
+// dropReportEvery bounds how often a warning about dropped entries is logged.
+const dropReportEvery = 10 * time.Second
 
 // NewSink returns a Sink with room for buffer entries in flight.
 func NewSink(pub Publisher, buffer int, log *slog.Logger) *Sink {
@@ -128,6 +135,10 @@ func (s *Sink) run() {
 // publish sends a batch as one message per function: its entries as JSON
 // lines, split where a message would grow past maxMessage.
 func (s *Sink) publish(batch []item) {
+	if d := s.dropped.Load(); d != s.reportedDrops && time.Since(s.reportedAt) >= dropReportEvery {
+		s.log.Warn("logs: entries dropped because the buffer was full", "dropped_total", d, "since_last_report", d-s.reportedDrops)
+		s.reportedDrops, s.reportedAt = d, time.Now()
+	}
 	bufs := make(map[string][]byte, 4)
 	for i := range batch {
 		it := &batch[i]
