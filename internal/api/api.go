@@ -34,6 +34,7 @@ type Dispatcher interface {
 	Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*dispatch.Outcome, error)
 	Stop(name string)
 	Stats() []dispatch.Stats
+	Counts(name string) dispatch.Counts
 }
 
 var (
@@ -89,6 +90,7 @@ func (a *API) Handler() http.Handler {
 	route("DELETE /v1/functions/{name}", a.remove)
 	route("POST /v1/functions/{name}/invoke", a.invoke)
 	route("GET /v1/functions/{name}/logs", a.logs)
+	route("GET /v1/functions/{name}/stats", a.stats)
 	route("GET /v1/instances", a.instances)
 	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
@@ -300,6 +302,29 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request) error {
 		a.log.Warn("api: reading logs", "function", name, "err", err)
 	}
 	return nil // the status is sent already
+}
+
+// StatsView is what `tern stats` shows: counts since the server started and
+// the instances now.
+type StatsView struct {
+	Function  string           `json:"function"`
+	Counts    dispatch.Counts  `json:"counts"`
+	Instances []dispatch.Stats `json:"instances"`
+}
+
+func (a *API) stats(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, _, err := a.reg.Get(name); err != nil {
+		return err
+	}
+	out := StatsView{Function: name, Counts: a.disp.Counts(name), Instances: []dispatch.Stats{}}
+	for _, s := range a.disp.Stats() {
+		if s.Function == name {
+			out.Instances = append(out.Instances, s)
+		}
+	}
+	apierror.WriteJSON(w, http.StatusOK, out)
+	return nil
 }
 
 func (a *API) instances(w http.ResponseWriter, r *http.Request) error {

@@ -9,5 +9,6 @@
 //	DELETE /v1/functions/{name}          delete it and stop its instances
 //	POST   /v1/functions/{name}/invoke   body is the event; answers the result
 //	GET    /v1/functions/{name}/logs     NDJSON log entries (?since=&follow=&request=&grep=)
+//	GET    /v1/functions/{name}/stats    invocation counts and instances
 //	GET    /v1/instances                 pool statistics
 package api

@@ -82,6 +82,7 @@ func (e *env) root() *cobra.Command {
 		e.getCmd(),
 		e.rmCmd(),
 		e.logsCmd(),
+		e.statsCmd(),
 	)
 	return root
 }

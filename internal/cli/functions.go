@@ -161,6 +161,44 @@ func (e *env) getCmd() *cobra.Command {
 	}
 }
 
+func (e *env) statsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stats NAME",
+		Short: "Show a function's invocation counts (cold and warm starts, queued, throttled, errors) and instances",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Stats(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(e.stdout).Encode(st)
+			}
+			n := st.Counts
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "invocations\t%d\n", n.Invocations)
+			fmt.Fprintf(tw, "cold starts\t%d\n", n.ColdStarts)
+			fmt.Fprintf(tw, "warm starts\t%d\n", n.WarmStarts)
+			fmt.Fprintf(tw, "queued\t%d\n", n.Queued)
+			fmt.Fprintf(tw, "throttled\t%d\n", n.Throttled)
+			fmt.Fprintf(tw, "function errors\t%d\n", n.FunctionErrors)
+			fmt.Fprintf(tw, "timeouts\t%d\n", n.Timeouts)
+			fmt.Fprintf(tw, "crashes\t%d\n", n.Crashes)
+			for _, in := range st.Instances {
+				fmt.Fprintf(tw, "version %d instances\t%d (%d idle, %d starting, %d queued)\n", in.Version, in.Instances, in.Idle, in.Starting, in.Queued)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
 func (e *env) rmCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME",

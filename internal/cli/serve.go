@@ -46,6 +46,7 @@ func (e *env) serveCmd() *cobra.Command {
 	f.DurationVar(&cfg.LogsMaxAge, "logs-max-age", cfg.LogsMaxAge, "how long function logs are kept")
 	f.Int64Var(&cfg.LogsMaxBytes, "logs-max-bytes", cfg.LogsMaxBytes, "how many bytes of function logs are kept")
 	f.StringVar(&cfg.NodePath, "node", "", "node binary for nodejs functions (default: node on PATH)")
+	f.IntVar(&cfg.PoolSize, "pool-size", cfg.PoolSize, "pre-started generic instances per runtime, for fast cold starts (0: off)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

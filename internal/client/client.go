@@ -130,6 +130,16 @@ func (c *Client) Get(ctx context.Context, name string) (json.RawMessage, error) 
 	return raw, decode(resp, &raw)
 }
 
+// Stats returns a function's invocation counts and instances.
+func (c *Client) Stats(ctx context.Context, name string) (*api.StatsView, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name)+"/stats", nil, "")
+	if err != nil {
+		return nil, err
+	}
+	var v api.StatsView
+	return &v, decode(resp, &v)
+}
+
 // Delete removes a function.
 func (c *Client) Delete(ctx context.Context, name string) error {
 	resp, err := c.do(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(name), nil, "")

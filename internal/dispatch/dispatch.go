@@ -92,6 +92,7 @@ type Dispatcher struct {
 	mu      sync.RWMutex
 	pools   map[string]*pool // by poolKey
 	current map[string]int   // function -> current version number
+	counts  map[string]*counters
 	closed  bool
 }
 
@@ -119,6 +120,7 @@ func New(cfg Config, starter Starter, log *slog.Logger) *Dispatcher {
 		cancel:  cancel,
 		pools:   make(map[string]*pool),
 		current: make(map[string]int),
+		counts:  make(map[string]*counters),
 	}
 }
 
@@ -133,12 +135,20 @@ func (d *Dispatcher) Start() {
 // *runtime.InitError, runtime.ErrTimeout, runtime.ErrCrashed and context
 // errors.
 func (d *Dispatcher) Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*Outcome, error) {
+	p, out, err := d.invoke(ctx, v, requestID, payload)
+	if p != nil {
+		p.ctr.record(out, err)
+	}
+	return out, err
+}
+
+func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*pool, *Outcome, error) {
 	timeout := v.Manifest.Timeout.D()
 	wait := min(d.cfg.MaxQueueWait, timeout)
 	for attempt := 1; ; attempt++ {
 		p, s, err := d.acquire(ctx, v, wait)
 		if err != nil {
-			return nil, err
+			return p, nil, err
 		}
 		cold := !s.used
 		s.used = true
@@ -149,8 +159,12 @@ func (d *Dispatcher) Invoke(ctx context.Context, v *registry.Version, requestID 
 			out.Init = s.inst.InitDuration()
 		}
 		if err == nil {
-			p.release(s)
-			return out, nil
+			if res.Fatal {
+				p.discard(s) // the runtime is exiting
+			} else {
+				p.release(s)
+			}
+			return p, out, nil
 		}
 		p.discard(s)
 		// An instance that died before it took the event (say it exited
@@ -164,7 +178,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, v *registry.Version, requestID 
 				err = cerr // deleted or shutting down, not a crash
 			}
 		}
-		return out, err
+		return p, out, err
 	}
 }
 
@@ -232,6 +246,7 @@ func (d *Dispatcher) FunctionChanged(name string, cur *registry.Version) {
 	var gone []*pool
 	if cur == nil {
 		delete(d.current, name)
+		delete(d.counts, name)
 	} else {
 		d.current[name] = cur.Number
 	}

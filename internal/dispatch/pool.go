@@ -32,8 +32,9 @@ var errRetired = errors.New("dispatch: pool retired")
 
 // pool holds the instances of one function version.
 type pool struct {
-	d *Dispatcher
-	v *registry.Version
+	d   *Dispatcher
+	v   *registry.Version
+	ctr *counters // the function's
 
 	mu       sync.Mutex
 	idle     []*slot // last in, first out
@@ -62,8 +63,14 @@ func startBackoff(n int) time.Duration {
 	return min(time.Second<<(n-1), time.Minute)
 }
 
+// newPool is called with d.mu held.
 func newPool(d *Dispatcher, v *registry.Version) *pool {
-	return &pool{d: d, v: v, all: make(map[*slot]struct{}), min: v.Manifest.Scale.Min}
+	c := d.counts[v.Function]
+	if c == nil {
+		c = &counters{}
+		d.counts[v.Function] = c
+	}
+	return &pool{d: d, v: v, ctr: c, all: make(map[*slot]struct{}), min: v.Manifest.Scale.Min}
 }
 
 func (p *pool) setMin(current bool) {
@@ -101,6 +108,7 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
 	}
 	w := &waiter{ch: make(chan grant, 1)}
 	p.waiters = append(p.waiters, w)
+	p.ctr.queued.Add(1)
 	start := p.startLocked()
 	p.mu.Unlock()
 	if start {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -364,6 +365,7 @@ func (r *Registry) Deploy(ctx context.Context, pkg io.ReaderAt, size int64) (*Ve
 		v, err := r.record(ctx, m, info)
 		if err == nil {
 			r.log.Info("registry: deployed", "function", v.Function, "version", v.Number, "sha256", v.CodeSHA256[:12])
+			r.preExtract(pkg, size, info.SHA256)
 			return v, nil
 		}
 		if !errors.Is(err, errConflict) || attempt >= 10 {
@@ -373,6 +375,19 @@ func (r *Registry) Deploy(ctx context.Context, pkg io.ReaderAt, size int64) (*Ve
 }
 
 var errConflict = errors.New("concurrent change")
+
+// preExtract puts freshly deployed code in this node's cache from the
+// upload itself, so the first invocation does not wait for it. A failure
+// only means the first cold start extracts it instead.
+func (r *Registry) preExtract(pkg io.ReaderAt, size int64, sha string) {
+	dir := filepath.Join(r.cfg.CacheDir, sha)
+	if _, err := os.Stat(dir); err == nil {
+		return
+	}
+	if err := archive.Extract(pkg, size, dir, r.cfg.Limits); err != nil && !errors.Is(err, os.ErrExist) {
+		r.log.Warn("registry: extracting deployed code", "sha256", sha[:12], "err", err)
+	}
+}
 
 // record writes ver.<name>.<n+1>, then moves fn.<name> to it with a
 // revision check; a concurrent deploy makes one of them retry.

@@ -693,10 +693,24 @@ func TestCodeDirZeroLimits(t *testing.T) {
 	}
 }
 
+// The deploying node extracts code at deploy; the first invocation there
+// does not wait for it.
+func TestDeployExtractsCode(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	cache := filepath.Join(t.TempDir(), "code")
+	r := startRegistry(t, st, registry.Config{CacheDir: cache, Limits: archive.DefaultLimits()})
+	v := deploy(t, r, pkg(t, "pre", handlerJS))
+	if got, err := os.ReadFile(filepath.Join(cache, v.CodeSHA256, "index.js")); err != nil || string(got) != handlerJS {
+		t.Fatalf("code not extracted at deploy: %q, %v", got, err)
+	}
+}
+
 func TestCodeDirMissingObject(t *testing.T) {
 	st := openStore(t, t.TempDir())
+	deployer := startRegistry(t, st, registry.Config{Limits: archive.DefaultLimits()})
+	v := deploy(t, deployer, pkg(t, "lost", handlerJS))
+	// Another node: its cache is empty, so it needs the Object Store.
 	r := startRegistry(t, st, registry.Config{Limits: archive.DefaultLimits()})
-	v := deploy(t, r, pkg(t, "lost", handlerJS))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := st.Code.Delete(ctx, v.CodeSHA256); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,18 +19,30 @@ import (
 	"github.com/ternhq/tern/internal/sandbox"
 )
 
-// Instance is one running function process with its Runtime API server.
+// Instance is one running function process with its Runtime API server,
+// and, for runtimes that speak it, the framed protocol's socket.
 type Instance struct {
-	id   string
-	spec Spec
-	l    *Launcher
-	arn  string
+	id  string
+	l   *Launcher
+	arn string
+
+	// spec is set once, before specOK; a pooled instance gets it when it is
+	// specialised.
+	spec   Spec
+	specOK atomic.Bool
 
 	proc *sandbox.Process
 	ln   net.Listener
 	srv  *http.Server
 
-	next     chan *call // Invoke hands an event to the pending /next
+	// framed: the runtime speaks docs/runtime-protocol.md on conn.
+	framed bool
+	conn   net.Conn
+	wmu    sync.Mutex // one frame written at a time
+	booted chan struct{}
+	bootOK sync.Once
+
+	next     chan *call // HTTP mode: Invoke hands an event to the pending /next
 	ready    chan struct{}
 	readyOne sync.Once
 	initErr  chan *FunctionError // capacity 1
@@ -58,13 +71,16 @@ func newID() string {
 	return strconv.FormatUint(rand.Uint64()&0xffffffffffff, 36)
 }
 
-func startInstance(ctx context.Context, l *Launcher, spec Spec, path string, args []string) (_ *Instance, err error) {
-	begin := time.Now()
+// launch starts the process and everything that serves it, without waiting
+// for the runtime. env nil means the Lambda environment of spec (HTTP
+// mode); a framed runtime starts with a minimal one and gets the function's
+// when it is specialised.
+func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_ *Instance, err error) {
 	i := &Instance{
 		id:      newID(),
-		spec:    spec,
 		l:       l,
-		arn:     FunctionARN(spec.Function, spec.Version),
+		framed:  framed,
+		booted:  make(chan struct{}),
 		next:    make(chan *call),
 		ready:   make(chan struct{}),
 		initErr: make(chan *FunctionError, 1),
@@ -82,6 +98,24 @@ func startInstance(ctx context.Context, l *Launcher, spec Spec, path string, arg
 		}
 	}()
 
+	var env []string
+	dir := l.cfg.Dir
+	var extra []*os.File
+	if framed {
+		env = baseEnv([]string{"TERN_RUNTIME_FD=3"})
+		ours, theirs, err := socketPair()
+		if err != nil {
+			return nil, err
+		}
+		defer theirs.Close() // the child holds its own copy
+		i.conn = ours
+		extra = []*os.File{theirs}
+	} else {
+		i.setSpec(spec)
+		env = i.environ()
+		dir = spec.CodeDir
+	}
+
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("runtime: pipe: %w", err)
@@ -93,12 +127,13 @@ func startInstance(ctx context.Context, l *Launcher, spec Spec, path string, arg
 		return nil, fmt.Errorf("runtime: pipe: %w", err)
 	}
 	i.proc, err = sandbox.Start(sandbox.Spec{
-		Path:   path,
-		Args:   args,
-		Dir:    spec.CodeDir,
-		Env:    i.environ(),
-		Stdout: outW,
-		Stderr: errW,
+		Path:       path,
+		Args:       args,
+		Dir:        dir,
+		Env:        env,
+		Stdout:     outW,
+		Stderr:     errW,
+		ExtraFiles: extra,
 	})
 	outW.Close() // the child holds its own copies
 	errW.Close()
@@ -116,31 +151,91 @@ func startInstance(ctx context.Context, l *Launcher, spec Spec, path string, arg
 	i.readers.Add(2)
 	go i.readOutput(i.stdout)
 	go i.readOutput(i.stderr)
+	if framed {
+		i.readers.Add(1)
+		go i.readFrames()
+	}
 	go func() {
-		// Whatever ends the process, the Runtime API server goes with it.
+		// Whatever ends the process, its servers go with it.
 		<-i.proc.Done()
 		i.closeServer()
 	}()
+	return i, nil
+}
 
+// setSpec makes the instance spec's.
+func (i *Instance) setSpec(spec *Spec) {
+	i.spec = *spec
+	i.arn = FunctionARN(spec.Function, spec.Version)
+	i.specOK.Store(true)
+}
+
+// waitBooted waits until a framed runtime has loaded and waits for its
+// function.
+func (i *Instance) waitBooted(ctx context.Context) error {
+	select {
+	case <-i.booted:
+		return nil
+	case <-i.proc.Done():
+		return fmt.Errorf("runtime: pooled instance exited while starting: %v", i.proc.ExitError())
+	case <-ctx.Done():
+		return fmt.Errorf("runtime: waiting for instance to boot: %w", context.Cause(ctx))
+	}
+}
+
+// specialize makes a framed instance spec's instance and waits until its
+// handler is loaded.
+func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
+	begin := time.Now()
+	i.setSpec(spec)
+	envs := i.environ()
+	hdr := make([]byte, 0, 512)
+	hdr = append(hdr, `{"handler":`...)
+	hdr = appendJSONString(hdr, spec.Handler)
+	hdr = append(hdr, `,"taskRoot":`...)
+	hdr = appendJSONString(hdr, spec.CodeDir)
+	hdr = append(hdr, `,"env":{`...)
+	for n, kv := range envs {
+		k, v, _ := strings.Cut(kv, "=")
+		if n > 0 {
+			hdr = append(hdr, ',')
+		}
+		hdr = appendJSONString(hdr, k)
+		hdr = append(hdr, ':')
+		hdr = appendJSONString(hdr, v)
+	}
+	hdr = append(hdr, "}}"...)
+	if len(hdr) > maxFrameHeader {
+		return fmt.Errorf("runtime: the function's environment is too large (%d bytes)", len(hdr))
+	}
+	if err := i.writeFrame(frameSpecialize, hdr, nil); err != nil {
+		return fmt.Errorf("%w: %w", ErrCrashed, err)
+	}
+	return i.waitReady(ctx, begin)
+}
+
+// waitReady waits for the runtime to report its handler loaded (HTTP mode:
+// its first /next; framed: READY) or failed.
+func (i *Instance) waitReady(ctx context.Context, begin time.Time) error {
 	select {
 	case <-i.ready:
 		i.initDuration = time.Since(begin)
-		return i, nil
+		return nil
 	case fe := <-i.initErr:
-		return nil, &InitError{FunctionError: *fe, Duration: time.Since(begin)}
+		return &InitError{FunctionError: *fe, Duration: time.Since(begin)}
 	case <-i.proc.Done():
 		select {
 		case fe := <-i.initErr: // posted just before exiting
-			return nil, &InitError{FunctionError: *fe, Duration: time.Since(begin)}
+			return &InitError{FunctionError: *fe, Duration: time.Since(begin)}
 		default:
 		}
 		msg := "runtime exited before it was ready"
 		if e := i.proc.ExitError(); e != nil {
 			msg += ": " + e.Error()
 		}
-		return nil, &InitError{FunctionError: FunctionError{Type: "Runtime.ExitError", Body: errorBody("Runtime.ExitError", msg)}, Duration: time.Since(begin)}
+		return &InitError{FunctionError: FunctionError{Type: "Runtime.ExitError", Body: errorBody("Runtime.ExitError", msg)}, Duration: time.Since(begin)}
 	case <-ctx.Done():
-		return nil, fmt.Errorf("runtime: waiting for instance to start: %w", context.Cause(ctx))
+		return fmt.Errorf("runtime: waiting for instance to start: %w", context.Cause(ctx))
 	}
 }
 
@@ -154,10 +249,10 @@ func FunctionARN(name string, version int) string {
 // and the Lambda ones, nothing of the server's.
 func (i *Instance) environ() []string {
 	s := &i.spec
-	env := map[string]string{
-		"PATH": "/usr/local/bin:/usr/bin:/bin",
-		"TZ":   ":UTC",
-		"LANG": "en_US.UTF-8",
+	env := map[string]string{}
+	for _, kv := range baseEnv(nil) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
 	for k, v := range s.Env {
 		env[k] = v
@@ -180,6 +275,11 @@ func (i *Instance) environ() []string {
 		out = append(out, k+"="+v)
 	}
 	return out
+}
+
+// baseEnv is what every runtime process starts with, plus extra.
+func baseEnv(extra []string) []string {
+	return append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "TZ=:UTC", "LANG=en_US.UTF-8"}, extra...)
 }
 
 // ID names the instance in logs.
@@ -227,17 +327,24 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 }
 
 func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
-	select {
-	case i.next <- c:
-	case <-deadline:
-		i.Stop()
-		return nil, ErrTimeout
-	case <-i.proc.Done():
-		// The event never reached the function: another instance can
-		// take it.
-		return nil, fmt.Errorf("%w: %w", ErrNotDelivered, i.crashed())
-	case <-i.stopped:
-		return nil, ErrStopped
+	if i.framed {
+		if err := i.sendInvoke(c.inv); err != nil {
+			// The runtime's end is gone: the event never reached it.
+			return nil, fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrCrashed, err)
+		}
+	} else {
+		select {
+		case i.next <- c:
+		case <-deadline:
+			i.Stop()
+			return nil, ErrTimeout
+		case <-i.proc.Done():
+			// The event never reached the function: another instance can
+			// take it.
+			return nil, fmt.Errorf("%w: %w", ErrNotDelivered, i.crashed())
+		case <-i.stopped:
+			return nil, ErrStopped
+		}
 	}
 	select {
 	case r := <-c.result:
@@ -307,7 +414,13 @@ func (i *Instance) waitReaders() {
 	<-done
 }
 
-func (i *Instance) closeServer() { _ = i.srv.Close() }
+// closeServer ends the Runtime API server and the framed socket.
+func (i *Instance) closeServer() {
+	_ = i.srv.Close()
+	if i.conn != nil {
+		_ = i.conn.Close() // a grandchild may hold the other end
+	}
+}
 
 func (i *Instance) entry(rid, stream, msg string) logs.Entry {
 	return logs.Entry{

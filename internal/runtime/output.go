@@ -91,6 +91,12 @@ func (i *Instance) outputLine(stream string, line []byte) {
 		line = line[:n-1]
 	}
 	msg := string(line)
+	if !i.specOK.Load() {
+		// A pooled instance serves no function yet: its output is the
+		// runtime's own and goes to the server's log.
+		i.l.cfg.Log.Warn("runtime: output of an unspecialised instance", "instance", i.id, "stream", stream, "line", msg)
+		return
+	}
 	rid := lambdaLineRequestID(msg)
 	if rid == "" {
 		if c := i.cur.Load(); c != nil {

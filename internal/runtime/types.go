@@ -50,6 +50,9 @@ type Invocation struct {
 type Result struct {
 	Payload []byte
 	Error   *FunctionError
+	// Fatal: the runtime exits after this answer (an uncaught error); the
+	// instance must not get another invocation.
+	Fatal bool
 }
 
 // FunctionError is an error the function reported (or that Tern reports on

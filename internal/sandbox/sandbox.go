@@ -28,6 +28,8 @@ type Spec struct {
 	Env    []string // complete environment, KEY=VALUE
 	Stdout *os.File // write ends of the output pipes
 	Stderr *os.File
+	// ExtraFiles become file descriptors 3, 4, ... in the process.
+	ExtraFiles []*os.File
 }
 
 // Process is a started instance process.
@@ -59,6 +61,7 @@ func Start(spec Spec) (*Process, error) {
 	}
 	cmd.Stdout = spec.Stdout
 	cmd.Stderr = spec.Stderr
+	cmd.ExtraFiles = spec.ExtraFiles
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGKILL,

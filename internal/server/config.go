@@ -42,6 +42,9 @@ type Config struct {
 	LogsMaxBytes int64
 	// NodePath is the node binary; empty looks it up on PATH.
 	NodePath string
+	// PoolSize is how many generic instances per runtime are kept started
+	// to make cold starts cheap; 0 turns the pools off.
+	PoolSize int
 }
 
 // DefaultDataDir is the user's data directory for Tern (XDG).
@@ -59,6 +62,7 @@ func DefaultConfig() Config {
 		Dispatch:         dispatch.DefaultConfig(),
 		LogsMaxAge:       7 * 24 * time.Hour,
 		LogsMaxBytes:     1 << 30,
+		PoolSize:         2,
 	}
 }
 
@@ -89,6 +93,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResponseBytes <= 0 {
 		errs = append(errs, errors.New("max-response: must be positive"))
+	}
+	if c.PoolSize < 0 || c.PoolSize > 64 {
+		errs = append(errs, errors.New("pool-size: must be between 0 and 64"))
 	}
 	if c.LogsMaxAge <= 0 || c.LogsMaxBytes <= 0 {
 		errs = append(errs, errors.New("logs retention: age and size must be positive"))

@@ -37,6 +37,7 @@ type Server struct {
 	registry *registry.Registry
 	sink     *logs.Sink
 	disp     *dispatch.Dispatcher
+	launcher *runtime.Launcher
 	http     *http.Server
 	ln       net.Listener
 	token    string
@@ -95,12 +96,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		Dir:              filepath.Join(cfg.DataDir, "runtime"),
 		NodePath:         cfg.NodePath,
 		MaxResponseBytes: cfg.MaxResponseBytes,
+		PoolSize:         cfg.PoolSize,
 		Logs:             s.sink,
 		Log:              log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	launcher.StartPool()
+	s.launcher = launcher
+	s.stops = append(s.stops, launcher.Close)
 
 	// The registry tells the dispatcher about changes, and the dispatcher
 	// asks the registry for code: build both, then start the registry.
@@ -181,6 +186,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the base URL of the HTTP server.
 func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Pooled is how many generic instances wait in the runtime pools.
+func (s *Server) Pooled() int { return s.launcher.Pooled() }
 
 // Token is the admin token.
 func (s *Server) Token() string { return s.token }

@@ -37,6 +37,7 @@ func Config(dir string) server.Config {
 	cfg.DataDir = dir
 	cfg.ShutdownTimeout = 5 * time.Second
 	cfg.Dispatch.ReapInterval = 100 * time.Millisecond
+	cfg.PoolSize = 1 // many servers run in the tests; one pooled node each
 	return cfg
 }
 

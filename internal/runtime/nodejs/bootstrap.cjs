@@ -1,9 +1,10 @@
 'use strict';
-// Tern Node.js bootstrap: a Lambda runtime client for the AWS Lambda Runtime API
-// (2018-06-01) served by Tern on loopback. Started as `node bootstrap.cjs`, one
-// process per function instance. Node.js built-ins only. See doc.go.
+// Tern Node.js bootstrap: a Lambda runtime client. With TERN_RUNTIME_FD set it
+// speaks Tern's framed runtime protocol on that Unix socket
+// (docs/runtime-protocol.md); otherwise the AWS Lambda Runtime API
+// (2018-06-01) served by Tern on loopback. Started as `node bootstrap.cjs`,
+// one process per function instance. Node.js built-ins only. See doc.go.
 
-const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
 const util = require('node:util');
@@ -19,89 +20,10 @@ function die(message) {
 }
 
 // ---------------------------------------------------------------------------
-// Runtime API endpoint and HTTP plumbing.
-
-const RUNTIME_API = env.AWS_LAMBDA_RUNTIME_API;
-if (!RUNTIME_API) die('AWS_LAMBDA_RUNTIME_API is not set');
-const apiColon = RUNTIME_API.lastIndexOf(':');
-let apiHost = apiColon > 0 ? RUNTIME_API.slice(0, apiColon) : '';
-const apiPort = apiColon > 0 ? Number(RUNTIME_API.slice(apiColon + 1)) : NaN;
-if (apiHost.length > 1 && apiHost[0] === '[' && apiHost[apiHost.length - 1] === ']') {
-  apiHost = apiHost.slice(1, -1);
-}
-if (apiHost === '' || !Number.isInteger(apiPort) || apiPort < 1 || apiPort > 65535) {
-  die('AWS_LAMBDA_RUNTIME_API must be host:port, got ' + JSON.stringify(RUNTIME_API));
-}
-
-const PREFIX = '/2018-06-01/runtime';
-const INVOCATION_PREFIX = PREFIX + '/invocation/';
-const INIT_ERROR_PATH = PREFIX + '/init/error';
-const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
-
-// Calls are strictly sequential, so one kept-alive socket is enough. The agent
-// unrefs idle sockets, so it never keeps the event loop alive by itself.
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-
-// http.request copies its options, so this object is reused for every poll.
-// No timeout: /next is a long poll that returns when an event arrives.
-const NEXT_OPTIONS = { agent, host: apiHost, port: apiPort, method: 'GET', path: INVOCATION_PREFIX + 'next' };
-
-function apiFailure(err) {
-  die('Runtime API request failed: ' + (err && err.code ? err.code + ' ' : '') + (err && err.message ? err.message : String(err)));
-}
-
-// send performs one Runtime API call. onDone(res, body) gets the body as a
-// Buffer when collect is true (null otherwise). A connection-level failure
-// is fatal (Tern is gone), except that a reset on a reused keep-alive socket
-// (the server closed it while idle) is retried once on a fresh connection.
-function send(options, body, collect, onDone, retried) {
-  const req = http.request(options, (res) => {
-    res.on('error', apiFailure);
-    if (!collect) {
-      res.on('end', () => onDone(res, null));
-      res.resume();
-      return;
-    }
-    let first = null;
-    let chunks = null;
-    res.on('data', (chunk) => {
-      if (first === null) first = chunk;
-      else if (chunks === null) chunks = [first, chunk];
-      else chunks.push(chunk);
-    });
-    res.on('end', () => {
-      onDone(res, chunks !== null ? Buffer.concat(chunks) : first !== null ? first : Buffer.alloc(0));
-    });
-  });
-  req.on('error', (err) => {
-    if (!retried && req.reusedSocket && err && err.code === 'ECONNRESET') {
-      send(options, body, collect, onDone, true);
-      return;
-    }
-    apiFailure(err);
-  });
-  req.end(body);
-}
-
-function post(reqPath, headers, body, onDone) {
-  send({ agent, host: apiHost, port: apiPort, method: 'POST', path: reqPath, headers }, body, false, onDone, false);
-}
-
-// Header values must be visible ASCII; keep the JSON errorType as-is.
-function headerSafe(value) {
-  const s = String(value);
-  return /^[\x20-\x7e]*$/.test(s) ? s : s.replace(/[^\x20-\x7e]/g, '');
-}
-
-function errorHeaders(errorType) {
-  return { 'Content-Type': 'application/json', [ERROR_TYPE_HEADER]: headerSafe(errorType) };
-}
-
-// ---------------------------------------------------------------------------
 // Logging: each console call is one line on stdout:
 //   <ISO time>\t<request id>\t<LEVEL>\t<message with \n replaced by \r>\n
 // process.stdout writes to pipes and files are synchronous on Linux, so log
-// lines are out before the response is posted.
+// lines are out before the answer is posted or its frame written.
 
 let logRequestId = 'undefined';
 
@@ -251,9 +173,9 @@ function classifyLoadError(err) {
   return errorPayload(err);
 }
 
-async function loadHandler() {
-  const name = env._HANDLER;
-  const taskRoot = path.resolve(env.LAMBDA_TASK_ROOT || process.cwd());
+// loadHandler loads the handler name ("<module>.<export>") from taskRoot (an
+// absolute path) and returns the function, or throws.
+async function loadHandler(name, taskRoot) {
   if (!name) throw new InitFailure('Runtime.MalformedHandlerName', 'Bad handler: _HANDLER is not set');
   const slash = name.lastIndexOf('/');
   const dot = name.indexOf('.', slash + 1);
@@ -319,62 +241,108 @@ async function loadHandler() {
 }
 
 // ---------------------------------------------------------------------------
-// Invocation state.
+// Invocation core, shared by both transports.
+//
+// A transport carries events in and answers out. It calls initialize() once
+// it knows the handler and invoke() for each event, and implements:
+//
+//   ready()                    the handler is loaded: report it (framed:
+//                              READY) and wait for the first event
+//   next()                     the last answer is out: wait for the next event
+//   respond(body)              answer the current invocation with a result
+//   fail(errorType, body)      answer it with an error
+//   initError(errorType, body) report an init failure and exit with status 1
+//   exit(code)                 exit once what was sent is out
+//
+// respond and fail call answered() once the transport can take the next
+// event. Bodies are JSON text.
 
-const IDLE = 0; // polling /next
+const BOOTING = 0; // framed: waiting for SPECIALIZE
+const INITIALIZING = 1; // loading the handler
+const SERVING = 2; // handler loaded
+
+const IDLE = 0; // waiting for an event
 const RUNNING = 1; // handler running, no completion yet
 const WAITING = 2; // callback called, waiting for the event loop to drain
-const POSTING = 3; // result or error being posted
+const POSTING = 3; // result or error being sent
 
-let initializing = true;
+let transport = null;
+let phase = BOOTING;
 let initErrorSent = false;
 let handler = null;
 let state = IDLE;
 let generation = 0;
 let currentId = '';
-let currentPath = '';
 let waitingIsError = false;
 let waitingValue;
 let exitAfterPost = false;
 
-const FUNCTION_NAME = env.AWS_LAMBDA_FUNCTION_NAME;
-const FUNCTION_VERSION = env.AWS_LAMBDA_FUNCTION_VERSION || '$LATEST';
-const MEMORY_SIZE = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE || '128';
-const LOG_GROUP = env.AWS_LAMBDA_LOG_GROUP_NAME;
-const LOG_STREAM = env.AWS_LAMBDA_LOG_STREAM_NAME;
+// Context fields from the environment, read when initialization begins.
+let functionName;
+let functionVersion;
+let memorySize;
+let logGroup;
+let logStream;
 
-function postInitError(payload) {
+// initialize loads the handler and reports the outcome through the
+// transport.
+function initialize(name, taskRoot) {
+  phase = INITIALIZING;
+  functionName = env.AWS_LAMBDA_FUNCTION_NAME;
+  functionVersion = env.AWS_LAMBDA_FUNCTION_VERSION || '$LATEST';
+  memorySize = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE || '128';
+  logGroup = env.AWS_LAMBDA_LOG_GROUP_NAME;
+  logStream = env.AWS_LAMBDA_LOG_STREAM_NAME;
+  loadHandler(name, taskRoot).then(
+    (fn) => {
+      if (initErrorSent) return;
+      handler = fn;
+      phase = SERVING;
+      transport.ready();
+    },
+    (err) => sendInitError(classifyLoadError(err)),
+  );
+}
+
+// specialize makes a generic (framed) process one function's: env replaces
+// the whole environment, taskRoot becomes the working directory, and the
+// handler is loaded as the HTTP bootstrap would.
+function specialize(name, taskRoot, newEnv) {
+  for (const key of Object.keys(env)) delete env[key];
+  for (const key of Object.keys(newEnv)) {
+    const value = newEnv[key];
+    env[key] = typeof value === 'string' ? value : String(value);
+  }
+  taskRoot = path.resolve(taskRoot);
+  try {
+    process.chdir(taskRoot);
+  } catch (err) {
+    phase = INITIALIZING;
+    sendInitError(errorPayload(err));
+    return;
+  }
+  initialize(name, taskRoot);
+}
+
+function sendInitError(payload) {
   if (initErrorSent) return;
   initErrorSent = true;
   logError('Uncaught Exception', payload);
-  post(INIT_ERROR_PATH, errorHeaders(payload.errorType), JSON.stringify(payload), () => process.exit(1));
+  transport.initError(payload.errorType, JSON.stringify(payload));
 }
 
-function next() {
-  send(NEXT_OPTIONS, undefined, true, onNext, false);
-}
-
-function afterPost(res) {
-  const status = res.statusCode;
-  if (status !== 202) {
-    if (status === 413) {
-      writeLog('\tERROR\t', 'Response for request ' + currentId + ' rejected by the Runtime API: payload too large (413)');
-    } else if (status >= 500) {
-      die('Runtime API answered ' + status + ' to ' + res.req.path + '; exiting');
-    } else {
-      stderr.write('tern bootstrap: Runtime API answered ' + status + ' to ' + res.req.path + '\n');
-    }
-  }
+// answered: the transport has sent the current answer.
+function answered() {
   state = IDLE;
-  if (exitAfterPost) process.exit(1);
-  next();
+  if (exitAfterPost) transport.exit(1);
+  else transport.next();
 }
 
 function postInvocationError(payload, label) {
   state = POSTING;
   waitingValue = undefined;
   logError(label, payload);
-  post(currentPath + 'error', errorHeaders(payload.errorType), JSON.stringify(payload), afterPost);
+  transport.fail(payload.errorType, JSON.stringify(payload));
 }
 
 function finish(isError, value) {
@@ -394,7 +362,7 @@ function finish(isError, value) {
     );
     return;
   }
-  post(currentPath + 'response', undefined, body === undefined ? 'null' : body, afterPost);
+  transport.respond(body === undefined ? 'null' : body);
 }
 
 // complete is the single completion point of an invocation; the first call
@@ -419,25 +387,30 @@ function parseJSONHeader(value) {
   }
 }
 
-function onNext(res, body) {
-  if (res.statusCode !== 200) die('Runtime API answered ' + res.statusCode + ' to invocation/next; exiting');
-  const h = res.headers;
-  const id = h['lambda-runtime-aws-request-id'];
-  if (typeof id !== 'string' || id === '') die('invocation/next response has no Lambda-Runtime-Aws-Request-Id');
+// jsonField turns a client context or identity into an object: JSON text is
+// parsed, an object is taken as it is.
+function jsonField(value) {
+  if (typeof value === 'string') return parseJSONHeader(value);
+  if (value !== null && typeof value === 'object') return value;
+  return undefined;
+}
 
+// invoke runs one invocation: id is the request id, eventText the event's
+// JSON, deadline the epoch-ms deadline, arn the invoked function ARN, trace
+// the X-Ray trace id (if any), clientContext and identity JSON text or
+// objects (if any).
+function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
   const gen = ++generation;
   currentId = id;
-  currentPath = INVOCATION_PREFIX + encodeURIComponent(id) + '/';
   logRequestId = id;
   state = RUNNING;
 
-  const traceId = h['lambda-runtime-trace-id'];
-  if (traceId) env._X_AMZN_TRACE_ID = traceId;
+  if (typeof trace === 'string' && trace !== '') env._X_AMZN_TRACE_ID = trace;
   else delete env._X_AMZN_TRACE_ID;
 
   let event;
   try {
-    event = JSON.parse(body.toString('utf8'));
+    event = JSON.parse(eventText);
   } catch (err) {
     postInvocationError(
       { errorType: 'Runtime.InvalidEvent', errorMessage: 'invalid event JSON: ' + errorPayload(err).errorMessage, stackTrace: [] },
@@ -446,17 +419,16 @@ function onNext(res, body) {
     return;
   }
 
-  const deadline = Number(h['lambda-runtime-deadline-ms']);
   const context = {
     awsRequestId: id,
-    functionName: FUNCTION_NAME,
-    functionVersion: FUNCTION_VERSION,
-    memoryLimitInMB: MEMORY_SIZE,
-    invokedFunctionArn: h['lambda-runtime-invoked-function-arn'],
-    logGroupName: LOG_GROUP,
-    logStreamName: LOG_STREAM,
-    clientContext: parseJSONHeader(h['lambda-runtime-client-context']),
-    identity: parseJSONHeader(h['lambda-runtime-cognito-identity']),
+    functionName,
+    functionVersion,
+    memoryLimitInMB: memorySize,
+    invokedFunctionArn: arn,
+    logGroupName: logGroup,
+    logStreamName: logStream,
+    clientContext: jsonField(clientContext),
+    identity: jsonField(identity),
     callbackWaitsForEmptyEventLoop: true,
     getRemainingTimeInMillis() {
       const left = deadline - Date.now();
@@ -502,11 +474,365 @@ function onNext(res, body) {
 }
 
 // ---------------------------------------------------------------------------
+// HTTP transport: the Lambda Runtime API.
+
+function httpTransport() {
+  const http = require('node:http');
+
+  const RUNTIME_API = env.AWS_LAMBDA_RUNTIME_API;
+  if (!RUNTIME_API) die('AWS_LAMBDA_RUNTIME_API is not set');
+  const apiColon = RUNTIME_API.lastIndexOf(':');
+  let apiHost = apiColon > 0 ? RUNTIME_API.slice(0, apiColon) : '';
+  const apiPort = apiColon > 0 ? Number(RUNTIME_API.slice(apiColon + 1)) : NaN;
+  if (apiHost.length > 1 && apiHost[0] === '[' && apiHost[apiHost.length - 1] === ']') {
+    apiHost = apiHost.slice(1, -1);
+  }
+  if (apiHost === '' || !Number.isInteger(apiPort) || apiPort < 1 || apiPort > 65535) {
+    die('AWS_LAMBDA_RUNTIME_API must be host:port, got ' + JSON.stringify(RUNTIME_API));
+  }
+
+  const PREFIX = '/2018-06-01/runtime';
+  const INVOCATION_PREFIX = PREFIX + '/invocation/';
+  const INIT_ERROR_PATH = PREFIX + '/init/error';
+  const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+
+  // Calls are strictly sequential, so one kept-alive socket is enough. The
+  // agent unrefs idle sockets, so it never keeps the event loop alive by
+  // itself.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+  // http.request copies its options, so this object is reused for every
+  // poll. No timeout: /next is a long poll that returns when an event
+  // arrives.
+  const NEXT_OPTIONS = { agent, host: apiHost, port: apiPort, method: 'GET', path: INVOCATION_PREFIX + 'next' };
+
+  let currentPath = '';
+
+  function apiFailure(err) {
+    die('Runtime API request failed: ' + (err && err.code ? err.code + ' ' : '') + (err && err.message ? err.message : String(err)));
+  }
+
+  // send performs one Runtime API call. onDone(res, body) gets the body as a
+  // Buffer when collect is true (null otherwise). A connection-level failure
+  // is fatal (Tern is gone), except that a reset on a reused keep-alive
+  // socket (the server closed it while idle) is retried once on a fresh
+  // connection.
+  function send(options, body, collect, onDone, retried) {
+    const req = http.request(options, (res) => {
+      res.on('error', apiFailure);
+      if (!collect) {
+        res.on('end', () => onDone(res, null));
+        res.resume();
+        return;
+      }
+      let first = null;
+      let chunks = null;
+      res.on('data', (chunk) => {
+        if (first === null) first = chunk;
+        else if (chunks === null) chunks = [first, chunk];
+        else chunks.push(chunk);
+      });
+      res.on('end', () => {
+        onDone(res, chunks !== null ? Buffer.concat(chunks) : first !== null ? first : Buffer.alloc(0));
+      });
+    });
+    req.on('error', (err) => {
+      if (!retried && req.reusedSocket && err && err.code === 'ECONNRESET') {
+        send(options, body, collect, onDone, true);
+        return;
+      }
+      apiFailure(err);
+    });
+    req.end(body);
+  }
+
+  function post(reqPath, headers, body, onDone) {
+    send({ agent, host: apiHost, port: apiPort, method: 'POST', path: reqPath, headers }, body, false, onDone, false);
+  }
+
+  // Header values must be visible ASCII; keep the JSON errorType as-is.
+  function headerSafe(value) {
+    const s = String(value);
+    return /^[\x20-\x7e]*$/.test(s) ? s : s.replace(/[^\x20-\x7e]/g, '');
+  }
+
+  function errorHeaders(errorType) {
+    return { 'Content-Type': 'application/json', [ERROR_TYPE_HEADER]: headerSafe(errorType) };
+  }
+
+  function next() {
+    send(NEXT_OPTIONS, undefined, true, onNext, false);
+  }
+
+  function onNext(res, body) {
+    if (res.statusCode !== 200) die('Runtime API answered ' + res.statusCode + ' to invocation/next; exiting');
+    const h = res.headers;
+    const id = h['lambda-runtime-aws-request-id'];
+    if (typeof id !== 'string' || id === '') die('invocation/next response has no Lambda-Runtime-Aws-Request-Id');
+    currentPath = INVOCATION_PREFIX + encodeURIComponent(id) + '/';
+    invoke(
+      id,
+      body.toString('utf8'),
+      Number(h['lambda-runtime-deadline-ms']),
+      h['lambda-runtime-invoked-function-arn'],
+      h['lambda-runtime-trace-id'],
+      h['lambda-runtime-client-context'],
+      h['lambda-runtime-cognito-identity'],
+    );
+  }
+
+  function afterPost(res) {
+    const status = res.statusCode;
+    if (status !== 202) {
+      if (status === 413) {
+        writeLog('\tERROR\t', 'Response for request ' + currentId + ' rejected by the Runtime API: payload too large (413)');
+      } else if (status >= 500) {
+        die('Runtime API answered ' + status + ' to ' + res.req.path + '; exiting');
+      } else {
+        stderr.write('tern bootstrap: Runtime API answered ' + status + ' to ' + res.req.path + '\n');
+      }
+    }
+    answered();
+  }
+
+  return {
+    ready: next,
+    next,
+    respond(body) {
+      post(currentPath + 'response', undefined, body, afterPost);
+    },
+    fail(errorType, body) {
+      post(currentPath + 'error', errorHeaders(errorType), body, afterPost);
+    },
+    initError(errorType, body) {
+      post(INIT_ERROR_PATH, errorHeaders(errorType), body, () => process.exit(1));
+    },
+    exit(code) {
+      process.exit(code);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Framed transport: docs/runtime-protocol.md on the Unix socket
+// TERN_RUNTIME_FD. A frame is n (uint32 BE: the length of the rest), type
+// (1 byte), h (uint16 BE: the header's length), a JSON header of h bytes and
+// a body of n - 3 - h bytes.
+
+const SPECIALIZE = 1;
+const READY = 2;
+const INIT_ERROR = 3;
+const INVOKE = 4;
+const RESPONSE = 5;
+const ERROR = 6;
+const BOOTED = 7;
+
+const MAX_HEADER = 0xffff;
+// Error types are user-controlled: cut them so that a header stays below
+// MAX_HEADER even when every character takes 6 bytes of JSON.
+const MAX_TYPE_CHARS = 8192;
+// A request id that can go between quotes as it is.
+const PLAIN_ID = /^[0-9A-Za-z._:-]+$/;
+
+// encodeFrame returns a whole frame in one Buffer.
+function encodeFrame(type, header, body) {
+  const hlen = Buffer.byteLength(header);
+  if (hlen > MAX_HEADER) die('frame header of ' + hlen + ' bytes is too long');
+  const blen = body === '' ? 0 : Buffer.byteLength(body);
+  const buf = Buffer.allocUnsafe(7 + hlen + blen);
+  buf.writeUInt32BE(3 + hlen + blen, 0);
+  buf[4] = type;
+  buf.writeUInt16BE(hlen, 5);
+  buf.write(header, 7);
+  if (blen !== 0) buf.write(body, 7 + hlen);
+  return buf;
+}
+
+function typeJSON(errorType) {
+  let s = typeof errorType === 'string' ? errorType : String(errorType);
+  if (s.length > MAX_TYPE_CHARS) s = s.slice(0, MAX_TYPE_CHARS);
+  return JSON.stringify(s);
+}
+
+function framedTransport(fdText) {
+  const net = require('node:net');
+
+  if (!/^[0-9]+$/.test(fdText)) die('TERN_RUNTIME_FD must be a file descriptor number, got ' + JSON.stringify(fdText));
+  const fd = Number(fdText);
+  let socket;
+  try {
+    socket = new net.Socket({ fd, readable: true, writable: true });
+  } catch (err) {
+    die('cannot use TERN_RUNTIME_FD=' + fdText + ': ' + (err && err.message ? err.message : String(err)));
+  }
+
+  let specialized = false;
+  // busy: a SPECIALIZE or INVOKE is being handled. Frames that arrive
+  // meanwhile stay buffered until next(). While busy, the socket does not
+  // keep the event loop alive, so that 'beforeExit' still tells when the
+  // handler's work is done.
+  let busy = false;
+  let exiting = false;
+  let exitStatus = 0;
+  let idJSON = '""'; // the current request id as a JSON string
+
+  // Received bytes not consumed yet: rxBuf, then the chunks in rxRest (null
+  // when none), rxLen bytes in all. They are merged only once rxNeed bytes
+  // are there, so a large frame is copied once.
+  let rxBuf = null;
+  let rxRest = null;
+  let rxLen = 0;
+  let rxNeed = 4;
+
+  function protocolError(message) {
+    die('runtime protocol error: ' + message);
+  }
+
+  function onData(chunk) {
+    if (rxBuf === null) rxBuf = chunk;
+    else if (rxRest === null) rxRest = [chunk];
+    else rxRest.push(chunk);
+    rxLen += chunk.length;
+    if (!busy && rxLen >= rxNeed) drain();
+  }
+
+  // drain handles the complete frames received, in order, until one makes
+  // the transport busy.
+  function drain() {
+    while (!busy && rxLen >= 4) {
+      if (rxRest !== null) {
+        rxRest.unshift(rxBuf);
+        rxBuf = Buffer.concat(rxRest, rxLen);
+        rxRest = null;
+      }
+      const buf = rxBuf;
+      const n = buf.readUInt32BE(0);
+      if (n < 3) protocolError('frame length ' + n + ' is below 3');
+      if (rxLen < 7) {
+        rxNeed = 7;
+        return;
+      }
+      const h = buf.readUInt16BE(5);
+      if (h > n - 3) protocolError('header length ' + h + ' exceeds frame length ' + n + ' - 3');
+      const size = n + 4;
+      if (rxLen < size) {
+        rxNeed = size;
+        return;
+      }
+      if (rxLen === size) {
+        rxBuf = null;
+        rxLen = 0;
+      } else {
+        rxBuf = buf.subarray(size);
+        rxLen -= size;
+      }
+      rxNeed = 4;
+      dispatch(buf[4], buf, 7 + h, size);
+    }
+    rxNeed = 4;
+  }
+
+  function parseHeader(buf, end) {
+    let header;
+    try {
+      header = JSON.parse(buf.toString('utf8', 7, end));
+    } catch (err) {
+      protocolError('frame header is not JSON: ' + errorPayload(err).errorMessage);
+    }
+    if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+      protocolError('frame header is not a JSON object');
+    }
+    return header;
+  }
+
+  // dispatch handles one frame: buf[7, bodyStart) is its header,
+  // buf[bodyStart, end) its body.
+  function dispatch(type, buf, bodyStart, end) {
+    if (type === INVOKE) {
+      if (!specialized) protocolError('INVOKE before SPECIALIZE');
+      const h = parseHeader(buf, bodyStart);
+      const id = h.id;
+      if (typeof id !== 'string' || id === '') protocolError('INVOKE without an id');
+      idJSON = PLAIN_ID.test(id) ? '"' + id + '"' : JSON.stringify(id);
+      busy = true;
+      socket.unref();
+      invoke(id, buf.toString('utf8', bodyStart, end), Number(h.deadline), h.arn, h.trace, h.clientContext, h.identity);
+      return;
+    }
+    if (type === SPECIALIZE) {
+      if (specialized) protocolError('second SPECIALIZE');
+      const h = parseHeader(buf, bodyStart);
+      const newEnv = h.env;
+      if (newEnv === null || typeof newEnv !== 'object' || Array.isArray(newEnv)) {
+        protocolError('SPECIALIZE without an env object');
+      }
+      if (typeof h.taskRoot !== 'string' || h.taskRoot === '') protocolError('SPECIALIZE without a taskRoot');
+      specialized = true;
+      busy = true;
+      socket.unref();
+      specialize(typeof h.handler === 'string' ? h.handler : '', h.taskRoot, newEnv);
+      return;
+    }
+    protocolError('unexpected frame type ' + type);
+  }
+
+  function next() {
+    busy = false;
+    socket.ref();
+    // Frames that came while busy; not from here, which may be deep inside
+    // the handler's completion.
+    if (rxLen !== 0) process.nextTick(drain);
+  }
+
+  function exit(code) {
+    exiting = true;
+    exitStatus = code;
+    process.exitCode = code;
+    socket.ref();
+    socket.end(() => process.exit(code));
+  }
+
+  // Tell Tern this process is loaded and can be given a function.
+  socket.write(encodeFrame(BOOTED, '{}', ''));
+  socket.on('data', onData);
+  // Tern closed the socket (it went away or is stopping this instance).
+  socket.on('end', () => process.exit(exiting ? exitStatus : 0));
+  socket.on('error', (err) => {
+    if (exiting) process.exit(exitStatus);
+    die('runtime socket: ' + (err && err.code ? err.code + ' ' : '') + (err && err.message ? err.message : String(err)));
+  });
+
+  return {
+    ready() {
+      socket.write(encodeFrame(READY, '{}', ''));
+      next();
+    },
+    next,
+    respond(body) {
+      socket.write(encodeFrame(RESPONSE, '{"id":' + idJSON + '}', body));
+      answered();
+    },
+    fail(errorType, body) {
+      // fatal: this process exits after the answer (an uncaught error), so
+      // Tern must not hand it another event.
+      const fatal = exitAfterPost ? ',"fatal":true' : '';
+      socket.write(encodeFrame(ERROR, '{"id":' + idJSON + ',"type":' + typeJSON(errorType) + fatal + '}', body));
+      answered();
+    },
+    initError(errorType, body) {
+      socket.write(encodeFrame(INIT_ERROR, '{"type":' + typeJSON(errorType) + '}', body));
+      exit(1);
+    },
+    exit,
+  };
+}
+
+// ---------------------------------------------------------------------------
 // Process-level hooks.
 
 // The event loop drained. A callback-style completion that waited for this is
-// posted now; an invocation that never completed (a handler that returned
-// without calling its callback) succeeds with null, as on Lambda. Posting
+// sent now; an invocation that never completed (a handler that returned
+// without calling its callback) succeeds with null, as on Lambda. Sending
 // makes the loop busy again, so the process keeps running.
 process.on('beforeExit', () => {
   if (state === WAITING) finish(waitingIsError, waitingValue);
@@ -518,8 +844,8 @@ function onFatal(err, rejection) {
     ? { errorType: 'Runtime.UnhandledPromiseRejection', errorMessage: describe(err), stackTrace: [] }
     : errorPayload(err);
   const label = rejection ? 'Unhandled Promise Rejection' : 'Uncaught Exception';
-  if (initializing) {
-    postInitError(payload);
+  if (phase === INITIALIZING) {
+    sendInitError(payload);
     return;
   }
   if (state === RUNNING || state === WAITING) {
@@ -529,7 +855,7 @@ function onFatal(err, rejection) {
   }
   stderr.write(label + ' \t' + JSON.stringify(payload) + '\n');
   if (state === POSTING) {
-    exitAfterPost = true; // let the post in flight finish, then exit
+    exitAfterPost = true; // let the answer in flight go out, then exit
     return;
   }
   process.exit(1);
@@ -538,12 +864,9 @@ function onFatal(err, rejection) {
 process.on('uncaughtException', (err) => onFatal(err, false));
 process.on('unhandledRejection', (reason) => onFatal(reason, true));
 
-loadHandler().then(
-  (fn) => {
-    if (initErrorSent) return;
-    handler = fn;
-    initializing = false;
-    next();
-  },
-  (err) => postInitError(classifyLoadError(err)),
-);
+if (env.TERN_RUNTIME_FD !== undefined) {
+  transport = framedTransport(env.TERN_RUNTIME_FD);
+} else {
+  transport = httpTransport();
+  initialize(env._HANDLER, path.resolve(env.LAMBDA_TASK_ROOT || process.cwd()));
+}

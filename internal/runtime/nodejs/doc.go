@@ -7,10 +7,54 @@
 //	node /path/to/bootstrap.cjs
 //
 // The bootstrap is a single CommonJS file using Node.js 20 built-ins only. It
-// speaks the AWS Lambda Runtime API (version 2018-06-01) that Tern serves on
-// loopback.
+// has two transports, which share the handler loading, the context and the
+// completion rules described below:
 //
-// # Environment
+//   - framed, when TERN_RUNTIME_FD is set: Tern's runtime protocol
+//     (docs/runtime-protocol.md) on a Unix socket the process inherits;
+//   - HTTP otherwise: the AWS Lambda Runtime API (version 2018-06-01) that
+//     Tern serves on loopback.
+//
+// # Framed transport
+//
+// TERN_RUNTIME_FD is the number of an inherited descriptor, one end of a
+// socketpair(AF_UNIX, SOCK_STREAM). Each frame, both ways, is n (4 bytes,
+// unsigned big-endian: the length of what follows), a type byte, h (2 bytes,
+// unsigned big-endian), a JSON object header of h bytes and a body of
+// n - 3 - h bytes.
+//
+// The process starts generic, in whatever directory and environment Tern
+// gives it, and waits, possibly for long, for SPECIALIZE (1) with header
+// {"handler", "taskRoot", "env"}. It then deletes every environment
+// variable, TERN_RUNTIME_FD included, sets those of env, changes directory to
+// taskRoot (a failure is an init error), loads handler from taskRoot as
+// described under Init, and writes READY (2, header {}), or INIT_ERROR (3,
+// header {"type"}, body the error JSON) and then exits with status 1.
+//
+// Each INVOKE (4) has the header {"id", "deadline" (epoch ms), "arn",
+// "trace"?, "clientContext"?, "identity"?} and the event as its body; the
+// client context and identity may be objects or JSON text. It is answered
+// with RESPONSE (5, header {"id"}, body the result JSON) or ERROR (6, header
+// {"id", "type"}, body the error JSON), each frame written with one write.
+// An error type longer than 8192 characters is cut in the header (not in the
+// body) so that the header stays within its 64 KiB.
+//
+// Frames are handled in order, one at a time: frames that arrive while a
+// SPECIALIZE or INVOKE is being handled (Tern may pipeline them) wait until
+// it is answered. While one is being handled the socket does not keep the
+// event loop alive, so that an empty event loop still completes a callback
+// invocation as below. A frame shorter than its fixed fields, a header
+// longer than its frame, a header that is not a JSON object, an unknown or
+// runtime-to-Tern type, INVOKE before SPECIALIZE, a second SPECIALIZE, a
+// SPECIALIZE without env or taskRoot and an INVOKE without id are protocol
+// errors: the bootstrap writes a line to stderr and exits with status 1.
+// When Tern closes the socket the bootstrap exits, with status 0 (1 after a
+// socket error).
+//
+// # HTTP transport and environment
+//
+// In HTTP mode the process is started with the function's environment, in
+// its code directory:
 //
 //   - AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API (required).
 //   - _HANDLER: the handler, "<module>.<export>" such as "index.handler",
@@ -24,8 +68,12 @@
 //   - AWS_LAMBDA_LOG_GROUP_NAME, AWS_LAMBDA_LOG_STREAM_NAME: optional, copied
 //     to the context object.
 //
+// In framed mode the context fields come from the environment sent in
+// SPECIALIZE, and the handler and task root from its header.
+//
 // For each invocation the bootstrap sets _X_AMZN_TRACE_ID from the
-// Lambda-Runtime-Trace-Id header, or removes it when the header is absent.
+// Lambda-Runtime-Trace-Id header (framed: the INVOKE header's trace), or
+// removes it when absent.
 //
 // # Init
 //
@@ -38,7 +86,8 @@
 //
 // A failure is posted to /2018-06-01/runtime/init/error as
 // {"errorType","errorMessage","stackTrace"} with the header
-// Lambda-Runtime-Function-Error-Type, and the process exits with status 1.
+// Lambda-Runtime-Function-Error-Type (framed: sent as INIT_ERROR), and the
+// process exits with status 1.
 // The error types are those of Lambda's Node.js runtime:
 // Runtime.ImportModuleError (module file or a dependency not found),
 // Runtime.HandlerNotFound (export missing or not a function),
@@ -47,8 +96,9 @@
 //
 // # Invocation loop
 //
-// The bootstrap long-polls GET /2018-06-01/runtime/invocation/next, calls
-// handler(event, context, callback) and posts the outcome:
+// The bootstrap long-polls GET /2018-06-01/runtime/invocation/next (framed:
+// waits for INVOKE), calls handler(event, context, callback) and posts the
+// outcome (framed: answers RESPONSE or ERROR with the same bodies):
 //
 //   - success: POST /2018-06-01/runtime/invocation/<id>/response with
 //     JSON.stringify(result) ("null" for undefined); a result that cannot be
@@ -72,7 +122,8 @@
 // rejection whose reason is not an Error) and the process exits with status
 // 1; outside an invocation it is written to stderr before exiting. A Runtime
 // API call that fails at the connection level (Tern is gone) or answers 5xx
-// makes the process exit with status 1.
+// makes the process exit with status 1. In framed mode the ERROR frame is
+// written before the process exits.
 //
 // # Logging
 //
@@ -83,7 +134,8 @@
 //
 // where LEVEL is INFO, WARN, ERROR, DEBUG or TRACE and message is
 // util.format of the arguments with every "\n" replaced by "\r". Writes are
-// synchronous, so a line is out before the response is posted. Invocation
+// synchronous, so a line is out before the response is posted (framed:
+// before the answer frame is written). Invocation
 // errors are also logged as an ERROR line ("Invoke Error", "Uncaught
 // Exception" or "Unhandled Promise Rejection" followed by a tab and the
 // error JSON).
