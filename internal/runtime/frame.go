@@ -98,6 +98,22 @@ func parseAnswerHeader(b []byte) (answerHeader, error) {
 	if len(b) == 0 {
 		return h, nil
 	}
+	// The warm path's common case, {"id":"<plain id>"}, without reflection.
+	const pre, post = `{"id":"`, `"}`
+	if len(b) > len(pre)+len(post) && string(b[:len(pre)]) == pre && string(b[len(b)-len(post):]) == post {
+		id := b[len(pre) : len(b)-len(post)]
+		plain := true
+		for _, c := range id {
+			if c == '"' || c == '\\' || c < 0x20 {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			h.ID = string(id)
+			return h, nil
+		}
+	}
 	if err := json.Unmarshal(b, &h); err != nil {
 		return h, fmt.Errorf("%w: header: %v", errProtocol, err)
 	}
