@@ -27,6 +27,10 @@ type Registry interface {
 	List() []*registry.Version
 	Deploy(ctx context.Context, pkg io.ReaderAt, size int64) (*registry.Version, error)
 	Delete(ctx context.Context, name string) error
+	SetAlias(ctx context.Context, fn, alias string, routes []registry.Route) (*registry.Alias, error)
+	Aliases(fn string) ([]*registry.Alias, error)
+	DeleteAlias(ctx context.Context, fn, alias string) error
+	Rollback(ctx context.Context, fn string) (*registry.Version, error)
 }
 
 // Dispatcher is what the API needs of the dispatcher.
@@ -91,6 +95,10 @@ func (a *API) Handler() http.Handler {
 	route("POST /v1/functions/{name}/invoke", a.invoke)
 	route("GET /v1/functions/{name}/logs", a.logs)
 	route("GET /v1/functions/{name}/stats", a.stats)
+	route("GET /v1/functions/{name}/aliases", a.listAliases)
+	route("PUT /v1/functions/{name}/aliases/{alias}", a.setAlias)
+	route("DELETE /v1/functions/{name}/aliases/{alias}", a.deleteAlias)
+	route("POST /v1/functions/{name}/rollback", a.rollback)
 	route("GET /v1/instances", a.instances)
 	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
@@ -324,6 +332,67 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	apierror.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// AliasRequest sets an alias: one version, or routes with weights.
+type AliasRequest struct {
+	Version int              `json:"version,omitempty"`
+	Routes  []registry.Route `json:"routes,omitempty"`
+}
+
+func (a *API) setAlias(w http.ResponseWriter, r *http.Request) error {
+	var req AliasRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "alias: want {\"version\": N} or {\"routes\": [{\"version\": N, \"weight\": P}, ...]}: "+err.Error())
+	}
+	routes := req.Routes
+	switch {
+	case req.Version != 0 && len(routes) > 0:
+		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "alias: give version or routes, not both")
+	case req.Version != 0:
+		routes = []registry.Route{{Version: req.Version, Weight: 100}}
+	}
+	al, err := a.reg.SetAlias(r.Context(), r.PathValue("name"), r.PathValue("alias"), routes)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, al)
+	return nil
+}
+
+func (a *API) listAliases(w http.ResponseWriter, r *http.Request) error {
+	as, err := a.reg.Aliases(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if as == nil {
+		as = []*registry.Alias{}
+	}
+	apierror.WriteJSON(w, http.StatusOK, struct {
+		Aliases []*registry.Alias `json:"aliases"`
+	}{as})
+	return nil
+}
+
+func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request) error {
+	if err := a.reg.DeleteAlias(r.Context(), r.PathValue("name"), r.PathValue("alias")); err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, struct {
+		Deleted string `json:"deleted"`
+	}{r.PathValue("alias")})
+	return nil
+}
+
+func (a *API) rollback(w http.ResponseWriter, r *http.Request) error {
+	v, err := a.reg.Rollback(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, view(v))
 	return nil
 }
 

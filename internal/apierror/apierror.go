@@ -35,6 +35,8 @@ const (
 	CodeFunctionDeleted  = "function_deleted"
 	CodeUnavailable      = "unavailable"
 	CodeNoRuntime        = "runtime_unavailable"
+	CodeInvalidAlias     = "invalid_alias"
+	CodeNoPrevious       = "no_previous_version"
 	CodeInternal         = "internal"
 	CodeClientClosed     = "client_closed"
 )
@@ -61,6 +63,10 @@ func Classify(err error) (int, string) {
 	switch {
 	case errors.As(err, &e):
 		return e.Status, e.Code
+	case errors.Is(err, registry.ErrBadAlias):
+		return http.StatusBadRequest, CodeInvalidAlias
+	case errors.Is(err, registry.ErrNoPrevious):
+		return http.StatusConflict, CodeNoPrevious
 	case errors.Is(err, registry.ErrNotFound):
 		return http.StatusNotFound, CodeFunctionNotFound
 	case errors.As(err, &fe), errors.Is(err, manifest.ErrInvalid):

@@ -83,6 +83,8 @@ func (e *env) root() *cobra.Command {
 		e.rmCmd(),
 		e.logsCmd(),
 		e.statsCmd(),
+		e.aliasCmd(),
+		e.rollbackCmd(),
 	)
 	return root
 }

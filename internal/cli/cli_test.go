@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -262,4 +263,52 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestCLIAliasAndRollback(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	t.Setenv("TERN_SERVER", s.URL())
+	t.Setenv("TERN_TOKEN", s.Token())
+	for i := 1; i <= 2; i++ {
+		dir := testserver.WriteFunction(t, map[string]string{
+			"tern.yaml": "name: ali\nruntime: nodejs\nhandler: index.handler\n",
+			"index.js":  `exports.handler = async () => "v` + strconv.Itoa(i) + `";`,
+		})
+		if code, out, errOut := run(t, "", "deploy", dir); code != 0 {
+			t.Fatalf("deploy: %d %q %q", code, out, errOut)
+		}
+	}
+	if code, out, errOut := run(t, "", "alias", "set", "ali", "prod", "1"); code != 0 || !strings.Contains(out, "ali@prod → version 1 (100%)") {
+		t.Fatalf("alias set: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := run(t, "", "alias", "set", "ali", "split", "--weight", "2=90,1=10"); code != 0 || !strings.Contains(out, "version 2 (90%), version 1 (10%)") {
+		t.Fatalf("alias set --weight: %d %q", code, out)
+	}
+	if code, out, _ := run(t, "", "alias", "ls", "ali"); code != 0 || !strings.Contains(out, "prod") || !strings.Contains(out, "split") {
+		t.Fatalf("alias ls: %d %q", code, out)
+	}
+	if code, out, _ := run(t, "", "invoke", "ali@prod"); code != 0 || strings.TrimSpace(out) != `"v1"` {
+		t.Fatalf("invoke ali@prod: %d %q", code, out)
+	}
+	for _, bad := range [][]string{
+		{"alias", "set", "ali", "x"},
+		{"alias", "set", "ali", "x", "1", "--weight", "1=100"},
+		{"alias", "set", "ali", "x", "--weight", "one=100"},
+	} {
+		if code, _, _ := run(t, "", bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+	if code, _, errOut := run(t, "", "alias", "set", "ali", "x", "9"); code != 1 || !strings.Contains(errOut, "invalid_alias") {
+		t.Errorf("unknown version: %d %q", code, errOut)
+	}
+	if code, out, _ := run(t, "", "rollback", "ali"); code != 0 || !strings.Contains(out, "ali is at version 1") {
+		t.Fatalf("rollback: %d %q", code, out)
+	}
+	if code, _, errOut := run(t, "", "rollback", "ali"); code != 1 || !strings.Contains(errOut, "no_previous_version") {
+		t.Errorf("rollback past the first: %d %q", code, errOut)
+	}
+	if code, out, _ := run(t, "", "alias", "rm", "ali", "prod"); code != 0 || !strings.Contains(out, "deleted ali@prod") {
+		t.Fatalf("alias rm: %d %q", code, out)
+	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ternhq/tern/internal/api"
 	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/registry"
 )
 
 // Client talks to one Tern server.
@@ -137,6 +138,52 @@ func (c *Client) Stats(ctx context.Context, name string) (*api.StatsView, error)
 		return nil, err
 	}
 	var v api.StatsView
+	return &v, decode(resp, &v)
+}
+
+// SetAlias points an alias at one version (routes with one entry of weight
+// 100) or splits it between two.
+func (c *Client) SetAlias(ctx context.Context, fn, alias string, routes []registry.Route) (*registry.Alias, error) {
+	b, err := json.Marshal(api.AliasRequest{Routes: routes})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPut, "/v1/functions/"+url.PathEscape(fn)+"/aliases/"+url.PathEscape(alias), strings.NewReader(string(b)), "application/json")
+	if err != nil {
+		return nil, err
+	}
+	var a registry.Alias
+	return &a, decode(resp, &a)
+}
+
+// Aliases lists a function's aliases.
+func (c *Client) Aliases(ctx context.Context, fn string) ([]registry.Alias, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(fn)+"/aliases", nil, "")
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Aliases []registry.Alias `json:"aliases"`
+	}
+	return out.Aliases, decode(resp, &out)
+}
+
+// DeleteAlias removes an alias.
+func (c *Client) DeleteAlias(ctx context.Context, fn, alias string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(fn)+"/aliases/"+url.PathEscape(alias), nil, "")
+	if err != nil {
+		return err
+	}
+	return decode(resp, nil)
+}
+
+// Rollback moves a function's current version back one version.
+func (c *Client) Rollback(ctx context.Context, fn string) (*api.FunctionView, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/functions/"+url.PathEscape(fn)+"/rollback", nil, "")
+	if err != nil {
+		return nil, err
+	}
+	var v api.FunctionView
 	return &v, decode(resp, &v)
 }
 

@@ -561,13 +561,15 @@ func BenchmarkNewHTTPEventAppendJSON(b *testing.B) {
 }
 
 func TestRawPathKeepsEncoding(t *testing.T) {
-	for _, c := range []struct{ escaped, name, want string }{
-		{"/fn/hello", "hello", "/"},
-		{"/fn/hello/", "hello", "/"},
-		{"/fn/hello/a%2Fb/c%20d", "hello", "/a%2Fb/c%20d"},
-		{"/fn/hello/x", "hello", "/x"},
+	for _, c := range []struct{ escaped, want string }{
+		{"/fn/hello", "/"},
+		{"/fn/hello/", "/"},
+		{"/fn/hello/a%2Fb/c%20d", "/a%2Fb/c%20d"},
+		{"/fn/hello/x", "/x"},
+		{"/fn/hello@prod/x/y", "/x/y"},
+		{"/fn/hello@7", "/"},
 	} {
-		if got := rawPath(c.escaped, c.name); got != c.want {
+		if got := rawPath(c.escaped); got != c.want {
 			t.Errorf("rawPath(%q) = %q, want %q", c.escaped, got, c.want)
 		}
 	}

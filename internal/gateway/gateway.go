@@ -79,7 +79,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 	ev.RequestContext.APIID = v.Function
 	// rawPath is the path as sent, still percent-encoded; http.path is
 	// decoded.
-	ev.RawPath = rawPath(r.URL.EscapedPath(), v.Function)
+	ev.RawPath = rawPath(r.URL.EscapedPath())
 	payload, err := ev.AppendJSON(make([]byte, 0, 512+len(body)+len(body)/3))
 	if err != nil {
 		return err
@@ -103,13 +103,13 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 	return nil
 }
 
-// rawPath strips "/fn/<name>" from an escaped request path.
-func rawPath(escaped, name string) string {
-	rest := strings.TrimPrefix(escaped, "/fn/"+name)
-	if rest == "" || rest[0] != '/' {
-		return "/" + rest
+// rawPath strips "/fn/<name>[@<qualifier>]" from an escaped request path.
+func rawPath(escaped string) string {
+	rest := strings.TrimPrefix(escaped, "/fn/")
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return rest[i:]
 	}
-	return rest
+	return "/"
 }
 
 // readBody reads the whole request body, refusing more than limit bytes.

@@ -100,6 +100,7 @@ type Registry struct {
 	mu       sync.RWMutex
 	fns      map[string]*Function
 	versions map[string]*Version // by Version.Key()
+	aliases  map[string]*Alias   // by "<function>@<alias>"
 	// revs holds, per KV key, the revision of the newest write this node
 	// has applied (its own or from the watch), so that the watch's later
 	// echo of an older write (e.g. a deploy's, after a Delete here) is
@@ -124,6 +125,7 @@ func New(cfg Config, kv jetstream.KeyValue, code jetstream.ObjectStore, log *slo
 		log:      log,
 		fns:      make(map[string]*Function),
 		versions: make(map[string]*Version),
+		aliases:  make(map[string]*Alias),
 		revs:     make(map[string]uint64),
 		extracts: make(map[string]*extraction),
 	}
@@ -203,6 +205,9 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 			return
 		}
 		change = r.setFunction(&fn, rev)
+	case strings.HasPrefix(key, "alias."):
+		r.applyAlias(e)
+		return
 	case strings.HasPrefix(key, "ver."):
 		if deleted {
 			r.mu.Lock()
@@ -290,14 +295,24 @@ func (r *Registry) forget(name string, rev uint64) *Change {
 			delete(r.versions, k)
 		}
 	}
+	for k, a := range r.aliases {
+		if a.Function == name {
+			delete(r.aliases, k)
+		}
+	}
 	return &Change{Name: name}
 }
 
-// Resolve returns the current version of a function. It is the invocation
+// Resolve returns the version an invocation of name runs: the current
+// version, or for "name@qualifier" that version number or alias (an alias
+// with two weighted versions picks one by weight). It is the invocation
 // path's lookup: memory only.
 func (r *Registry) Resolve(name string) (*Version, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if fn, q, ok := strings.Cut(name, "@"); ok {
+		return r.resolveQualified(fn, q)
+	}
 	fn := r.fns[name]
 	if fn == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
@@ -527,6 +542,12 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	as, _ := r.Aliases(name)
+	for _, a := range as {
+		if err := r.kv.Purge(ctx, aliasKey(name, a.Name)); err != nil {
+			return fmt.Errorf("registry: delete %s alias %s: %w", name, a.Name, err)
+		}
+	}
 	for _, v := range vs {
 		if err := r.kv.Purge(ctx, versionKey(name, v.Number)); err != nil {
 			return fmt.Errorf("registry: delete %s version %d: %w", name, v.Number, err)

@@ -1,4 +1,4 @@
-package main
+package benchkit
 
 import (
 	"bytes"
@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// loadResult is one closed-loop load phase against one URL.
-type loadResult struct {
+// LoadResult is one closed-loop load phase against one URL.
+type LoadResult struct {
 	Target string
 	C      int
 	Window time.Duration // the measured window (after warm-up)
@@ -35,13 +35,13 @@ type loadResult struct {
 	HaveCPU    bool
 }
 
-func (r *loadResult) rps() float64 { return float64(r.OK) / r.Window.Seconds() }
+func (r *LoadResult) RPS() float64 { return float64(r.OK) / r.Window.Seconds() }
 
-// failed counts every non-OK outcome inside the window.
-func (r *loadResult) failed() int { return r.Non200 + r.BadBody + r.Errors }
+// Failed counts every non-OK outcome inside the window.
+func (r *LoadResult) Failed() int { return r.Non200 + r.BadBody + r.Errors }
 
-// perReq is CPU time per OK request.
-func (r *loadResult) perReq(d time.Duration) time.Duration {
+// PerReq is CPU time per OK request.
+func (r *LoadResult) PerReq(d time.Duration) time.Duration {
 	if r.OK == 0 {
 		return 0
 	}
@@ -55,12 +55,12 @@ type workerStats struct {
 	firstBad                       string
 }
 
-// runLoad drives url with c goroutines, each sending its next request as
+// RunLoad drives url with c goroutines, each sending its next request as
 // soon as the previous one is answered, over keep-alive connections. The
 // first warmup is not measured; then every request that starts and ends
 // inside the next dur counts. onStart and onEnd run at the window's edges
 // (to read CPU counters).
-func runLoad(ctx context.Context, url string, want []byte, c int, warmup, dur time.Duration, onStart, onEnd func()) *loadResult {
+func RunLoad(ctx context.Context, url string, want []byte, c int, warmup, dur time.Duration, onStart, onEnd func()) *LoadResult {
 	tr := &http.Transport{
 		MaxIdleConns:        2 * c,
 		MaxIdleConnsPerHost: 2 * c,
@@ -113,7 +113,7 @@ func runLoad(ctx context.Context, url string, want []byte, c int, warmup, dur ti
 				if s.After(mEnd) {
 					return
 				}
-				status, body, err := get(ctx, client, url, buf[:0])
+				status, body, err := Get(ctx, client, url, buf[:0])
 				e := time.Now()
 				buf = body
 				inWindow := !s.Before(mStart) && !e.After(mEnd)
@@ -159,7 +159,7 @@ func runLoad(ctx context.Context, url string, want []byte, c int, warmup, dur ti
 	wg.Wait()
 	<-ctl
 
-	r := &loadResult{Target: url, C: c, Window: dur}
+	r := &LoadResult{Target: url, C: c, Window: dur}
 	for i := range stats {
 		st := &stats[i]
 		r.Lat = append(r.Lat, st.lat...)
@@ -176,8 +176,8 @@ func runLoad(ctx context.Context, url string, want []byte, c int, warmup, dur ti
 	return r
 }
 
-// get sends one GET and reads the whole body into buf.
-func get(ctx context.Context, client *http.Client, url string, buf []byte) (int, []byte, error) {
+// Get sends one GET and reads the whole body into buf.
+func Get(ctx context.Context, client *http.Client, url string, buf []byte) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, buf, err
@@ -192,8 +192,8 @@ func get(ctx context.Context, client *http.Client, url string, buf []byte) (int,
 	return resp.StatusCode, b.Bytes(), err
 }
 
-// percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted.
-func percentile(sorted []time.Duration, p float64) time.Duration {
+// Percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
