@@ -1,21 +1,31 @@
 // Package runtime starts function instances and talks to them.
 //
-// Every instance is one process (started by package sandbox) and one
-// loopback HTTP server that speaks the AWS Lambda Runtime API to it:
+// Every instance is one process (started by package sandbox). Tern's own
+// bootstraps (package nodejs) speak the framed protocol of
+// docs/runtime-protocol.md on a Unix socket passed as fd 3: one INVOKE frame
+// per event, one RESPONSE or ERROR frame per answer. Every instance also has
+// a loopback HTTP server speaking the AWS Lambda Runtime API:
 //
 //	GET  /2018-06-01/runtime/invocation/next            long poll for the next event
 //	POST /2018-06-01/runtime/invocation/{id}/response   the result
 //	POST /2018-06-01/runtime/invocation/{id}/error      a function error
 //	POST /2018-06-01/runtime/init/error                 the handler could not load
 //
-// so Tern's own bootstraps (embedded, see package nodejs) and any standard
-// Lambda runtime client work the same. An instance is ready when it first
-// asks for the next event; it serves one invocation at a time.
+// for runtimes that bring their own Lambda runtime client; an answer posted
+// there for the invocation in progress counts like a framed one (the first
+// answer wins).
 //
-// Invoke hands the event to the pending long poll and waits for the result,
-// the process's exit, or the deadline. On the deadline the process group is
-// killed. The caller (package dispatch) decides what happens to an instance
-// after a failure; an instance that timed out or crashed is never reused.
+// The Launcher keeps a pool of generic instances of each pooled runtime:
+// processes started with a minimal environment that have loaded the
+// bootstrap and said BOOTED. A cold start takes one and sends it SPECIALIZE
+// (handler, code folder, the function's environment); the process serves
+// that function until it stops and never returns to the pool. A refill
+// goroutine owned by the Launcher starts replacements.
+//
+// Invoke hands over the event and waits for the answer, the process's exit,
+// or the deadline. On the deadline the process tree is killed. The caller
+// (package dispatch) decides what happens to an instance after a failure; an
+// instance that timed out or crashed is never reused.
 //
 // Output lines are read from the process's stdout and stderr pipes by one
 // goroutine each, tagged with the request id they belong to, and handed to a
