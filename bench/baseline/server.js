@@ -2,6 +2,8 @@
 // Baseline for bench/coldwarm: the same handler module as bench/hello, served
 // by a plain node:http server in one process, with no platform in between.
 // Usage: node server.js PORT   (listens on 127.0.0.1:PORT)
+//        node server.js fd:N   (serves an inherited listening socket, fd N;
+//                               bench/suite's burst baseline uses fd:3)
 //
 // Per request it builds a minimal function-URL-shaped event, awaits the
 // handler and writes its statusCode, headers and body.
@@ -10,7 +12,7 @@ const http = require('node:http');
 const path = require('node:path');
 
 const { handler } = require(path.join(__dirname, '..', 'hello', 'index.js'));
-const port = Number(process.argv[2] || process.env.PORT || 8081);
+const arg = process.argv[2] || process.env.PORT || '8081';
 
 const server = http.createServer((req, res) => {
   const chunks = [];
@@ -38,4 +40,8 @@ const server = http.createServer((req, res) => {
   });
 });
 
-server.listen(port, '127.0.0.1');
+if (arg.startsWith('fd:')) {
+  server.listen({ fd: Number(arg.slice(3)) });
+} else {
+  server.listen(Number(arg), '127.0.0.1');
+}

@@ -82,6 +82,7 @@ type Outcome struct {
 // Dispatcher owns every pool and the janitor goroutine.
 type Dispatcher struct {
 	cfg     Config
+	policy  Policy
 	starter Starter
 	log     *slog.Logger
 
@@ -114,6 +115,7 @@ func New(cfg Config, starter Starter, log *slog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Dispatcher{
 		cfg:     cfg,
+		policy:  DefaultPolicy(),
 		starter: starter,
 		log:     log,
 		ctx:     ctx,
@@ -331,7 +333,10 @@ func (d *Dispatcher) reap(now time.Time) {
 		pools = append(pools, p)
 	}
 	d.mu.RUnlock()
+	stableN := int(d.policy.StableWindow / d.cfg.ReapInterval)
+	panicN := max(int(d.policy.PanicWindow/d.cfg.ReapInterval), 1)
 	for _, p := range pools {
+		p.autoscale(now, d.policy, stableN, panicN)
 		if p.reap(now) {
 			d.mu.Lock()
 			if d.pools[poolKey(p.v)] == p && p.retire() {
@@ -362,6 +367,7 @@ type Stats struct {
 	Idle      int    `json:"idle"`
 	Starting  int    `json:"starting"`
 	Queued    int    `json:"queued"`
+	Desired   int    `json:"desired"` // what the autoscaler wants now
 }
 
 // Stats returns a snapshot of every pool.

@@ -49,6 +49,25 @@ type pool struct {
 	// function whose init keeps failing is not restarted every tick.
 	failures int
 	retryAt  time.Time
+
+	// Autoscaling: the highest demand (busy + waiting) seen since the
+	// janitor's last sample, the samples (janitor only), the policy's state
+	// and answer, and when an invocation last arrived.
+	peak       int
+	win        *window
+	scale      ScaleState
+	desired    int
+	lastActive time.Time
+}
+
+// demandLocked is the invocations running or waiting now.
+func (p *pool) demandLocked() int {
+	return p.total - p.starting - len(p.idle) + len(p.waiters)
+}
+
+func (p *pool) notePeakLocked() {
+	p.peak = max(p.peak, p.demandLocked())
+	p.lastActive = time.Now()
 }
 
 // startBackoff is how long ensureMin waits after n failed starts in a row:
@@ -70,7 +89,8 @@ func newPool(d *Dispatcher, v *registry.Version) *pool {
 		c = &counters{}
 		d.counts[v.Function] = c
 	}
-	return &pool{d: d, v: v, ctr: c, all: make(map[*slot]struct{}), min: v.Manifest.Scale.Min}
+	return &pool{d: d, v: v, ctr: c, all: make(map[*slot]struct{}), min: v.Manifest.Scale.Min,
+		win: newWindow(int(d.policy.StableWindow / d.cfg.ReapInterval))}
 }
 
 func (p *pool) setMin(current bool) {
@@ -96,6 +116,7 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		if alive(s.inst) {
+			p.notePeakLocked()
 			p.mu.Unlock()
 			return s, nil
 		}
@@ -108,6 +129,7 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
 	}
 	w := &waiter{ch: make(chan grant, 1)}
 	p.waiters = append(p.waiters, w)
+	p.notePeakLocked()
 	p.ctr.queued.Add(1)
 	start := p.startLocked()
 	p.mu.Unlock()
@@ -258,7 +280,7 @@ func (p *pool) reap(now time.Time) bool {
 		switch {
 		case !alive(s.inst):
 			stop = append(stop, s)
-		case now.Sub(s.lastUsed) >= idleFor && p.total-len(stop) > p.min:
+		case now.Sub(s.lastUsed) >= idleFor && p.total-len(stop) > max(p.min, p.desired):
 			stop = append(stop, s)
 		default:
 			keep = append(keep, s)
@@ -293,11 +315,13 @@ func (p *pool) retire() bool {
 	return true
 }
 
-// ensureMin starts instances until min are started or starting.
+// ensureMin starts instances until min, or what the autoscaler wants, are
+// started or starting.
 func (p *pool) ensureMin() {
 	p.mu.Lock()
 	n := 0
-	for p.closed == nil && p.total < p.min && !time.Now().Before(p.retryAt) {
+	want := min(max(p.min, p.desired), p.v.Manifest.Scale.Max)
+	for p.closed == nil && p.total < want && !time.Now().Before(p.retryAt) {
 		p.total++
 		p.starting++
 		n++
@@ -337,6 +361,30 @@ func (p *pool) close(err error) {
 	wg.Wait()
 }
 
+// autoscale takes one demand sample and asks the policy how many instances
+// the pool should have; ensureMin and reap then act on it. Called by the
+// janitor only.
+func (p *pool) autoscale(now time.Time, pol Policy, stableN, panicN int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := p.demandLocked()
+	p.win.add(float64(max(p.peak, cur)))
+	p.peak = cur
+	if cur == 0 && now.Sub(p.lastActive) >= p.v.Manifest.Scale.Idle.D() {
+		// Nothing arrived for the idle window: scale to min (zero).
+		p.desired, p.scale = p.min, ScaleState{}
+		return
+	}
+	p.desired, p.scale = pol.Decide(ScaleInput{
+		Now:       now,
+		Stable:    p.win.avg(stableN),
+		Panic:     p.win.avg(panicN),
+		Instances: p.total,
+		Min:       p.min,
+		Max:       p.v.Manifest.Scale.Max,
+	}, p.scale)
+}
+
 // closedErr is why the pool was closed, or nil.
 func (p *pool) closedErr() error {
 	p.mu.Lock()
@@ -350,7 +398,7 @@ func (p *pool) closedErr() error {
 func (p *pool) stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Function: p.v.Function, Version: p.v.Number, Instances: p.total, Idle: len(p.idle), Starting: p.starting, Queued: len(p.waiters)}
+	return Stats{Function: p.v.Function, Version: p.v.Number, Instances: p.total, Idle: len(p.idle), Starting: p.starting, Queued: len(p.waiters), Desired: max(p.min, p.desired)}
 }
 
 func alive(inst Instance) bool {

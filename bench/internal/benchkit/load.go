@@ -201,3 +201,37 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	k = max(0, min(k, len(sorted)-1))
 	return sorted[k]
 }
+
+// MeasureLoad is RunLoad with CPU readings at the window's edges: the
+// server process pid and, when withChildren, its child processes (tern's
+// node instances, as FuncCPU), this process, and the whole machine.
+func MeasureLoad(ctx context.Context, url string, want []byte, c int, warmup, dur time.Duration, pid int, withChildren bool) *LoadResult {
+	var srv0, srv1, fn0, fn1 CPUSnapshot
+	var self0, self1, busy0, busy1 time.Duration
+	var instances int
+	pids := func() ([]int, []int) {
+		if withChildren {
+			return []int{pid}, ChildrenOf(pid)
+		}
+		return []int{pid}, nil
+	}
+	onStart := func() {
+		s, f := pids()
+		srv0, fn0, self0, busy0 = Snapshot(s), Snapshot(f), SelfCPU(), MachineBusy()
+	}
+	onEnd := func() {
+		s, f := pids()
+		srv1, fn1, self1, busy1 = Snapshot(s), Snapshot(f), SelfCPU(), MachineBusy()
+		instances = len(f)
+	}
+	r := RunLoad(ctx, url, want, c, warmup, dur, onStart, onEnd)
+	if srv1 != nil {
+		r.HaveCPU = true
+		r.ServerCPU = CPUSince(srv0, srv1)
+		r.FuncCPU = CPUSince(fn0, fn1)
+		r.LoadgenCPU = self1 - self0
+		r.Instances = instances
+		r.Busy = busy1 - busy0
+	}
+	return r
+}

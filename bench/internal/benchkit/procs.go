@@ -62,8 +62,22 @@ func (cs *Children) Start(name string, cmd *exec.Cmd, graceful bool) (*Child, er
 	return c, nil
 }
 
+// PID is the child's process id.
 func (c *Child) PID() int { return c.cmd.Process.Pid }
 
+// Done is closed when the child has exited and been waited for.
+func (c *Child) Done() <-chan struct{} { return c.done }
+
+// ExitCode is the child's exit status once it has exited (-1 before, or
+// when a signal ended it).
+func (c *Child) ExitCode() int {
+	if !c.Exited() {
+		return -1
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+// Exited reports whether the child has exited.
 func (c *Child) Exited() bool {
 	select {
 	case <-c.done:
@@ -273,4 +287,26 @@ func RSS(pid int) (rss, peak int64, err error) {
 		return 0, 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 	}
 	return rss, peak, nil
+}
+
+// Age is how long ago pid started, from its start time in /proc/<pid>/stat
+// and the system's uptime.
+func Age(pid int) (time.Duration, error) {
+	st, err := ReadStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("/proc/uptime: unexpected format")
+	}
+	up, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(up*float64(time.Second)) - time.Duration(st.Start)*ClockTick, nil
 }
