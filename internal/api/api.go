@@ -39,6 +39,7 @@ type Dispatcher interface {
 	Stop(name string)
 	Stats() []dispatch.Stats
 	Counts(name string) dispatch.Counts
+	Usage() dispatch.Usage
 }
 
 var (
@@ -398,7 +399,8 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) instances(w http.ResponseWriter, r *http.Request) error {
 	apierror.WriteJSON(w, http.StatusOK, struct {
+		Node  dispatch.Usage   `json:"node"`
 		Pools []dispatch.Stats `json:"pools"`
-	}{a.disp.Stats()})
+	}{a.disp.Usage(), a.disp.Stats()})
 	return nil
 }

@@ -42,6 +42,8 @@ func (e *env) serveCmd() *cobra.Command {
 	f.Int64Var(&cfg.MaxPayloadBytes, "max-payload", cfg.MaxPayloadBytes, "largest synchronous request body, bytes")
 	f.Int64Var(&cfg.MaxResponseBytes, "max-response", cfg.MaxResponseBytes, "largest function response, bytes")
 	f.IntVar(&cfg.Dispatch.MaxQueue, "max-queue", cfg.Dispatch.MaxQueue, "invocations that may wait per function version")
+	f.IntVar(&cfg.Dispatch.MaxInstances, "max-instances", cfg.Dispatch.MaxInstances, "most function instances on this node (0: no cap)")
+	f.IntVar(&cfg.Dispatch.MaxMemoryMB, "max-memory", cfg.Dispatch.MaxMemoryMB, "most configured function memory on this node, MB (default: the host's minus a reserve; 0: no cap)")
 	f.DurationVar(&cfg.Dispatch.MaxQueueWait, "max-queue-wait", cfg.Dispatch.MaxQueueWait, "longest an invocation waits for an instance before 429")
 	f.DurationVar(&cfg.LogsMaxAge, "logs-max-age", cfg.LogsMaxAge, "how long function logs are kept")
 	f.Int64Var(&cfg.LogsMaxBytes, "logs-max-bytes", cfg.LogsMaxBytes, "how many bytes of function logs are kept")

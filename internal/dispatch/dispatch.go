@@ -64,6 +64,10 @@ type Config struct {
 	InitTimeout time.Duration
 	// ReapInterval is how often the janitor looks for idle instances.
 	ReapInterval time.Duration
+	// MaxInstances and MaxMemoryMB cap the instances and the functions'
+	// configured memory on this node (0: no cap).
+	MaxInstances int
+	MaxMemoryMB  int
 }
 
 // DefaultConfig returns the defaults.
@@ -85,6 +89,9 @@ type Dispatcher struct {
 	policy  Policy
 	starter Starter
 	log     *slog.Logger
+
+	cap  *capacity
+	kick chan struct{} // capacity 1: room freed or wanted; the janitor admits
 
 	ctx    context.Context // cancelled by Close: ends starts and the janitor
 	cancel context.CancelFunc
@@ -115,6 +122,8 @@ func New(cfg Config, starter Starter, log *slog.Logger) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Dispatcher{
 		cfg:     cfg,
+		cap:     newCapacity(cfg.MaxInstances, cfg.MaxMemoryMB),
+		kick:    make(chan struct{}, 1),
 		policy:  DefaultPolicy(),
 		starter: starter,
 		log:     log,
@@ -321,6 +330,9 @@ func (d *Dispatcher) janitor() {
 			return
 		case now := <-t.C:
 			d.reap(now)
+			d.admit()
+		case <-d.kick:
+			d.admit()
 		}
 	}
 }
@@ -347,6 +359,73 @@ func (d *Dispatcher) reap(now time.Time) {
 		p.ensureMin()
 	}
 }
+
+// kickAdmit asks the janitor to admit blocked pools.
+func (d *Dispatcher) kickAdmit() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// admit gives room to pools blocked on the node's capacity, one start each
+// in turn (oldest first, then to the back of the line), evicting the
+// node's least recently used idle instance when there is no room.
+func (d *Dispatcher) admit() {
+	for range 1000 {
+		p := d.cap.next()
+		if p == nil {
+			return
+		}
+		if !p.wants() || d.cap.atReserved(p) {
+			continue
+		}
+		p.mu.Lock()
+		start := p.startLocked() // on failure p is blocked again
+		more := start && len(p.waiters) > p.starting && p.total < p.v.Manifest.Scale.Max
+		p.mu.Unlock()
+		if start {
+			p.goStart()
+			if more {
+				d.cap.block(p) // the next start waits for the others' turn
+			}
+			continue
+		}
+		if !d.evictIdle(p) {
+			return // full of busy instances: wait for one to finish
+		}
+	}
+}
+
+// evictIdle stops the node's least recently used idle instance outside p,
+// making room; it reports whether there was one.
+func (d *Dispatcher) evictIdle(p *pool) bool {
+	d.mu.RLock()
+	pools := make([]*pool, 0, len(d.pools))
+	for _, q := range d.pools {
+		if q != p {
+			pools = append(pools, q)
+		}
+	}
+	d.mu.RUnlock()
+	var victim *pool
+	var vs *slot
+	var oldest time.Time
+	for _, q := range pools {
+		if s, at := q.oldestIdle(); s != nil && (vs == nil || at.Before(oldest)) {
+			victim, vs, oldest = q, s, at
+		}
+	}
+	if vs == nil || !victim.evict(vs) {
+		return false
+	}
+	d.log.Debug("dispatch: evicting an idle instance to make room", "function", victim.v.Function, "for", p.v.Function)
+	d.stopAsync(vs.inst)
+	return true
+}
+
+// Usage is the node's use of its instance and memory caps.
+func (d *Dispatcher) Usage() Usage { return d.cap.usage() }
 
 // stopAsync stops inst in a goroutine that Close waits for. Callers hold a
 // pool lock of an open pool or run in the janitor, so Close cannot have

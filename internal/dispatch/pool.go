@@ -123,6 +123,10 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
 		p.forgetLocked(s) // died while idle
 		p.d.stopAsync(s.inst)
 	}
+	if !p.d.cap.fits(p) {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s needs %d MB, more than this node gives functions (%d MB)", ErrThrottled, p.v.Function, p.v.Manifest.Memory, p.d.cap.maxMemoryMB)
+	}
 	if len(p.waiters) >= p.d.cfg.MaxQueue {
 		p.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s has %d invocations waiting", ErrThrottled, p.v.Function, p.d.cfg.MaxQueue)
@@ -164,6 +168,10 @@ func (p *pool) startLocked() bool {
 	if p.closed != nil || p.total >= p.v.Manifest.Scale.Max || p.starting >= len(p.waiters) {
 		return false
 	}
+	if !p.d.cap.take(p) {
+		p.d.kickAdmit() // the janitor may make room
+		return false
+	}
 	p.total++
 	p.starting++
 	p.d.wg.Add(1) // under p.mu, so before Close (which closes p first) waits
@@ -182,6 +190,8 @@ func (p *pool) goStart() {
 		p.starting--
 		if err != nil {
 			p.total--
+			p.d.cap.give(p)
+			p.d.kickAdmit()
 			p.failures++
 			p.retryAt = time.Now().Add(startBackoff(p.failures))
 			var w *waiter
@@ -220,6 +230,16 @@ func (p *pool) release(s *slot) {
 		s.inst.Stop()
 		return
 	}
+	if len(p.waiters) > 0 && p.d.cap.overShare(p) {
+		// Another function waits for room while this one holds more than
+		// its share: give the instance back; this pool's waiters take
+		// their turn behind.
+		p.forgetLocked(s)
+		p.d.cap.block(p)
+		p.mu.Unlock()
+		p.d.stopAsync(s.inst)
+		return
+	}
 	if len(p.waiters) > 0 {
 		w := p.popWaiterLocked()
 		p.mu.Unlock()
@@ -248,6 +268,8 @@ func (p *pool) forgetLocked(s *slot) {
 	if _, ok := p.all[s]; ok {
 		delete(p.all, s)
 		p.total--
+		p.d.cap.give(p)
+		p.d.kickAdmit() // room for a blocked pool
 	}
 }
 
@@ -321,7 +343,7 @@ func (p *pool) ensureMin() {
 	p.mu.Lock()
 	n := 0
 	want := min(max(p.min, p.desired), p.v.Manifest.Scale.Max)
-	for p.closed == nil && p.total < want && !time.Now().Before(p.retryAt) {
+	for p.closed == nil && p.total < want && !time.Now().Before(p.retryAt) && p.d.cap.take(p) {
 		p.total++
 		p.starting++
 		n++
@@ -383,6 +405,38 @@ func (p *pool) autoscale(now time.Time, pol Policy, stableN, panicN int) {
 		Min:       p.min,
 		Max:       p.v.Manifest.Scale.Max,
 	}, p.scale)
+}
+
+// wants reports whether the pool has waiters no start is under way for.
+func (p *pool) wants() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed == nil && len(p.waiters) > p.starting && p.total < p.v.Manifest.Scale.Max
+}
+
+// oldestIdle returns the idle instance unused longest, if the pool may
+// give one up (it keeps scale.min).
+func (p *pool) oldestIdle() (*slot, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) == 0 || p.total <= p.min {
+		return nil, time.Time{}
+	}
+	return p.idle[0], p.idle[0].lastUsed
+}
+
+// evict takes s out of the pool if it is still idle.
+func (p *pool) evict(s *slot) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.idle {
+		if x == s {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			p.forgetLocked(s)
+			return true
+		}
+	}
+	return false
 }
 
 // closedErr is why the pool was closed, or nil.

@@ -59,6 +59,9 @@ type Scale struct {
 	Min  int      `yaml:"min" json:"min"`
 	Max  int      `yaml:"max" json:"max"`
 	Idle Duration `yaml:"idle" json:"idle"` // how long an idle instance is kept
+	// Reserved caps the function's instances across all its versions, and
+	// so its concurrency (0: no cap but the node's).
+	Reserved int `yaml:"reserved" json:"reserved,omitempty"`
 }
 
 // FieldError names the manifest field that is wrong, e.g. Field "scale.max".
@@ -177,12 +180,13 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 				return nil
 			}
 			if v.Kind != yaml.MappingNode {
-				return typeError(field, "a mapping with min, max and idle", v)
+				return typeError(field, "a mapping with min, max, idle and reserved", v)
 			}
 			return errors.Join(decodeMapping(v, field+".", map[string]func(*yaml.Node, string) error{
-				"min":  intField(&m.Scale.Min),
-				"max":  intField(&m.Scale.Max),
-				"idle": durationField(&m.Scale.Idle),
+				"min":      intField(&m.Scale.Min),
+				"max":      intField(&m.Scale.Max),
+				"idle":     durationField(&m.Scale.Idle),
+				"reserved": intField(&m.Scale.Reserved),
 			})...)
 		},
 	})
@@ -425,6 +429,11 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Scale.Idle < MinScaleIdle || m.Scale.Idle > MaxScaleIdle {
 		add("scale.idle", "must be between %s and %s (got %s)", MinScaleIdle, MaxScaleIdle, m.Scale.Idle)
+	}
+	if m.Scale.Reserved < 0 || m.Scale.Reserved > MaxScale {
+		add("scale.reserved", "must be between 0 (no cap) and %d (got %d)", MaxScale, m.Scale.Reserved)
+	} else if minOK && m.Scale.Reserved > 0 && m.Scale.Min > m.Scale.Reserved {
+		add("scale.reserved", "must be at least scale.min (%d)", m.Scale.Min)
 	}
 
 	return errors.Join(errs...)

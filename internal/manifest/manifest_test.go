@@ -520,3 +520,28 @@ func TestParseErrorsMatchErrInvalid(t *testing.T) {
 		}
 	}
 }
+
+func TestScaleReserved(t *testing.T) {
+	base := "name: r\nruntime: nodejs\nhandler: index.handler\nscale:\n"
+	for _, c := range []struct {
+		in      string
+		want    int
+		wantErr string
+	}{
+		{base + "  reserved: 5\n", 5, ""},
+		{base + "  max: 3\n", 0, ""},
+		{base + "  reserved: -1\n", 0, "scale.reserved"},
+		{base + "  min: 3\n  reserved: 2\n", 0, "scale.reserved"},
+	} {
+		m, err := Parse([]byte(c.in))
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: err %v, want %s", c.in, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || m.Scale.Reserved != c.want {
+			t.Errorf("%q: %v %+v", c.in, err, m)
+		}
+	}
+}

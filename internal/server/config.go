@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/adrg/xdg"
@@ -59,11 +62,40 @@ func DefaultConfig() Config {
 		Package:          archive.DefaultLimits(),
 		MaxPayloadBytes:  6 << 20,
 		MaxResponseBytes: 6 << 20,
-		Dispatch:         dispatch.DefaultConfig(),
+		Dispatch:         defaultDispatch(),
 		LogsMaxAge:       7 * 24 * time.Hour,
 		LogsMaxBytes:     1 << 30,
 		PoolSize:         2,
 	}
+}
+
+// defaultDispatch caps the node at what the host has, minus a reserve
+// for Tern and the system: max(1 GiB, 10 %) of memory; 256 instances.
+func defaultDispatch() dispatch.Config {
+	c := dispatch.DefaultConfig()
+	c.MaxInstances = 256
+	if total := hostMemoryMB(); total > 0 {
+		c.MaxMemoryMB = max(total-max(1024, total/10), 128)
+	}
+	return c
+}
+
+// hostMemoryMB reads MemTotal from /proc/meminfo; 0 if unknown.
+func hostMemoryMB() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.Atoi(f[0])
+				return kb / 1024
+			}
+		}
+	}
+	return 0
 }
 
 // Validate checks every field, naming the ones that are wrong.
@@ -93,6 +125,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResponseBytes <= 0 {
 		errs = append(errs, errors.New("max-response: must be positive"))
+	}
+	if c.Dispatch.MaxInstances < 0 || c.Dispatch.MaxMemoryMB < 0 {
+		errs = append(errs, errors.New("max-instances, max-memory: must not be negative (0: no cap)"))
 	}
 	if c.PoolSize < 0 || c.PoolSize > 64 {
 		errs = append(errs, errors.New("pool-size: must be between 0 and 64"))

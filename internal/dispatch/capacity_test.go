@@ -1,0 +1,139 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ternhq/tern/internal/manifest"
+	"github.com/ternhq/tern/internal/runtime"
+)
+
+func memory(mb int) func(m *manifest.Manifest) {
+	return func(m *manifest.Manifest) { m.Memory = mb }
+}
+
+func both(edits ...func(m *manifest.Manifest)) func(m *manifest.Manifest) {
+	return func(m *manifest.Manifest) {
+		for _, e := range edits {
+			e(m)
+		}
+	}
+}
+
+// The node's memory cap refuses what would overcommit: with 512 MB for
+// functions, two 256 MB instances run and a third invocation waits, then
+// is throttled; a function larger than the cap is throttled at once.
+func TestMemoryCapRefusesOvercommit(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{MaxMemoryMB: 512, MaxQueueWait: 300 * time.Millisecond}, f)
+	d.Start()
+	v := version("f", 1, both(scale(0, 10, time.Minute), memory(256)))
+	f.gates.hold("a", "b", "c")
+	a, b := goInvoke(context.Background(), d, v, "a"), goInvoke(context.Background(), d, v, "b")
+	eventually(t, "two running", func() bool { return f.runningCount() == 2 })
+	c := goInvoke(context.Background(), d, v, "c")
+	if _, err := c.wait(t); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("third 256 MB instance: err %v, want ErrThrottled", err)
+	}
+	if u := d.Usage(); u.MemoryMB != 512 || u.Instances != 2 {
+		t.Errorf("usage %+v", u)
+	}
+	if f.startCount() != 2 {
+		t.Errorf("%d instances started under a 512 MB cap of 256 MB functions", f.startCount())
+	}
+	big := version("big", 1, memory(1024))
+	start := time.Now()
+	if _, err := d.Invoke(context.Background(), big, "x", nil); !errors.Is(err, ErrThrottled) || time.Since(start) > 100*time.Millisecond {
+		t.Errorf("a function over the cap: %v after %s", err, time.Since(start))
+	}
+	f.gates.open("a")
+	f.gates.open("b")
+	a.wait(t)
+	b.wait(t)
+}
+
+// When the node is full of idle instances, a function that needs one gets
+// room by evicting the least recently used idle instance elsewhere.
+func TestFullNodeEvictsIdle(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{MaxInstances: 2}, f)
+	d.Start()
+	a := version("a", 1, scale(0, 10, time.Hour))
+	makeIdle(t, d, f, a, 2)
+	b := version("b", 1, scale(0, 10, time.Hour))
+	out, err := d.Invoke(context.Background(), b, "b1", nil)
+	if err != nil || !out.Cold {
+		t.Fatalf("b: %+v %v", out, err)
+	}
+	eventually(t, "one of a's idle instances stopped", func() bool {
+		st, _ := poolStats(d, "a", 1)
+		return st.Instances == 1
+	})
+	if u := d.Usage(); u.Instances != 2 {
+		t.Errorf("usage %+v, want 2 instances", u)
+	}
+}
+
+// A flood on one function leaves another's latency bounded: under a full
+// node, the flooded function hands instances back so the other gets its
+// turn, instead of serving its whole queue first.
+func TestFairnessUnderFlood(t *testing.T) {
+	f := newFleet()
+	f.onInvoke = func(ctx context.Context, in *fakeInst, inv *runtime.Invocation, cold bool) (*runtime.Result, error) {
+		time.Sleep(50 * time.Millisecond) // every invocation takes 50 ms
+		return &runtime.Result{Payload: inv.Payload}, nil
+	}
+	d := newDispatcher(t, Config{MaxInstances: 2, MaxQueue: 100, MaxQueueWait: 10 * time.Second}, f)
+	d.Start()
+	flood := version("flood", 1, scale(0, 10, time.Hour))
+	var calls []*call
+	for i := range 40 {
+		calls = append(calls, goInvoke(context.Background(), d, flood, "f"+string(rune('a'+i%26))+string(rune('a'+i/26))))
+	}
+	eventually(t, "the flood fills the node", func() bool { return d.Usage().Instances == 2 })
+	other := version("other", 1, scale(0, 10, time.Hour))
+	start := time.Now()
+	out, err := d.Invoke(context.Background(), other, "o", nil)
+	took := time.Since(start)
+	if err != nil || out == nil {
+		t.Fatalf("other: %v", err)
+	}
+	// The flood alone needs 40 × 50 ms / 2 = 1 s; fair admission serves the
+	// other function after a couple of the flood's invocations.
+	if took > 500*time.Millisecond {
+		t.Errorf("the other function waited %s behind the flood", took)
+	}
+	for _, c := range calls {
+		if _, err := c.wait(t); err != nil {
+			t.Errorf("flood call: %v", err)
+		}
+	}
+}
+
+// scale.reserved caps a function's instances across its versions.
+func TestReservedCapsFunction(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{MaxQueueWait: 2 * time.Second}, f)
+	d.Start()
+	v := version("r", 1, func(m *manifest.Manifest) { m.Scale.Max = 10; m.Scale.Reserved = 2 })
+	f.gates.hold("a", "b", "c")
+	calls := []*call{goInvoke(context.Background(), d, v, "a"), goInvoke(context.Background(), d, v, "b"), goInvoke(context.Background(), d, v, "c")}
+	eventually(t, "two running", func() bool { return f.runningCount() == 2 })
+	time.Sleep(100 * time.Millisecond)
+	if n := f.startCount(); n != 2 {
+		t.Fatalf("%d instances started with scale.reserved 2", n)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		f.gates.open(id)
+	}
+	for _, c := range calls {
+		if _, err := c.wait(t); err != nil {
+			t.Errorf("%s: %v", c.id, err)
+		}
+	}
+	if n := f.startCount(); n != 2 {
+		t.Errorf("%d instances started in all; the third call should reuse one", n)
+	}
+}
