@@ -25,55 +25,98 @@ type burstRun struct {
 	busy     float64 // machine busy share over all
 }
 
-// burstResult is phase 3.
+// burstResult is phase 3: rounds of a Tern burst and a node burst.
 type burstResult struct {
-	n             int
+	n      int
+	rounds []*burstRound
+}
+
+// burstRound is one Tern burst (a fresh function) and one node burst.
+type burstRound struct {
+	name          string // the function
 	tern          *burstRun
 	node          *burstRun
 	poolBefore    int  // tern's node processes (the generic pool) before the burst
 	poolReady     bool // the pool was full and booted before the burst
 	stats         *stats
-	instancesNow  int // the function's instances right after the burst (stats API)
+	instancesNow  int // the function's instances after the burst (stats API)
+	startingNow   int // of which still starting (if they did not finish within 5s)
 	childrenAfter int // tern's node processes right after the burst
 }
 
-// burstPhase hits a freshly deployed function (no instance of its own:
-// scale.min is 0 and nothing has called it) with n concurrent requests,
-// one goroutine and one new connection each, all released together. The
-// baseline is the same burst against the node server spawned at the moment
-// of the release: it serves a listening socket the benchmark opened before
-// (fd 3), so the connections wait in the kernel's accept queue until node
-// accepts them, with no client-side retries.
+// burstPhase runs cfg.burstRounds rounds. Each hits a freshly deployed
+// function (no instance of its own: scale.min is 0 and nothing has called
+// it) with n concurrent requests, one goroutine and one new connection
+// each, all released together, and deletes it; then the same burst goes to
+// the node server spawned at the moment of the release: it serves a
+// listening socket the benchmark opened before (fd 3), so the connections
+// wait in the kernel's accept queue until node accepts them, with no
+// client-side retries.
 func (e *env) burstPhase(ctx context.Context, t *benchkit.Tern) (*burstResult, error) {
 	res := &burstResult{n: e.cfg.burst}
+	for i := 1; i <= e.cfg.burstRounds; i++ {
+		r, err := e.burstRound(ctx, t, fmt.Sprintf("burst-%d", i))
+		if err != nil {
+			return nil, err
+		}
+		res.rounds = append(res.rounds, r)
+	}
+	return res, nil
+}
 
-	// Let the instance pool refill after the warm phase's deletes.
+func (e *env) burstRound(ctx context.Context, t *benchkit.Tern, name string) (*burstRound, error) {
+	res := &burstRound{name: name}
+	n := e.cfg.burst
+
+	// Let the instance pool refill after the previous deletes.
 	res.poolBefore, res.poolReady = waitPool(ctx, t.PID(), e.cfg.poolSize)
-	benchkit.Logf("burst: tern has %d pooled node processes (pool size %d, ready: %v)", res.poolBefore, e.cfg.poolSize, res.poolReady)
+	benchkit.Logf("burst %s: tern has %d pooled node processes (pool size %d, ready: %v)", name, res.poolBefore, e.cfg.poolSize, res.poolReady)
 
-	const name = "burst"
 	if err := e.deployNamed(ctx, t, name); err != nil {
 		return nil, err
 	}
+	deleted := false
 	defer func() {
-		if err := e.remove(ctx, t, name); err != nil {
+		if deleted {
+			return
+		}
+		if err := e.remove(ctx, t, name); err != nil && ctx.Err() == nil {
 			benchkit.Logf("burst: delete %s: %v", name, err)
 		}
 	}()
-	benchkit.Logf("burst: %d concurrent requests to a fresh Tern function", res.n)
+	benchkit.Logf("burst %s: %d concurrent requests to a fresh Tern function", name, n)
 	var err error
-	if res.tern, err = fire(ctx, res.n, t.URL+"/fn/"+name, nil); err != nil {
+	if res.tern, err = fire(ctx, n, t.URL+"/fn/"+name, nil); err != nil {
 		return nil, err
 	}
 	res.childrenAfter = len(benchkit.ChildrenOf(t.PID()))
-	if res.stats, err = e.stats(ctx, t, name); err != nil {
+	// Instances started for waiters that were served by others meanwhile
+	// still count: wait (briefly) until none is starting, then count them.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if res.stats, err = e.stats(ctx, t, name); err != nil {
+			return nil, err
+		}
+		res.instancesNow, res.startingNow = 0, 0
+		for _, p := range res.stats.Instances {
+			res.instancesNow += p.Instances
+			res.startingNow += p.Starting
+		}
+		if res.startingNow == 0 || time.Now().After(deadline) {
+			break
+		}
+		if err := benchkit.Sleep(ctx, 20*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	benchkit.Logf("burst %s: tern: all answered after %s, %d ok; %d instances (%d still starting), %d cold starts, %d queued, %d throttled",
+		name, benchkit.Ms(res.tern.all), res.tern.ok, res.instancesNow, res.startingNow, res.stats.Counts.ColdStarts, res.stats.Counts.Queued, res.stats.Counts.Throttled)
+	// Delete it now: its instances stop and do not take CPU from the
+	// node burst.
+	if err := e.remove(ctx, t, name); err != nil {
 		return nil, err
 	}
-	for _, p := range res.stats.Instances {
-		res.instancesNow += p.Instances
-	}
-	benchkit.Logf("burst: tern: all answered after %s, %d ok; %d instances started (coldStarts), %d queued, %d throttled",
-		benchkit.Ms(res.tern.all), res.tern.ok, res.stats.Counts.ColdStarts, res.stats.Counts.Queued, res.stats.Counts.Throttled)
+	deleted = true
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,15 +134,15 @@ func (e *env) burstPhase(ctx context.Context, t *benchkit.Tern) (*burstResult, e
 		node, err = benchkit.StartNode(e.cs, e.nodeBin, e.root, "fd:3", lf)
 		return err
 	}
-	benchkit.Logf("burst: %d concurrent requests to node server.js spawned at the release", res.n)
-	res.node, err = fire(ctx, res.n, fmt.Sprintf("http://%s/", ln.Addr()), spawn)
+	benchkit.Logf("burst %s: %d concurrent requests to node server.js spawned at the release", name, n)
+	res.node, err = fire(ctx, n, fmt.Sprintf("http://%s/", ln.Addr()), spawn)
 	if node != nil {
 		node.Stop(0)
 	}
 	if err != nil {
 		return nil, err
 	}
-	benchkit.Logf("burst: node: all answered after %s, %d ok", benchkit.Ms(res.node.all), res.node.ok)
+	benchkit.Logf("burst %s: node: all answered after %s, %d ok", name, benchkit.Ms(res.node.all), res.node.ok)
 	return res, nil
 }
 

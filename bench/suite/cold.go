@@ -12,13 +12,15 @@ import (
 
 // coldResult is phase 1.
 type coldResult struct {
-	first    []time.Duration // Tern: first call after the deploy, new connection
-	init     []time.Duration // Tern: Init Duration of that call's REPORT line
-	deploy   []time.Duration // Tern: POST /v1/functions
-	between  []time.Duration // Tern: previous first call answered → this deploy sent
-	noInit   int             // runs without an Init Duration in the logs
-	ternBusy float64         // machine busy share during the Tern series
-	ternWall time.Duration
+	first      []time.Duration // Tern: first call after the deploy, new connection
+	init       []time.Duration // Tern: Init Duration of that call's REPORT line
+	deploy     []time.Duration // Tern: POST /v1/functions
+	between    []time.Duration // Tern: previous first call answered → this deploy sent
+	noInit     int             // runs without an Init Duration in the logs
+	poolBefore int             // tern's node processes before the series
+	poolReady  bool            // the pool was full and booted then
+	ternBusy   float64         // machine busy share during the Tern series
+	ternWall   time.Duration
 
 	nodeE0     []time.Duration // `node -e 0`, spawn → exit
 	nodeServer []time.Duration // spawn server.js → first 200
@@ -50,13 +52,16 @@ func (e *env) coldPhase(ctx context.Context, t *benchkit.Tern) (*coldResult, err
 	defer func() {
 		// Delete them even when the phase fails half-way.
 		for _, name := range names[:deployed] {
-			if err := e.remove(ctx, t, name); err != nil {
+			if err := e.remove(ctx, t, name); err != nil && ctx.Err() == nil {
 				benchkit.Logf("cold: delete %s: %v", name, err)
 			}
 		}
 	}()
 
-	benchkit.Logf("cold: %d fresh Tern functions (+1 warm-up), gap %s", n, e.cfg.gap)
+	// Start from a full pool: tern has just started and fills it now.
+	res.poolBefore, res.poolReady = waitPool(ctx, t.PID(), e.cfg.poolSize)
+	benchkit.Logf("cold: %d fresh Tern functions (+1 warm-up), gap %s; %d pooled node processes (ready: %v)",
+		n, e.cfg.gap, res.poolBefore, res.poolReady)
 	busy0, wall0 := benchkit.MachineBusy(), time.Now()
 	var lastEnd time.Time
 	for i := 0; i <= n; i++ {

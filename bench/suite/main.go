@@ -44,35 +44,46 @@ import (
 )
 
 type config struct {
-	coldN     int
-	gap       time.Duration
-	levels    []int
-	duration  time.Duration
-	warmup    time.Duration
-	burst     int
-	functions int
-	deployC   int
-	poolSize  int
-	settle    time.Duration
-	ternBin   string
-	nodeBin   string
-	out       string
-	timeout   time.Duration
-	keep      bool
+	coldN       int
+	gap         time.Duration
+	levels      []int
+	duration    time.Duration
+	warmup      time.Duration
+	burst       int
+	burstRounds int
+	functions   int
+	deployC     int
+	poolSize    int
+	settle      time.Duration
+	ternBin     string
+	nodeBin     string
+	out         string
+	timeout     time.Duration
+	keep        bool
+	phases      map[string]bool
 }
+
+// The phases, as -phases names them.
+const (
+	phaseCold   = "cold"
+	phaseWarm   = "warm"
+	phaseBurst  = "burst"
+	phaseMemory = "memory"
+)
 
 // helloBody is what the benchmark handler (and the Go baseline) answers.
 var helloBody = []byte("hello")
 
 func main() {
 	var cfg config
-	var levels string
+	var levels, phases string
 	flag.IntVar(&cfg.coldN, "cold", 20, "cold starts measured per target: distinct fresh Tern functions, node runs (after one unmeasured warm-up each)")
 	flag.DurationVar(&cfg.gap, "gap", 100*time.Millisecond, "pause after each Tern cold first call before the next deploy (lets the instance pool refill)")
 	flag.StringVar(&levels, "c", "1,16,64", "comma-separated concurrency levels for the warm phases")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured window of each warm phase (per level and target)")
 	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured warm-up before each warm phase")
 	flag.IntVar(&cfg.burst, "burst", 100, "concurrent requests in the burst from zero")
+	flag.IntVar(&cfg.burstRounds, "burst-rounds", 3, "bursts per target (a fresh Tern function each)")
 	flag.IntVar(&cfg.functions, "functions", 1000, "functions deployed for the idle-memory phase")
 	flag.IntVar(&cfg.deployC, "deploy-c", 4, "concurrent uploads in the idle-memory phase")
 	flag.IntVar(&cfg.poolSize, "pool-size", 2, "tern serve --pool-size for the cold, warm and burst phases (the memory phase uses 0)")
@@ -82,6 +93,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
 	flag.DurationVar(&cfg.timeout, "timeout", 0, "hard bound on the whole run (default: derived from the other flags)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (tern's data dirs and logs) for inspection")
+	flag.StringVar(&phases, "phases", "cold,warm,burst,memory", "comma-separated phases to run (in this order whatever the order given)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintln(os.Stderr, "usage: suite [flags]; see -h")
@@ -95,12 +107,22 @@ func main() {
 		}
 		cfg.levels = append(cfg.levels, n)
 	}
+	cfg.phases = map[string]bool{}
+	for _, f := range strings.Split(phases, ",") {
+		switch f = strings.TrimSpace(f); f {
+		case phaseCold, phaseWarm, phaseBurst, phaseMemory:
+			cfg.phases[f] = true
+		default:
+			fmt.Fprintf(os.Stderr, "bad -phases value %q: want cold, warm, burst or memory\n", f)
+			os.Exit(2)
+		}
+	}
 	switch {
 	case cfg.coldN < 1, cfg.duration <= 0, cfg.warmup < 0, cfg.gap < 0, cfg.settle < 0:
 		fmt.Fprintln(os.Stderr, "-cold and -duration must be positive; -warmup, -gap and -settle not negative")
 		os.Exit(2)
-	case cfg.burst < 1 || cfg.burst > 2000:
-		fmt.Fprintln(os.Stderr, "-burst must be in 1..2000")
+	case cfg.burst < 1 || cfg.burst > 2000 || cfg.burstRounds < 1 || cfg.burstRounds > 100:
+		fmt.Fprintln(os.Stderr, "-burst must be in 1..2000, -burst-rounds in 1..100")
 		os.Exit(2)
 	case cfg.functions < 1 || cfg.deployC < 1 || cfg.deployC > 64:
 		fmt.Fprintln(os.Stderr, "-functions must be positive, -deploy-c in 1..64")
@@ -112,7 +134,7 @@ func main() {
 	if cfg.timeout == 0 {
 		expected := time.Duration(cfg.coldN+1)*(cfg.gap+time.Second) +
 			time.Duration(3*len(cfg.levels))*(cfg.warmup+cfg.duration) +
-			time.Minute + // burst
+			time.Duration(cfg.burstRounds)*30*time.Second + // burst
 			time.Duration(cfg.functions)*50*time.Millisecond + 2*cfg.settle
 		cfg.timeout = 3*time.Minute + 2*expected
 	}
@@ -155,7 +177,7 @@ type env struct {
 	goechoBin string
 	helloJS   []byte // bench/hello/index.js
 
-	api   *http.Client      // keep-alive client for the control API
+	api   *http.Client     // keep-alive client for the control API
 	terns []*benchkit.Tern // every tern serve started, for the report
 
 	nodeVer   string
@@ -221,29 +243,39 @@ func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
 		return err
 	}
 
-	// Phases 1-3 share one tern serve with the instance pool on.
-	t, err := e.startTern(ctx, "tern-pool", cfg.poolSize)
-	if err != nil {
-		return err
-	}
 	var res results
-	if res.cold, err = e.coldPhase(ctx, t); err != nil {
-		return fmt.Errorf("cold phase: %w", err)
+	// Phases 1-3 share one tern serve with the instance pool on.
+	if cfg.phases[phaseCold] || cfg.phases[phaseWarm] || cfg.phases[phaseBurst] {
+		t, err := e.startTern(ctx, "tern-pool", cfg.poolSize)
+		if err != nil {
+			return err
+		}
+		if cfg.phases[phaseCold] {
+			if res.cold, err = e.coldPhase(ctx, t); err != nil {
+				return fmt.Errorf("cold phase: %w", err)
+			}
+		}
+		if cfg.phases[phaseWarm] {
+			if res.warm, err = e.warmPhase(ctx, t); err != nil {
+				return fmt.Errorf("warm phase: %w", err)
+			}
+		}
+		if cfg.phases[phaseBurst] {
+			if res.burst, err = e.burstPhase(ctx, t); err != nil {
+				return fmt.Errorf("burst phase: %w", err)
+			}
+		}
+		if t.Exited() {
+			return fmt.Errorf("tern serve exited during the run:\n%s", benchkit.Tail(t.LogPath, 20))
+		}
+		e.stopTern(t)
 	}
-	if res.warm, err = e.warmPhase(ctx, t); err != nil {
-		return fmt.Errorf("warm phase: %w", err)
-	}
-	if res.burst, err = e.burstPhase(ctx, t); err != nil {
-		return fmt.Errorf("burst phase: %w", err)
-	}
-	if t.Exited() {
-		return fmt.Errorf("tern serve exited during the run:\n%s", benchkit.Tail(t.LogPath, 20))
-	}
-	e.stopTern(t)
 
 	// Phase 4 gets a fresh tern serve with the pool off.
-	if res.mem, err = e.memPhase(ctx); err != nil {
-		return fmt.Errorf("memory phase: %w", err)
+	if cfg.phases[phaseMemory] {
+		if res.mem, err = e.memPhase(ctx); err != nil {
+			return fmt.Errorf("memory phase: %w", err)
+		}
 	}
 
 	report := e.report(&res)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ func (e *env) report(res *results) string {
 	type busyRow struct {
 		phase string
 		share float64
+		wall  time.Duration
 	}
 	var busy []busyRow
 
@@ -42,177 +44,206 @@ func (e *env) report(res *results) string {
 	p("- node %s, %s, tern %s\n", e.nodeVer, runtime.Version(), benchkit.GitRev(e.root))
 	p("- command: `%s`\n", benchkit.CommandLine("./bench/suite"))
 	p("- load average (1/5/15 min) at start: %s, at end: %s; the run took %s\n", e.loadStart, benchkit.LoadAvg(), time.Since(e.startTime).Round(time.Second))
+	var run []string
+	for _, ph := range []string{phaseCold, phaseWarm, phaseBurst, phaseMemory} {
+		if e.cfg.phases[ph] {
+			run = append(run, ph)
+		}
+	}
+	p("- phases run: %s\n", strings.Join(run, ", "))
 	p("- phases 1–3: one `tern serve --pool-size %d`; phase 4: a fresh `tern serve --pool-size 0`; each with a new data dir, on 127.0.0.1; "+
 		"the load generator, tern, its instances and the baselines all share this machine's %d CPUs\n", e.cfg.poolSize, ncpu)
-	p("- handler everywhere: bench/hello (`200`, body `hello`); the node baseline is bench/baseline/server.js (same handler module), "+
+	p("- handler everywhere: bench/hello (`200`, body `hello`); the node baseline is bench/baseline/server.js (same handler module), " +
 		"the Go baseline bench/goecho (net/http, writes `hello`); both baselines run with the environment tern gives its instances\n")
 
-	// 1. Cold start.
-	c := res.cold
-	p("\n### 1. Cold start\n\n")
-	p("%d fresh functions, each deployed through the API (`POST /v1/functions`, the hello handler under its own name, zipped in memory beforehand), "+
-		"then called once on a new connection. The next deploy is sent after the previous first call was answered and a gap of **%s** "+
-		"(so the pool of pre-started generic node instances can refill in the background); the functions are deleted at the end of the series. "+
-		"One unmeasured warm-up run comes first for each series. The node series run after the Tern series, not interleaved.\n\n", e.cfg.coldN, e.cfg.gap)
-	p("| measurement | n | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n")
-	row := func(name string, ds []time.Duration) {
-		if len(ds) == 0 {
-			p("| %s | 0 | – | – | – | – |\n", name)
-			return
+	if c := res.cold; c != nil {
+		p("\n### 1. Cold start\n\n")
+		p("%d fresh functions, each deployed through the API (`POST /v1/functions`, the hello handler under its own name, zipped in memory beforehand), "+
+			"then called once on a new connection. The next deploy is sent after the previous first call was answered and a gap of **%s** "+
+			"(so the pool of pre-started generic node instances can refill in the background); the functions are deleted at the end of the series. "+
+			"Before the series the pool was %s (%d generic node processes). "+
+			"One unmeasured warm-up run comes first for each series. The node series run after the Tern series, not interleaved.\n\n",
+			e.cfg.coldN, e.cfg.gap, poolState(e.cfg.poolSize, c.poolReady), c.poolBefore)
+		p("| measurement | n | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n")
+		row := func(name string, ds []time.Duration) {
+			if len(ds) == 0 {
+				p("| %s | 0 | – | – | – | – |\n", name)
+				return
+			}
+			s := benchkit.Sorted(ds)
+			p("| %s | %d | %s | %s | %s | %s |\n", name, len(s), benchkit.Ms(benchkit.Percentile(s, 50)),
+				benchkit.Ms(benchkit.Percentile(s, 95)), benchkit.Ms(benchkit.Percentile(s, 99)), benchkit.Ms(s[len(s)-1]))
 		}
-		s := benchkit.Sorted(ds)
-		p("| %s | %d | %s | %s | %s | %s |\n", name, len(s), benchkit.Ms(benchkit.Percentile(s, 50)),
-			benchkit.Ms(benchkit.Percentile(s, 95)), benchkit.Ms(benchkit.Percentile(s, 99)), benchkit.Ms(s[len(s)-1]))
+		row("**Tern: first call after deploy**", c.first)
+		row("Tern: instance init (REPORT Init Duration)", c.init)
+		row("Tern: deploy (`POST /v1/functions`)", c.deploy)
+		row(fmt.Sprintf("Tern: previous first call answered → next deploy sent (gap %s)", e.cfg.gap), c.between)
+		row("baseline: `node -e 0` (spawn → exit)", c.nodeE0)
+		row("**baseline: node `server.js` spawn → first 200**", c.nodeServer)
+		tf, ns, ne := pct(c.first, 50), pct(c.nodeServer, 50), pct(c.nodeE0, 50)
+		p("\n- Tern first call p50 ÷ node server spawn→first 200 p50: **%s** (%s vs %s); ÷ `node -e 0` p50: %s (%s)\n",
+			ratio(float64(tf), float64(ns)), benchkit.Ms(tf), benchkit.Ms(ns), ratio(float64(tf), float64(ne)), benchkit.Ms(ne))
+		if len(c.init) > 0 && ne > 0 {
+			slow := 0
+			for _, d := range c.init {
+				if d >= ne/2 {
+					slow++
+				}
+			}
+			p("- %d of %d first calls had an Init Duration of at least half of `node -e 0`'s p50, i.e. started a node process instead of specialising a pooled one\n", slow, len(c.init))
+		}
+		if c.noInit > 0 {
+			p("- %d runs had no Init Duration in their logs\n", c.noInit)
+		}
+		p("- percentiles are nearest-rank: with %d values p95 is the %s and p99 the %s sorted value\n",
+			e.cfg.coldN, ordinal(rank(e.cfg.coldN, 95)), ordinal(rank(e.cfg.coldN, 99)))
+		p("- machine busy: %.0f%% of %d CPUs during the Tern series (%s, gaps included), %.0f%% during the node series (%s)\n",
+			100*c.ternBusy, ncpu, c.ternWall.Round(time.Millisecond), 100*c.nodeBusy, c.nodeWall.Round(time.Millisecond))
+		busy = append(busy, busyRow{"1. cold: Tern series (with gaps)", c.ternBusy, c.ternWall}, busyRow{"1. cold: node series", c.nodeBusy, c.nodeWall})
 	}
-	row("**Tern: first call after deploy**", c.first)
-	row("Tern: instance init (REPORT Init Duration)", c.init)
-	row("Tern: deploy (`POST /v1/functions`)", c.deploy)
-	row(fmt.Sprintf("Tern: previous first call answered → next deploy sent (gap %s)", e.cfg.gap), c.between)
-	row("baseline: `node -e 0` (spawn → exit)", c.nodeE0)
-	row("**baseline: node `server.js` spawn → first 200**", c.nodeServer)
-	tf, ns, ne := pct(c.first, 50), pct(c.nodeServer, 50), pct(c.nodeE0, 50)
-	p("\n- Tern first call p50 ÷ node server spawn→first 200 p50: **%s** (%s vs %s); ÷ `node -e 0` p50: %s (%s)\n",
-		ratio(float64(tf), float64(ns)), benchkit.Ms(tf), benchkit.Ms(ns), ratio(float64(tf), float64(ne)), benchkit.Ms(ne))
-	if len(c.init) > 0 && ne > 0 {
-		slow := 0
-		for _, d := range c.init {
-			if d >= ne/2 {
-				slow++
+
+	if len(res.warm) > 0 {
+		p("\n### 2. Warm latency and throughput\n\n")
+		p("Closed loop: c goroutines, each sending its next GET as soon as the previous one is answered, over keep-alive connections; "+
+			"%s warm-up (unmeasured; Tern starts instances then) and %s measured per row; every request that starts and ends in the window counts. "+
+			"Tern runs the function as deployed (`scale.max` 10: one invocation per instance, the rest wait in its queue).\n\n", e.cfg.warmup, e.cfg.duration)
+		p("| c | target | requests | req/s | p50 | p99 | errors | server-side CPU/req | load-gen CPU/req | machine busy (others) |\n")
+		p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range res.warm {
+			target := map[string]string{targetTern: "Tern `/fn/hello`", targetNode: "node `server.js`", targetGo: "Go net/http"}[r.Target]
+			srv, lg, bz := "–", "–", "–"
+			if r.HaveCPU {
+				srv = benchkit.Us(r.PerReq(r.ServerCPU + r.FuncCPU))
+				if r.Target == targetTern {
+					srv = fmt.Sprintf("%s (tern %s + %d node %s)", srv, benchkit.Us(r.PerReq(r.ServerCPU)), r.Instances, benchkit.Us(r.PerReq(r.FuncCPU)))
+				}
+				lg = benchkit.Us(r.PerReq(r.LoadgenCPU))
+				share := busyShare(r.Busy, r.Window)
+				others := busyShare(r.Busy-r.ServerCPU-r.FuncCPU-r.LoadgenCPU, r.Window)
+				bz = fmt.Sprintf("%.0f%% (%.0f%%)", 100*share, max(0, 100*others))
+				busy = append(busy, busyRow{fmt.Sprintf("2. warm c=%d %s", r.C, target), share, r.Window})
+			}
+			p("| %d | %s | %d | %.0f | %s | %s | %d | %s | %s | %s |\n", r.C, target, r.OK, r.RPS(),
+				benchkit.Us(benchkit.Percentile(r.Lat, 50)), benchkit.Us(benchkit.Percentile(r.Lat, 99)), r.Failed(), srv, lg, bz)
+		}
+		p("\n| c | req/s Tern ÷ node | p50 Tern ÷ node | p99 Tern ÷ node | req/s Tern ÷ Go | req/s node ÷ Go |\n")
+		p("|---:|---:|---:|---:|---:|---:|\n")
+		for i := 0; i+2 < len(res.warm); i += 3 {
+			t, n, g := res.warm[i], res.warm[i+1], res.warm[i+2]
+			lat := func(r *benchkit.LoadResult, q float64) float64 { return float64(benchkit.Percentile(r.Lat, q)) }
+			p("| %d | **%s** | %s | %s | %s | %s |\n", t.C, ratio(t.RPS(), n.RPS()), ratio(lat(t, 50), lat(n, 50)), ratio(lat(t, 99), lat(n, 99)),
+				ratio(t.RPS(), g.RPS()), ratio(n.RPS(), g.RPS()))
+		}
+		p("\nLatency is client side (request sent → body read). Errors = non-200, wrong body or transport errors inside the window. "+
+			"CPU per request is user+system time from /proc/<pid>/stat (10 ms ticks) over the window ÷ requests: server-side = the server process "+
+			"(for Tern: `tern serve` plus its node processes, i.e. the function's instances and the idle generic pool, count at the end of the window); load-gen = this benchmark. "+
+			"Machine busy = all CPUs' busy time from /proc/stat as a share of %d CPUs × window; in parentheses the part not attributed to "+
+			"those processes (the kernel's loopback networking and softirqs, and anything else running on the machine).\n", ncpu)
+		failed := false
+		for _, r := range res.warm {
+			if r.Failed() > 0 || r.WarmBad > 0 {
+				failed = true
+				p("\n- %s c=%d: %d failed in the window (%d non-200, %d wrong body, %d transport errors), %d during warm-up; first: %s\n",
+					r.Target, r.C, r.Failed(), r.Non200, r.BadBody, r.Errors, r.WarmBad, r.FirstBad)
 			}
 		}
-		p("- %d of %d first calls had an Init Duration of at least half of `node -e 0`'s p50, i.e. started a node process instead of specialising a pooled one\n", slow, len(c.init))
+		if !failed {
+			p("\nNo failed requests in the warm phases, warm-ups included.\n")
+		}
 	}
-	if c.noInit > 0 {
-		p("- %d runs had no Init Duration in their logs\n", c.noInit)
-	}
-	p("- percentiles are nearest-rank: with %d values p95 is the %s and p99 the %s sorted value\n",
-		e.cfg.coldN, ordinal(rank(e.cfg.coldN, 95)), ordinal(rank(e.cfg.coldN, 99)))
-	p("- machine busy: %.0f%% of %d CPUs during the Tern series (%s, gaps included), %.0f%% during the node series (%s)\n",
-		100*c.ternBusy, ncpu, c.ternWall.Round(time.Millisecond), 100*c.nodeBusy, c.nodeWall.Round(time.Millisecond))
-	busy = append(busy, busyRow{"1. cold: Tern series (with gaps)", c.ternBusy}, busyRow{"1. cold: node series", c.nodeBusy})
 
-	// 2. Warm.
-	p("\n### 2. Warm latency and throughput\n\n")
-	p("Closed loop: c goroutines, each sending its next GET as soon as the previous one is answered, over keep-alive connections; "+
-		"%s warm-up (unmeasured; Tern starts instances then) and %s measured per row; every request that starts and ends in the window counts. "+
-		"Tern runs the function as deployed (`scale.max` 10: one invocation per instance, the rest wait in its queue).\n\n", e.cfg.warmup, e.cfg.duration)
-	p("| c | target | requests | req/s | p50 | p99 | errors | server-side CPU/req | load-gen CPU/req | machine busy |\n")
-	p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range res.warm {
-		target := map[string]string{targetTern: "Tern `/fn/hello`", targetNode: "node `server.js`", targetGo: "Go net/http"}[r.Target]
-		srv, lg, bz := "–", "–", "–"
-		if r.HaveCPU {
-			srv = benchkit.Us(r.PerReq(r.ServerCPU + r.FuncCPU))
-			if r.Target == targetTern {
-				srv = fmt.Sprintf("%s (tern %s + %d inst. %s)", srv, benchkit.Us(r.PerReq(r.ServerCPU)), r.Instances, benchkit.Us(r.PerReq(r.FuncCPU)))
+	if br := res.burst; br != nil && len(br.rounds) > 0 {
+		p("\n### 3. Burst from zero\n\n")
+		p("%d rounds. In each, %d concurrent GETs, one goroutine and one new connection each, all released together; latency from the release. "+
+			"Tern: a freshly deployed function that no request has reached (`scale.min` 0, `scale.max` 10), with the generic pool %s before the burst "+
+			"(deleted after the burst, so its instances stop). Baseline: node `server.js` spawned at the release, serving a listening socket the benchmark "+
+			"opened beforehand (passed as fd 3), so the connections wait in the kernel's accept queue until node is up; no client retries.\n\n",
+			len(br.rounds), br.n, poolState(e.cfg.poolSize, allReady(br.rounds)))
+		p("| round | target | all answered after | p50 | max | 200 `hello` | non-200 | errors | instances started | machine busy |\n")
+		p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		brow := func(i int, name string, r *burstRun, inst string) {
+			p("| %d | %s | %s | %s | %s | %d | %d | %d | %s | %.0f%% |\n", i, name, benchkit.Ms(r.all),
+				benchkit.Ms(benchkit.Percentile(r.lat, 50)), benchkit.Ms(benchkit.Percentile(r.lat, 100)),
+				r.ok, r.non200+r.badBody, r.errs, inst, 100*r.busy)
+		}
+		var tAll, nAll, tP50, nP50 []time.Duration
+		for i, r := range br.rounds {
+			brow(i+1, "Tern, fresh function", r.tern, fmt.Sprintf("%d (%d served a request cold)", r.instancesNow, r.stats.Counts.ColdStarts))
+			brow(i+1, "node `server.js`, spawn + burst", r.node, "1 process")
+			tAll, nAll = append(tAll, r.tern.all), append(nAll, r.node.all)
+			tP50, nP50 = append(tP50, benchkit.Percentile(r.tern.lat, 50)), append(nP50, benchkit.Percentile(r.node.lat, 50))
+			busy = append(busy, busyRow{fmt.Sprintf("3. burst %d: Tern", i+1), r.tern.busy, r.tern.all},
+				busyRow{fmt.Sprintf("3. burst %d: node spawn + burst", i+1), r.node.busy, r.node.all})
+		}
+		p("\n- median over the rounds, all answered: Tern %s, node %s: **Tern ÷ node %s**; p50 latency: Tern %s, node %s (%s)\n",
+			benchkit.Ms(pct(tAll, 50)), benchkit.Ms(pct(nAll, 50)), ratio(float64(pct(tAll, 50)), float64(pct(nAll, 50))),
+			benchkit.Ms(pct(tP50, 50)), benchkit.Ms(pct(nP50, 50)), ratio(float64(pct(tP50, 50)), float64(pct(nP50, 50))))
+		p("- instances started = the function's instances after the burst (`GET /v1/functions/NAME/stats`; none can have been reaped yet): " +
+			"the dispatcher starts one per waiting request up to `scale.max` (the first from the pool, the rest as new node processes), and " +
+			"each request goes to whichever instance is free first, so only some instances serve a request cold\n")
+		for i, r := range br.rounds {
+			st := r.stats.Counts
+			p("- round %d, Tern's counts for `%s`: %d invocations, %d cold, %d warm, %d queued, %d throttled, %d function errors, %d timeouts, %d crashes; "+
+				"%d instances afterwards (%d still starting); %d node processes right after the last answer (the function's plus the pool); "+
+				"pool before: %d node processes\n",
+				i+1, r.name, st.Invocations, st.ColdStarts, st.WarmStarts, st.Queued, st.Throttled, st.FunctionErrors, st.Timeouts, st.Crashes,
+				r.instancesNow, r.startingNow, r.childrenAfter, r.poolBefore)
+			for _, x := range []struct {
+				name string
+				r    *burstRun
+			}{{"Tern", r.tern}, {"node", r.node}} {
+				if x.r.firstBad != "" {
+					p("- round %d, %s: first failure: %s\n", i+1, x.name, x.r.firstBad)
+				}
 			}
-			lg = benchkit.Us(r.PerReq(r.LoadgenCPU))
-			share := busyShare(r.Busy, r.Window)
-			bz = fmt.Sprintf("%.0f%%", 100*share)
-			busy = append(busy, busyRow{fmt.Sprintf("2. warm c=%d %s", r.C, target), share})
 		}
-		p("| %d | %s | %d | %.0f | %s | %s | %d | %s | %s | %s |\n", r.C, target, r.OK, r.RPS(),
-			benchkit.Us(benchkit.Percentile(r.Lat, 50)), benchkit.Us(benchkit.Percentile(r.Lat, 99)), r.Failed(), srv, lg, bz)
-	}
-	p("\n| c | req/s Tern ÷ node | p50 Tern ÷ node | p99 Tern ÷ node | req/s Tern ÷ Go | req/s node ÷ Go |\n")
-	p("|---:|---:|---:|---:|---:|---:|\n")
-	for i := 0; i+2 < len(res.warm); i += 3 {
-		t, n, g := res.warm[i], res.warm[i+1], res.warm[i+2]
-		lat := func(r *benchkit.LoadResult, q float64) float64 { return float64(benchkit.Percentile(r.Lat, q)) }
-		p("| %d | **%s** | %s | %s | %s | %s |\n", t.C, ratio(t.RPS(), n.RPS()), ratio(lat(t, 50), lat(n, 50)), ratio(lat(t, 99), lat(n, 99)),
-			ratio(t.RPS(), g.RPS()), ratio(n.RPS(), g.RPS()))
-	}
-	p("\nLatency is client side (request sent → body read). Errors = non-200, wrong body or transport errors inside the window. "+
-		"CPU per request is user+system time from /proc/<pid>/stat (10 ms ticks) over the window ÷ requests: server-side = the server process "+
-		"(for Tern: `tern serve` plus its node instances, count at the end of the window); load-gen = this benchmark. "+
-		"Machine busy = all CPUs' busy time from /proc/stat as a share of %d CPUs × window.\n", ncpu)
-	failed := false
-	for _, r := range res.warm {
-		if r.Failed() > 0 || r.WarmBad > 0 {
-			failed = true
-			p("\n- %s c=%d: %d failed in the window (%d non-200, %d wrong body, %d transport errors), %d during warm-up; first: %s\n",
-				r.Target, r.C, r.Failed(), r.Non200, r.BadBody, r.Errors, r.WarmBad, r.FirstBad)
-		}
-	}
-	if !failed {
-		p("\nNo failed requests in the warm phases, warm-ups included.\n")
 	}
 
-	// 3. Burst.
-	br := res.burst
-	p("\n### 3. Burst from zero\n\n")
-	p("%d concurrent GETs, one goroutine and one new connection each, all released together; latency from the release. "+
-		"Tern: a freshly deployed function that no request has reached (`scale.min` 0, `scale.max` 10), with the generic pool %s "+
-		"(%d node processes before the burst). Baseline: node `server.js` spawned at the release, serving a listening socket the benchmark "+
-		"opened beforehand (passed as fd 3), so the connections wait in the kernel's accept queue until node is up; no client retries.\n\n",
-		br.n, map[bool]string{true: "full", false: "NOT confirmed full"}[br.poolReady], br.poolBefore)
-	p("| target | all answered after | p50 | max | 200 `hello` | non-200 | errors | instances started | machine busy |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	brow := func(name string, r *burstRun, inst string) {
-		p("| %s | %s | %s | %s | %d | %d | %d | %s | %.0f%% |\n", name, benchkit.Ms(r.all),
-			benchkit.Ms(benchkit.Percentile(r.lat, 50)), benchkit.Ms(benchkit.Percentile(r.lat, 100)),
-			r.ok, r.non200+r.badBody, r.errs, inst, 100*r.busy)
-	}
-	st := br.stats.Counts
-	brow("**Tern**, fresh function", br.tern, fmt.Sprintf("%d", st.ColdStarts))
-	brow("**node** `server.js`, spawn + burst", br.node, "1 process")
-	p("\n- all answered, Tern ÷ node: **%s**; p50: %s\n", ratio(float64(br.tern.all), float64(br.node.all)),
-		ratio(float64(benchkit.Percentile(br.tern.lat, 50)), float64(benchkit.Percentile(br.node.lat, 50))))
-	p("- Tern's counts for the function after the burst (`GET /v1/functions/burst/stats`): %d invocations, %d cold starts (= instances started), "+
-		"%d warm, %d queued, %d throttled, %d function errors, %d timeouts, %d crashes; %d instances alive right after; "+
-		"tern had %d node processes then (the function's plus the pool refilling)\n",
-		st.Invocations, st.ColdStarts, st.WarmStarts, st.Queued, st.Throttled, st.FunctionErrors, st.Timeouts, st.Crashes, br.instancesNow, br.childrenAfter)
-	for _, x := range []struct {
-		name string
-		r    *burstRun
-	}{{"Tern", br.tern}, {"node", br.node}} {
-		if x.r.firstBad != "" {
-			p("- %s: first failure: %s\n", x.name, x.r.firstBad)
+	if m := res.mem; m != nil {
+		p("\n### 4. Idle memory\n\n")
+		p("A fresh `tern serve --pool-size 0`; VmRSS of the tern process only (/proc/<pid>/status), each read %s after the last action. "+
+			"%d functions deployed through the API, %d uploads at a time; each package is the hello handler with its own name in `tern.yaml` "+
+			"(zipped in memory before the clock starts). None is invoked, so no instance runs.\n\n", e.cfg.settle, m.n, e.cfg.deployC)
+		p("| tern serve | VmRSS | VmHWM (peak so far) | node processes |\n|---|---:|---:|---:|\n")
+		p("| 0 functions | %s | %s | %d |\n", mib(m.rss0), mib(m.hwm0), m.kids0)
+		p("| %d functions deployed, none running | **%s** | %s | %d |\n", m.listed, mib(m.rss1), mib(m.hwm1), m.kids1)
+		per := "–"
+		if m.listed > 0 {
+			per = fmt.Sprintf("%.1f KiB per function", float64(m.rss1-m.rss0)/float64(m.listed))
 		}
+		p("| difference | %+.1f MiB | %s | |\n", float64(m.rss1-m.rss0)/1024, per)
+		p("\n- deploys: %d of %d succeeded in %s: **%.0f deploys/s**; per deploy request p50 %s, p99 %s, max %s; machine busy %.0f%%\n",
+			m.ok, m.n, m.wall.Round(time.Millisecond), float64(m.ok)/m.wall.Seconds(),
+			benchkit.Ms(benchkit.Percentile(m.lat, 50)), benchkit.Ms(benchkit.Percentile(m.lat, 99)), benchkit.Ms(benchkit.Percentile(m.lat, 100)), 100*m.busy)
+		if m.firstErr != "" {
+			p("- first failed deploy: %s\n", m.firstErr)
+		}
+		p("- `GET /v1/functions` afterwards lists %d functions in %s; tern's data dir takes %.1f MiB on disk\n",
+			m.listed, benchkit.Ms(m.listTime), float64(m.dataDirBytes)/(1<<20))
+		p("- the tern process includes the embedded NATS server (JetStream store); the difference is an upper bound on what the functions hold, " +
+			"since it also counts heap the Go runtime kept after serving the uploads (it returns freed memory to the OS only gradually)\n")
+		busy = append(busy, busyRow{fmt.Sprintf("4. %d deploys", m.n), m.busy, m.wall})
 	}
-	busy = append(busy, busyRow{"3. burst: Tern", br.tern.busy}, busyRow{"3. burst: node spawn + burst", br.node.busy})
-
-	// 4. Memory.
-	m := res.mem
-	p("\n### 4. Idle memory\n\n")
-	p("A fresh `tern serve --pool-size 0`; VmRSS of the tern process only (/proc/<pid>/status), each read %s after the last action. "+
-		"%d functions deployed through the API, %d uploads at a time; each package is the hello handler with its own name in `tern.yaml` "+
-		"(zipped in memory before the clock starts). None is invoked, so no instance runs.\n\n", e.cfg.settle, m.n, e.cfg.deployC)
-	p("| tern serve | VmRSS | VmHWM (peak so far) | node processes |\n|---|---:|---:|---:|\n")
-	p("| 0 functions | %s | %s | %d |\n", mib(m.rss0), mib(m.hwm0), m.kids0)
-	p("| %d functions deployed, none running | **%s** | %s | %d |\n", m.listed, mib(m.rss1), mib(m.hwm1), m.kids1)
-	per := "–"
-	if m.listed > 0 {
-		per = fmt.Sprintf("%.1f KiB per function", float64(m.rss1-m.rss0)/float64(m.listed))
-	}
-	p("| difference | %+.1f MiB | %s | |\n", float64(m.rss1-m.rss0)/1024, per)
-	p("\n- deploys: %d of %d succeeded in %s: **%.0f deploys/s**; per deploy request p50 %s, p99 %s, max %s; machine busy %.0f%%\n",
-		m.ok, m.n, m.wall.Round(time.Millisecond), float64(m.ok)/m.wall.Seconds(),
-		benchkit.Ms(benchkit.Percentile(m.lat, 50)), benchkit.Ms(benchkit.Percentile(m.lat, 99)), benchkit.Ms(benchkit.Percentile(m.lat, 100)), 100*m.busy)
-	if m.firstErr != "" {
-		p("- first failed deploy: %s\n", m.firstErr)
-	}
-	p("- `GET /v1/functions` afterwards lists %d functions in %s; tern's data dir takes %.1f MiB on disk\n",
-		m.listed, benchkit.Ms(m.listTime), float64(m.dataDirBytes)/(1<<20))
-	busy = append(busy, busyRow{fmt.Sprintf("4. %d deploys", m.n), m.busy})
 
 	// CPU.
 	p("\n### CPU: which phases are CPU-bound\n\n")
 	p("Machine busy time (/proc/stat, all processes) as a share of %d CPUs over each phase; at %.0f%% or more the phase is CPU-bound here, "+
-		"and its throughput or latency is partly the machine's limit, not only the server's.\n\n", ncpu, 100*cpuBound)
-	p("| phase | machine busy | CPU-bound |\n|---|---:|---|\n")
+		"and its throughput or latency is partly the machine's limit, not only the server's. /proc/stat counts in %s ticks, so over a "+
+		"span of d the share is good to about ±2 ticks ÷ (%d × d): ±%.0f%% over 1 s, ±%.0f%% over 100 ms (the bursts).\n\n", ncpu, 100*cpuBound, benchkit.ClockTick, ncpu,
+		100*busyShare(2*benchkit.ClockTick, time.Second), 100*busyShare(2*benchkit.ClockTick, 100*time.Millisecond))
+	p("| phase | span | machine busy | CPU-bound |\n|---|---:|---:|---|\n")
 	for _, r := range busy {
 		mark := ""
 		if r.share >= cpuBound {
 			mark = "**yes**"
 		}
-		p("| %s | %.0f%% | %s |\n", r.phase, 100*r.share, mark)
+		p("| %s | %s | %.0f%% | %s |\n", r.phase, r.wall.Round(time.Millisecond), 100*r.share, mark)
 	}
 
 	// Warnings.
 	for _, t := range e.terns {
 		w := benchkit.Warnings(t.LogPath)
-		name := filepath(t.LogPath)
+		name := ternName(t.LogPath)
 		if len(w) == 0 {
 			p("\n%s logged no warnings or errors.\n", name)
 			continue
@@ -222,8 +253,8 @@ func (e *env) report(res *results) string {
 	return b.String()
 }
 
-// filepath names a tern serve by its log's directory.
-func filepath(log string) string {
+// ternName names a tern serve by its log's directory.
+func ternName(log string) string {
 	parts := strings.Split(log, "/")
 	if len(parts) >= 2 {
 		switch parts[len(parts)-2] {
@@ -238,7 +269,7 @@ func filepath(log string) string {
 
 // rank is the 1-based nearest rank of percentile q among n values.
 func rank(n int, q float64) int {
-	k := int(float64(n)*q/100 + 0.999999999)
+	k := int(math.Ceil(float64(n) * q / 100))
 	return max(1, min(k, n))
 }
 
@@ -254,4 +285,24 @@ func ordinal(n int) string {
 		suf = "rd"
 	}
 	return fmt.Sprintf("%d%s", n, suf)
+}
+
+func poolState(size int, ready bool) string {
+	switch {
+	case size == 0:
+		return "off (`--pool-size 0`)"
+	case ready:
+		return "full"
+	default:
+		return "NOT confirmed full"
+	}
+}
+
+func allReady(rounds []*burstRound) bool {
+	for _, r := range rounds {
+		if !r.poolReady {
+			return false
+		}
+	}
+	return true
 }

@@ -27,7 +27,7 @@ func (e *env) warmPhase(ctx context.Context, t *benchkit.Tern) ([]*benchkit.Load
 		return nil, err
 	}
 	defer func() {
-		if err := e.remove(ctx, t, "hello"); err != nil {
+		if err := e.remove(ctx, t, "hello"); err != nil && ctx.Err() == nil {
 			benchkit.Logf("warm: delete hello: %v", err)
 		}
 	}()
