@@ -94,16 +94,27 @@ func (c *capacity) atReserved(p *pool) bool {
 	return use != nil && use.instances >= r
 }
 
-// next pops the pool that has waited longest for room.
-func (c *capacity) next() *pool {
+// front returns the pool that has waited longest for room; it stays in
+// line (and so counts as waiting) until remove.
+func (c *capacity) front() *pool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.blocked) == 0 {
 		return nil
 	}
-	p := c.blocked[0]
-	c.blocked = c.blocked[1:]
-	return p
+	return c.blocked[0]
+}
+
+// remove takes p out of the line.
+func (c *capacity) remove(p *pool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, b := range c.blocked {
+		if b == p {
+			c.blocked = append(c.blocked[:i], c.blocked[i+1:]...)
+			return
+		}
+	}
 }
 
 // overShare reports whether another function waits for room while p's

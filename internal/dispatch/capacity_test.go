@@ -137,3 +137,44 @@ func TestReservedCapsFunction(t *testing.T) {
 		t.Errorf("%d instances started in all; the third call should reuse one", n)
 	}
 }
+
+// With concurrency N, one instance takes N invocations at once; the
+// (N+1)th starts another.
+func TestConcurrencyPerInstance(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{}, f)
+	v := version("c", 1, func(m *manifest.Manifest) { m.Concurrency = 4; m.Scale.Max = 10 })
+	ids := []string{"a", "b", "c", "d"}
+	f.gates.hold(append(ids, "e")...)
+	var calls []*call
+	for _, id := range ids {
+		calls = append(calls, goInvoke(context.Background(), d, v, id))
+	}
+	eventually(t, "four running", func() bool { return f.runningCount() == 4 })
+	if n := f.startCount(); n != 1 {
+		t.Fatalf("%d instances for 4 invocations at concurrency 4", n)
+	}
+	e := goInvoke(context.Background(), d, v, "e")
+	eventually(t, "the fifth running", func() bool { return f.runningCount() == 5 })
+	if n := f.startCount(); n != 2 {
+		t.Fatalf("%d instances for 5 invocations at concurrency 4", n)
+	}
+	for _, id := range append(ids, "e") {
+		f.gates.open(id)
+	}
+	cold := 0
+	for _, c := range append(calls, e) {
+		out, err := c.wait(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Cold {
+			cold++
+		}
+	}
+	if cold != 2 {
+		t.Errorf("%d cold invocations, want 2 (one per instance)", cold)
+	}
+	// Both instances go idle; the next invocations reuse them.
+	eventually(t, "both idle", func() bool { st, _ := poolStats(d, "c", 1); return st.Idle == 2 })
+}

@@ -157,12 +157,10 @@ func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, requestID 
 	timeout := v.Manifest.Timeout.D()
 	wait := min(d.cfg.MaxQueueWait, timeout)
 	for attempt := 1; ; attempt++ {
-		p, s, err := d.acquire(ctx, v, wait)
+		p, s, cold, err := d.acquire(ctx, v, wait)
 		if err != nil {
 			return p, nil, err
 		}
-		cold := !s.used
-		s.used = true
 		inv := &runtime.Invocation{RequestID: requestID, Payload: payload, Deadline: time.Now().Add(timeout)}
 		res, err := s.inst.Invoke(ctx, inv, cold)
 		out := &Outcome{Result: res, Cold: cold, Instance: s.inst.ID()}
@@ -197,17 +195,17 @@ func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, requestID 
 const maxDeliveries = 3
 
 // acquire finds v's pool and an instance in it.
-func (d *Dispatcher) acquire(ctx context.Context, v *registry.Version, wait time.Duration) (*pool, *slot, error) {
+func (d *Dispatcher) acquire(ctx context.Context, v *registry.Version, wait time.Duration) (*pool, *slot, bool, error) {
 	for {
 		p, err := d.pool(v)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		s, err := p.acquire(ctx, wait)
+		s, cold, err := p.acquire(ctx, wait)
 		if errors.Is(err, errRetired) {
 			continue // the janitor forgot the pool as we found it: look again
 		}
-		return p, s, err
+		return p, s, cold, err
 	}
 }
 
@@ -373,18 +371,20 @@ func (d *Dispatcher) kickAdmit() {
 // node's least recently used idle instance when there is no room.
 func (d *Dispatcher) admit() {
 	for range 1000 {
-		p := d.cap.next()
+		p := d.cap.front()
 		if p == nil {
 			return
 		}
 		if !p.wants() || d.cap.atReserved(p) {
+			d.cap.remove(p)
 			continue
 		}
 		p.mu.Lock()
-		start := p.startLocked() // on failure p is blocked again
-		more := start && len(p.waiters) > p.starting && p.total < p.v.Manifest.Scale.Max
+		start := p.startLocked() // on failure p keeps its place in line
+		more := start && len(p.waiters) > p.starting*p.conc() && p.total < p.v.Manifest.Scale.Max
 		p.mu.Unlock()
 		if start {
+			d.cap.remove(p)
 			p.goStart()
 			if more {
 				d.cap.block(p) // the next start waits for the others' turn

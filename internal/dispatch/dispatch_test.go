@@ -1158,7 +1158,7 @@ func TestForgottenPoolTakesNoInstances(t *testing.T) {
 	if _, ok := poolStats(d, "f", 1); ok {
 		t.Fatal("empty pool not forgotten")
 	}
-	s, err := p.acquire(context.Background(), time.Second) // ... and goes on
+	s, _, err := p.acquire(context.Background(), time.Second) // ... and goes on
 	if err == nil {
 		p.release(s)
 	}

@@ -10,18 +10,34 @@ import (
 	"github.com/ternhq/tern/internal/registry"
 )
 
-// slot is an instance as its pool tracks it.
+// slot is an instance as its pool tracks it. Its fields are guarded by the
+// pool's lock.
 type slot struct {
 	inst     Instance
 	used     bool // has served an invocation (else the next one is cold)
 	lastUsed time.Time
+	inflight int  // invocations running on it
+	partial  bool // in pool.partial: busy, with room for more
 }
 
-// grant is what a waiter receives: an instance, or the error of a start
-// made on its behalf.
+// grant is what a waiter receives: a place on an instance, or the error of
+// a start made on its behalf.
 type grant struct {
-	s   *slot
-	err error
+	s    *slot
+	cold bool
+	err  error
+}
+
+// handoff is a grant to send once the pool's lock is released.
+type handoff struct {
+	w *waiter
+	g grant
+}
+
+func send(hs []handoff) {
+	for _, h := range hs {
+		h.w.ch <- h.g
+	}
 }
 
 type waiter struct{ ch chan grant } // capacity 1
@@ -37,7 +53,9 @@ type pool struct {
 	ctr *counters // the function's
 
 	mu       sync.Mutex
-	idle     []*slot // last in, first out
+	idle     []*slot // no invocation running; last in, first out
+	partial  []*slot // running some, with room for more (concurrency > 1)
+	running  int     // invocations running on the pool's instances
 	all      map[*slot]struct{}
 	total    int // started and starting
 	starting int
@@ -62,7 +80,62 @@ type pool struct {
 
 // demandLocked is the invocations running or waiting now.
 func (p *pool) demandLocked() int {
-	return p.total - p.starting - len(p.idle) + len(p.waiters)
+	return p.running + len(p.waiters)
+}
+
+// conc is how many invocations one instance runs at once.
+func (p *pool) conc() int { return max(p.v.Manifest.Concurrency, 1) }
+
+// takeLocked gives one invocation a place on s and reports whether it is
+// the instance's first (a cold start).
+func (p *pool) takeLocked(s *slot) bool {
+	cold := !s.used
+	s.used = true
+	s.inflight++
+	p.running++
+	return cold
+}
+
+// placeLocked files s by its load: idle, partial, or (full) neither.
+func (p *pool) placeLocked(s *slot) {
+	switch {
+	case s.inflight == 0:
+		p.unpartialLocked(s)
+		s.lastUsed = time.Now()
+		p.idle = append(p.idle, s)
+	case s.inflight < p.conc():
+		if !s.partial {
+			s.partial = true
+			p.partial = append(p.partial, s)
+		}
+	default:
+		p.unpartialLocked(s)
+	}
+}
+
+func (p *pool) unpartialLocked(s *slot) {
+	if !s.partial {
+		return
+	}
+	s.partial = false
+	for i, x := range p.partial {
+		if x == s {
+			p.partial = append(p.partial[:i], p.partial[i+1:]...)
+			return
+		}
+	}
+}
+
+// offerLocked gives s to waiters, as many as it has room for, then files
+// it; the grants go out after the lock is released.
+func (p *pool) offerLocked(s *slot) []handoff {
+	var hs []handoff
+	for len(p.waiters) > 0 && s.inflight < p.conc() {
+		w := p.popWaiterLocked()
+		hs = append(hs, handoff{w, grant{s: s, cold: p.takeLocked(s)}})
+	}
+	p.placeLocked(s)
+	return hs
 }
 
 func (p *pool) notePeakLocked() {
@@ -103,33 +176,49 @@ func (p *pool) setMin(current bool) {
 	p.mu.Unlock()
 }
 
-// acquire returns an instance for one invocation, waiting at most wait.
-func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
+// acquire returns a place on an instance for one invocation, waiting at
+// most wait, and whether it is that instance's first invocation.
+func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, bool, error) {
 	p.mu.Lock()
 	if p.closed != nil {
 		err := p.closed
 		p.mu.Unlock()
-		return nil, err
+		return nil, false, err
+	}
+	// A busy instance with room first (concurrency > 1), then an idle one.
+	for n := len(p.partial); n > 0; n = len(p.partial) {
+		s := p.partial[n-1]
+		if !alive(s.inst) {
+			p.unpartialLocked(s) // its running invocations discard it
+			continue
+		}
+		cold := p.takeLocked(s)
+		p.placeLocked(s)
+		p.notePeakLocked()
+		p.mu.Unlock()
+		return s, cold, nil
 	}
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		s := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		if alive(s.inst) {
+			cold := p.takeLocked(s)
+			p.placeLocked(s)
 			p.notePeakLocked()
 			p.mu.Unlock()
-			return s, nil
+			return s, cold, nil
 		}
 		p.forgetLocked(s) // died while idle
 		p.d.stopAsync(s.inst)
 	}
 	if !p.d.cap.fits(p) {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s needs %d MB, more than this node gives functions (%d MB)", ErrThrottled, p.v.Function, p.v.Manifest.Memory, p.d.cap.maxMemoryMB)
+		return nil, false, fmt.Errorf("%w: %s needs %d MB, more than this node gives functions (%d MB)", ErrThrottled, p.v.Function, p.v.Manifest.Memory, p.d.cap.maxMemoryMB)
 	}
 	if len(p.waiters) >= p.d.cfg.MaxQueue {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s has %d invocations waiting", ErrThrottled, p.v.Function, p.d.cfg.MaxQueue)
+		return nil, false, fmt.Errorf("%w: %s has %d invocations waiting", ErrThrottled, p.v.Function, p.d.cfg.MaxQueue)
 	}
 	w := &waiter{ch: make(chan grant, 1)}
 	p.waiters = append(p.waiters, w)
@@ -146,7 +235,7 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
 	var why error
 	select {
 	case g := <-w.ch:
-		return g.s, g.err
+		return g.s, g.cold, g.err
 	case <-timer.C:
 		why = fmt.Errorf("%w: no instance of %s free within %s", ErrThrottled, p.v.Function, wait)
 	case <-ctx.Done():
@@ -157,15 +246,15 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, error) {
 	p.mu.Unlock()
 	if !removed {
 		g := <-w.ch // granted as we gave up: take it after all
-		return g.s, g.err
+		return g.s, g.cold, g.err
 	}
-	return nil, why
+	return nil, false, why
 }
 
 // startLocked reserves a start when the pool may grow and there are more
 // waiters than instances already starting. The caller must goStart.
 func (p *pool) startLocked() bool {
-	if p.closed != nil || p.total >= p.v.Manifest.Scale.Max || p.starting >= len(p.waiters) {
+	if p.closed != nil || p.total >= p.v.Manifest.Scale.Max || p.starting*p.conc() >= len(p.waiters) {
 		return false
 	}
 	if !p.d.cap.take(p) {
@@ -215,40 +304,46 @@ func (p *pool) goStart() {
 		s := &slot{inst: inst}
 		p.all[s] = struct{}{}
 		p.failures = 0
+		if p.closed != nil {
+			p.forgetLocked(s)
+			p.mu.Unlock()
+			inst.Stop()
+			return
+		}
+		hs := p.offerLocked(s)
 		p.mu.Unlock()
 		d.log.Debug("dispatch: instance started", "function", p.v.Function, "version", p.v.Number, "instance", inst.ID(), "init", inst.InitDuration())
-		p.release(s)
+		send(hs)
 	}()
 }
 
-// release returns a healthy instance: to the oldest waiter, else to idle.
+// release ends one invocation on a healthy instance: its place goes to the
+// oldest waiter, else the instance is filed idle or partial.
 func (p *pool) release(s *slot) {
 	p.mu.Lock()
+	s.inflight--
+	p.running--
 	if p.closed != nil {
+		p.unpartialLocked(s)
 		p.forgetLocked(s)
 		p.mu.Unlock()
 		s.inst.Stop()
 		return
 	}
-	if len(p.waiters) > 0 && p.d.cap.overShare(p) {
+	if s.inflight == 0 && len(p.waiters) > 0 && p.d.cap.overShare(p) {
 		// Another function waits for room while this one holds more than
 		// its share: give the instance back; this pool's waiters take
 		// their turn behind.
+		p.unpartialLocked(s)
 		p.forgetLocked(s)
 		p.d.cap.block(p)
 		p.mu.Unlock()
 		p.d.stopAsync(s.inst)
 		return
 	}
-	if len(p.waiters) > 0 {
-		w := p.popWaiterLocked()
-		p.mu.Unlock()
-		w.ch <- grant{s: s}
-		return
-	}
-	s.lastUsed = time.Now()
-	p.idle = append(p.idle, s)
+	hs := p.offerLocked(s)
 	p.mu.Unlock()
+	send(hs)
 }
 
 // discard drops an instance that failed and starts a replacement if
@@ -256,6 +351,9 @@ func (p *pool) release(s *slot) {
 func (p *pool) discard(s *slot) {
 	s.inst.Stop()
 	p.mu.Lock()
+	s.inflight--
+	p.running--
+	p.unpartialLocked(s)
 	p.forgetLocked(s)
 	again := p.startLocked()
 	p.mu.Unlock()
@@ -390,7 +488,7 @@ func (p *pool) autoscale(now time.Time, pol Policy, stableN, panicN int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur := p.demandLocked()
-	p.win.add(float64(max(p.peak, cur)))
+	p.win.add(float64(max(p.peak, cur)) / float64(p.conc())) // in instances' worth
 	p.peak = cur
 	if cur == 0 && now.Sub(p.lastActive) >= p.v.Manifest.Scale.Idle.D() {
 		// Nothing arrived for the idle window: scale to min (zero).

@@ -24,6 +24,7 @@ var Runtimes = []string{"nodejs"}
 // Defaults applied by ApplyDefaults to fields that are zero.
 const (
 	DefaultMemory    = 256
+	DefaultConc      = 1
 	DefaultTimeout   = Duration(30 * time.Second)
 	DefaultScaleMin  = 0
 	DefaultScaleMax  = 10
@@ -37,6 +38,7 @@ const (
 	MinTimeout   = Duration(time.Second)
 	MaxTimeout   = Duration(15 * time.Minute)
 	MaxScale     = 1000
+	MaxConc      = 1000
 	MinScaleIdle = Duration(time.Second)
 	MaxScaleIdle = Duration(24 * time.Hour)
 	MaxNameLen   = 64
@@ -45,10 +47,13 @@ const (
 
 // Manifest is the content of tern.yaml.
 type Manifest struct {
-	Name        string            `yaml:"name" json:"name"`
-	Runtime     string            `yaml:"runtime" json:"runtime"`
-	Handler     string            `yaml:"handler" json:"handler"`
-	Memory      int               `yaml:"memory" json:"memory"` // MB
+	Name    string `yaml:"name" json:"name"`
+	Runtime string `yaml:"runtime" json:"runtime"`
+	Handler string `yaml:"handler" json:"handler"`
+	Memory  int    `yaml:"memory" json:"memory"` // MB
+	// Concurrency is how many invocations one instance runs at once
+	// (default 1, as Lambda; an async Node.js handler can overlap more).
+	Concurrency int               `yaml:"concurrency" json:"concurrency"`
 	Timeout     Duration          `yaml:"timeout" json:"timeout"`
 	Environment map[string]string `yaml:"environment" json:"environment,omitempty"`
 	Scale       Scale             `yaml:"scale" json:"scale"`
@@ -173,6 +178,7 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 		"runtime":     stringField(&m.Runtime),
 		"handler":     stringField(&m.Handler),
 		"memory":      intField(&m.Memory),
+		"concurrency": intField(&m.Concurrency),
 		"timeout":     durationField(&m.Timeout),
 		"environment": func(v *yaml.Node, field string) error { return decodeEnv(v, field, &m.Environment) },
 		"scale": func(v *yaml.Node, field string) error {
@@ -347,6 +353,9 @@ func (m *Manifest) ApplyDefaults() {
 	if m.Memory == 0 {
 		m.Memory = DefaultMemory
 	}
+	if m.Concurrency == 0 {
+		m.Concurrency = DefaultConc
+	}
 	if m.Timeout == 0 {
 		m.Timeout = DefaultTimeout
 	}
@@ -391,6 +400,9 @@ func (m *Manifest) Validate() error {
 
 	if m.Memory < MinMemory || m.Memory > MaxMemory {
 		add("memory", "must be between %d and %d MB (got %d)", MinMemory, MaxMemory, m.Memory)
+	}
+	if m.Concurrency < 1 || m.Concurrency > MaxConc {
+		add("concurrency", "must be between 1 and %d invocations per instance (got %d)", MaxConc, m.Concurrency)
 	}
 	if m.Timeout < MinTimeout || m.Timeout > MaxTimeout {
 		add("timeout", "must be between %s and %s (got %s)", MinTimeout, MaxTimeout, m.Timeout)

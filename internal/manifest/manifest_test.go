@@ -36,7 +36,7 @@ func TestParseFull(t *testing.T) {
 		Name:        "thumbnails",
 		Runtime:     "nodejs",
 		Handler:     "src/index.api.handler",
-		Memory:      512,
+		Concurrency: 1, Memory: 512,
 		Timeout:     Duration(time.Minute),
 		Environment: map[string]string{"BUCKET": "images", "PORT": "8080", "EMPTY": ""},
 		Scale:       Scale{Min: 1, Max: 20, Idle: Duration(90 * time.Second)},
@@ -62,7 +62,7 @@ func TestParseMinimalAppliesDefaults(t *testing.T) {
 				Name:    "hello",
 				Runtime: "nodejs",
 				Handler: "index.handler",
-				Memory:  256,
+				Memory:  256, Concurrency: 1,
 				Timeout: Duration(30 * time.Second),
 				Scale:   Scale{Min: 0, Max: 10, Idle: Duration(5 * time.Minute)},
 			}
@@ -201,7 +201,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 		}
 		fields = append(fields, fe.Field)
 	}
-	want := []string{"name", "runtime", "handler", "memory", "timeout", "scale.min", "scale.max", "scale.idle"}
+	want := []string{"name", "runtime", "handler", "memory", "concurrency", "timeout", "scale.min", "scale.max", "scale.idle"}
 	if !reflect.DeepEqual(fields, want) {
 		t.Errorf("fields = %q, want %q", fields, want)
 	}

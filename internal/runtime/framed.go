@@ -97,8 +97,8 @@ func (i *Instance) handleFrame(f *frame) error {
 		if err != nil {
 			return err
 		}
-		c := i.cur.Load()
-		if c == nil || c.inv.RequestID != h.ID {
+		c := i.call(h.ID)
+		if c == nil {
 			return nil // late or foreign: the invocation is answered already
 		}
 		var res *Result

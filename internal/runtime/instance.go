@@ -47,7 +47,10 @@ type Instance struct {
 	readyOne sync.Once
 	initErr  chan *FunctionError // capacity 1
 
-	cur     atomic.Pointer[call] // the invocation in progress
+	// The invocations in progress by request id: one, or up to the
+	// function's concurrency on a framed runtime.
+	cmu     sync.Mutex
+	calls   map[string]*call
 	lastReq atomic.Pointer[string]
 
 	initDuration time.Duration
@@ -85,6 +88,7 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_
 		ready:   make(chan struct{}),
 		initErr: make(chan *FunctionError, 1),
 		stopped: make(chan struct{}),
+		calls:   make(map[string]*call),
 	}
 	i.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -163,6 +167,27 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_
 	return i, nil
 }
 
+// call returns the invocation in progress with request id rid, or nil.
+func (i *Instance) call(rid string) *call {
+	i.cmu.Lock()
+	c := i.calls[rid]
+	i.cmu.Unlock()
+	return c
+}
+
+// soleCall returns the invocation in progress if there is exactly one.
+func (i *Instance) soleCall() *call {
+	i.cmu.Lock()
+	defer i.cmu.Unlock()
+	if len(i.calls) != 1 {
+		return nil
+	}
+	for _, c := range i.calls {
+		return c
+	}
+	return nil
+}
+
 // setSpec makes the instance spec's.
 func (i *Instance) setSpec(spec *Spec) {
 	i.spec = *spec
@@ -194,6 +219,10 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	hdr = appendJSONString(hdr, spec.Handler)
 	hdr = append(hdr, `,"taskRoot":`...)
 	hdr = appendJSONString(hdr, spec.CodeDir)
+	if spec.Concurrency > 1 {
+		hdr = append(hdr, `,"concurrency":`...)
+		hdr = strconv.AppendInt(hdr, int64(spec.Concurrency), 10)
+	}
 	hdr = append(hdr, `,"env":{`...)
 	for n, kv := range envs {
 		k, v, _ := strings.Cut(kv, "=")
@@ -303,8 +332,14 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 	c := &call{inv: inv, result: make(chan *Result, 1)}
 	rid := inv.RequestID
 	i.lastReq.Store(&rid)
-	i.cur.Store(c)
-	defer i.cur.Store(nil)
+	i.cmu.Lock()
+	i.calls[rid] = c
+	i.cmu.Unlock()
+	defer func() {
+		i.cmu.Lock()
+		delete(i.calls, rid)
+		i.cmu.Unlock()
+	}()
 	i.platform(rid, "START RequestId: "+rid+" Version: "+strconv.Itoa(i.spec.Version))
 
 	timer := time.NewTimer(time.Until(inv.Deadline))

@@ -99,7 +99,7 @@ func (i *Instance) outputLine(stream string, line []byte) {
 	}
 	rid := lambdaLineRequestID(msg)
 	if rid == "" {
-		if c := i.cur.Load(); c != nil {
+		if c := i.soleCall(); c != nil {
 			rid = c.inv.RequestID
 		} else if p := i.lastReq.Load(); p != nil {
 			rid = *p

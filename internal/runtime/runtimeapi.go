@@ -69,8 +69,8 @@ func (i *Instance) handleNext(w http.ResponseWriter, r *http.Request) {
 // there is none.
 func (i *Instance) current(w http.ResponseWriter, r *http.Request) *call {
 	id := r.PathValue("id")
-	c := i.cur.Load()
-	if c == nil || c.inv.RequestID != id {
+	c := i.call(id)
+	if c == nil {
 		apiError(w, http.StatusBadRequest, "InvalidRequestID", "no invocation in progress with request id "+strconv.Quote(id))
 		return nil
 	}

@@ -33,8 +33,11 @@ type Spec struct {
 	Handler  string
 	CodeDir  string
 	MemoryMB int
-	Timeout  time.Duration
-	Env      map[string]string
+	// Concurrency is how many invocations the instance runs at once
+	// (framed runtimes only; 1 otherwise).
+	Concurrency int
+	Timeout     time.Duration
+	Env         map[string]string
 }
 
 // Invocation is one event for an instance.

@@ -30,14 +30,15 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 	}
 	m := &v.Manifest
 	inst, err := s.launcher.Start(ctx, runtime.Spec{
-		Function: v.Function,
-		Version:  v.Number,
-		Runtime:  m.Runtime,
-		Handler:  m.Handler,
-		CodeDir:  dir,
-		MemoryMB: m.Memory,
-		Timeout:  m.Timeout.D(),
-		Env:      m.Environment,
+		Function:    v.Function,
+		Version:     v.Number,
+		Runtime:     m.Runtime,
+		Handler:     m.Handler,
+		CodeDir:     dir,
+		MemoryMB:    m.Memory,
+		Concurrency: m.Concurrency,
+		Timeout:     m.Timeout.D(),
+		Env:         m.Environment,
 	})
 	if err != nil {
 		return nil, err
