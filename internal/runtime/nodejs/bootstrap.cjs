@@ -24,12 +24,29 @@ function die(message) {
 //   <ISO time>\t<request id>\t<LEVEL>\t<message with \n replaced by \r>\n
 // process.stdout writes to pipes and files are synchronous on Linux, so log
 // lines are out before the answer is posted or its frame written.
+//
+// With one invocation at a time the request id is that of the latest
+// invocation. With several (framed, concurrency > 1) it is that of the
+// invocation whose code is running, as tracked by an AsyncLocalStorage.
 
 let logRequestId = 'undefined';
+// The AsyncLocalStorage whose store is the invocation record ({id, ...}) of
+// the code running; null with one invocation at a time, which then pays
+// nothing for it (creating one enables Node's async hooks).
+let als = null;
 
 function writeLog(tag, message) {
+  writeLogAs(als === null ? logRequestId : storeRequestId(), tag, message);
+}
+
+function storeRequestId() {
+  const inv = als.getStore();
+  return inv === undefined ? 'undefined' : inv.id;
+}
+
+function writeLogAs(requestId, tag, message) {
   if (message.indexOf('\n') !== -1) message = message.replaceAll('\n', '\r');
-  stdout.write(new Date().toISOString() + '\t' + logRequestId + tag + message + '\n');
+  stdout.write(new Date().toISOString() + '\t' + requestId + tag + message + '\n');
 }
 
 function makeLogger(level) {
@@ -256,6 +273,15 @@ async function loadHandler(name, taskRoot) {
 //
 // respond and fail call answered() once the transport can take the next
 // event. Bodies are JSON text.
+//
+// The framed transport may also set a concurrency above 1 (setConcurrency)
+// and then call invokeConcurrent() for each event, possibly while others
+// run; those invocations are answered through
+//
+//   respondTo(inv, body)                  answer invocation inv with a result
+//   failTo(inv, errorType, body, fatal)   answer it with an error
+//
+// which take no turn: the transport keeps taking events meanwhile.
 
 const BOOTING = 0; // framed: waiting for SPECIALIZE
 const INITIALIZING = 1; // loading the handler
@@ -276,6 +302,14 @@ let currentId = '';
 let waitingIsError = false;
 let waitingValue;
 let exitAfterPost = false;
+
+// Concurrent invocations (framed, concurrency > 1). Each is a record
+// {id, idJSON, done}: done once answered. inflight maps the request ids of
+// those not answered yet to their records, in arrival order. dying: an
+// uncaught error answered them all; the process is exiting.
+let concurrency = 1;
+const inflight = new Map();
+let dying = false;
 
 // Context fields from the environment, read when initialization begins.
 let functionName;
@@ -395,31 +429,20 @@ function jsonField(value) {
   return undefined;
 }
 
-// invoke runs one invocation: id is the request id, eventText the event's
-// JSON, deadline the epoch-ms deadline, arn the invoked function ARN, trace
-// the X-Ray trace id (if any), clientContext and identity JSON text or
-// objects (if any).
-function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
-  const gen = ++generation;
-  currentId = id;
-  logRequestId = id;
-  state = RUNNING;
-
+function setTrace(trace) {
   if (typeof trace === 'string' && trace !== '') env._X_AMZN_TRACE_ID = trace;
   else delete env._X_AMZN_TRACE_ID;
+}
 
-  let event;
-  try {
-    event = JSON.parse(eventText);
-  } catch (err) {
-    postInvocationError(
-      { errorType: 'Runtime.InvalidEvent', errorMessage: 'invalid event JSON: ' + errorPayload(err).errorMessage, stackTrace: [] },
-      'Invoke Error',
-    );
-    return;
-  }
+function invalidEvent(err) {
+  return { errorType: 'Runtime.InvalidEvent', errorMessage: 'invalid event JSON: ' + errorPayload(err).errorMessage, stackTrace: [] };
+}
 
-  const context = {
+// newContext builds the context object of one invocation. settle(isError,
+// value) completes it at once (the legacy done/succeed/fail never wait for
+// the event loop).
+function newContext(id, deadline, arn, clientContext, identity, settle) {
+  return {
     awsRequestId: id,
     functionName,
     functionVersion,
@@ -435,26 +458,26 @@ function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
       return left > 0 ? left : 0;
     },
     done(err, result) {
-      if (err !== undefined && err !== null) complete(gen, true, err, false);
-      else complete(gen, false, result, false);
+      if (err !== undefined && err !== null) settle(true, err);
+      else settle(false, result);
     },
     succeed(result) {
-      complete(gen, false, result, false);
+      settle(false, result);
     },
     fail(err) {
-      complete(gen, true, err, false);
+      settle(true, err);
     },
   };
-  const callback = (err, result) => {
-    if (err !== undefined && err !== null) complete(gen, true, err, context.callbackWaitsForEmptyEventLoop);
-    else complete(gen, false, result, context.callbackWaitsForEmptyEventLoop);
-  };
+}
 
+// callHandler calls the handler; a synchronous throw, or the settling of the
+// thenable it returns, completes the invocation through settle.
+function callHandler(event, context, callback, settle) {
   let returned;
   try {
     returned = handler(event, context, callback);
   } catch (err) {
-    complete(gen, true, err, false);
+    settle(true, err);
     return;
   }
   if (returned !== null && (typeof returned === 'object' || typeof returned === 'function')) {
@@ -463,14 +486,159 @@ function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
       if (typeof then === 'function') {
         then.call(
           returned,
-          (result) => complete(gen, false, result, false),
-          (err) => complete(gen, true, err, false),
+          (result) => settle(false, result),
+          (err) => settle(true, err),
         );
       }
     } catch (err) {
-      complete(gen, true, err, false);
+      settle(true, err);
     }
   }
+}
+
+// invoke runs one invocation: id is the request id, eventText the event's
+// JSON, deadline the epoch-ms deadline, arn the invoked function ARN, trace
+// the X-Ray trace id (if any), clientContext and identity JSON text or
+// objects (if any).
+function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
+  const gen = ++generation;
+  currentId = id;
+  logRequestId = id;
+  state = RUNNING;
+  setTrace(trace);
+
+  let event;
+  try {
+    event = JSON.parse(eventText);
+  } catch (err) {
+    postInvocationError(invalidEvent(err), 'Invoke Error');
+    return;
+  }
+
+  const settle = (isError, value) => complete(gen, isError, value, false);
+  const context = newContext(id, deadline, arn, clientContext, identity, settle);
+  const callback = (err, result) => {
+    if (err !== undefined && err !== null) complete(gen, true, err, context.callbackWaitsForEmptyEventLoop);
+    else complete(gen, false, result, context.callbackWaitsForEmptyEventLoop);
+  };
+  callHandler(event, context, callback, settle);
+}
+
+// ---------------------------------------------------------------------------
+// Concurrent invocations (framed transport, concurrency > 1).
+//
+// Every invocation runs inside als.run(inv, ...), so code it starts (promise
+// continuations, timers, I/O callbacks) sees inv as the store: console lines
+// carry its id and an uncaught error can be traced back to it. There is no
+// waiting for an empty event loop, which other invocations keep busy: a
+// callback answers at once whatever callbackWaitsForEmptyEventLoop says, and
+// a handler that returns without completing is answered when it calls its
+// callback (or context.done/succeed/fail), or never (Tern's deadline).
+
+// setConcurrency sets how many invocations may be in flight at once (n, an
+// integer >= 1), before the handler is loaded.
+function setConcurrency(n) {
+  concurrency = n;
+  if (n > 1 && als === null) {
+    const { AsyncLocalStorage } = require('node:async_hooks');
+    als = new AsyncLocalStorage();
+  }
+}
+
+// invokeConcurrent starts invocation inv (a record {id, done: false, ...}
+// the transport made); the arguments after it are those of invoke. The
+// transport has checked that inv.id is not in flight and that fewer than
+// concurrency are.
+function invokeConcurrent(inv, eventText, deadline, arn, trace, clientContext, identity) {
+  inflight.set(inv.id, inv);
+  // One environment for all: the latest invocation's trace id wins.
+  setTrace(trace);
+  als.run(inv, runConcurrent, inv, eventText, deadline, arn, clientContext, identity);
+}
+
+function runConcurrent(inv, eventText, deadline, arn, clientContext, identity) {
+  let event;
+  try {
+    event = JSON.parse(eventText);
+  } catch (err) {
+    answerError(inv, invalidEvent(err), 'Invoke Error', false);
+    return;
+  }
+  const settle = (isError, value) => settleConcurrent(inv, isError, value);
+  const context = newContext(inv.id, deadline, arn, clientContext, identity, settle);
+  const callback = (err, result) => {
+    if (err !== undefined && err !== null) settleConcurrent(inv, true, err);
+    else settleConcurrent(inv, false, result);
+  };
+  callHandler(event, context, callback, settle);
+}
+
+// settleConcurrent answers inv; the first completion wins (also over one
+// made while the result is serialized, by a toJSON say).
+function settleConcurrent(inv, isError, value) {
+  if (inv.done) return;
+  inv.done = true;
+  inflight.delete(inv.id);
+  if (isError) {
+    answerError(inv, errorPayload(value), 'Invoke Error', false);
+    return;
+  }
+  let body;
+  try {
+    body = JSON.stringify(value);
+  } catch (err) {
+    answerError(
+      inv,
+      { errorType: 'Runtime.SerializationError', errorMessage: errorPayload(err).errorMessage, stackTrace: stackOf(err) },
+      'Invoke Error',
+      false,
+    );
+    return;
+  }
+  transport.respondTo(inv, body === undefined ? 'null' : body);
+}
+
+// answerError answers inv with the error payload, logging it under inv's
+// request id as label.
+function answerError(inv, payload, label, fatal) {
+  inv.done = true;
+  inflight.delete(inv.id);
+  const json = JSON.stringify(payload);
+  writeLogAs(inv.id, '\tERROR\t', label + ' \t' + json);
+  transport.failTo(inv, payload.errorType, json, fatal);
+}
+
+// fatalConcurrent handles an uncaught error while serving concurrently: the
+// invocation it came from (the store, if still in flight; otherwise the
+// oldest in flight) is answered with it, every other one in flight with a
+// Runtime.ExitError, all fatal, and the process exits with status 1.
+function fatalConcurrent(payload, label) {
+  if (dying) {
+    stderr.write(label + ' \t' + JSON.stringify(payload) + '\n');
+    return;
+  }
+  dying = true;
+  const store = als.getStore();
+  const known = store !== undefined && !store.done;
+  let first = known ? store : null;
+  if (first === null) {
+    for (const inv of inflight.values()) {
+      first = inv;
+      break;
+    }
+  }
+  if (first === null) {
+    stderr.write(label + ' \t' + JSON.stringify(payload) + '\n');
+  } else {
+    answerError(first, payload, label, true);
+    const message = known
+      ? 'The instance is exiting because another invocation (' + first.id + ') raised an uncaught error (' + payload.errorType + ')'
+      : 'The instance is exiting because of an uncaught error (' + payload.errorType + ') raised by another invocation or outside any invocation';
+    for (const inv of Array.from(inflight.values())) {
+      answerError(inv, { errorType: 'Runtime.ExitError', errorMessage: message, stackTrace: [] }, 'Invoke Error', true);
+    }
+  }
+  transport.exit(1);
 }
 
 // ---------------------------------------------------------------------------
@@ -667,10 +835,12 @@ function framedTransport(fdText) {
   }
 
   let specialized = false;
-  // busy: a SPECIALIZE or INVOKE is being handled. Frames that arrive
-  // meanwhile stay buffered until next(). While busy, the socket does not
-  // keep the event loop alive, so that 'beforeExit' still tells when the
-  // handler's work is done.
+  // busy: a SPECIALIZE or (with concurrency 1) an INVOKE is being handled.
+  // Frames that arrive meanwhile stay buffered until next(). While busy, the
+  // socket does not keep the event loop alive, so that 'beforeExit' still
+  // tells when the handler's work is done. With concurrency > 1 an INVOKE
+  // does not make the transport busy: frames keep being handled as they
+  // come, and the socket keeps the process alive.
   let busy = false;
   let exiting = false;
   let exitStatus = 0;
@@ -753,10 +923,20 @@ function framedTransport(fdText) {
       const h = parseHeader(buf, bodyStart);
       const id = h.id;
       if (typeof id !== 'string' || id === '') protocolError('INVOKE without an id');
-      idJSON = PLAIN_ID.test(id) ? '"' + id + '"' : JSON.stringify(id);
-      busy = true;
-      socket.unref();
-      invoke(id, buf.toString('utf8', bodyStart, end), Number(h.deadline), h.arn, h.trace, h.clientContext, h.identity);
+      const json = PLAIN_ID.test(id) ? '"' + id + '"' : JSON.stringify(id);
+      if (concurrency === 1) {
+        idJSON = json;
+        busy = true;
+        socket.unref();
+        invoke(id, buf.toString('utf8', bodyStart, end), Number(h.deadline), h.arn, h.trace, h.clientContext, h.identity);
+        return;
+      }
+      if (inflight.size >= concurrency) {
+        protocolError('INVOKE ' + json + ' while ' + inflight.size + ' invocations are in flight (concurrency ' + concurrency + ')');
+      }
+      if (inflight.has(id)) protocolError('INVOKE ' + json + ' while an invocation with that id is in flight');
+      const inv = { id, idJSON: json, done: false };
+      invokeConcurrent(inv, buf.toString('utf8', bodyStart, end), Number(h.deadline), h.arn, h.trace, h.clientContext, h.identity);
       return;
     }
     if (type === SPECIALIZE) {
@@ -767,6 +947,11 @@ function framedTransport(fdText) {
         protocolError('SPECIALIZE without an env object');
       }
       if (typeof h.taskRoot !== 'string' || h.taskRoot === '') protocolError('SPECIALIZE without a taskRoot');
+      const n = h.concurrency;
+      if (n !== undefined && n !== null && !(Number.isSafeInteger(n) && n >= 1)) {
+        protocolError('SPECIALIZE concurrency must be an integer >= 1, got ' + JSON.stringify(n));
+      }
+      if (typeof n === 'number') setConcurrency(n);
       specialized = true;
       busy = true;
       socket.unref();
@@ -786,6 +971,7 @@ function framedTransport(fdText) {
 
   function exit(code) {
     exiting = true;
+    busy = true; // take no further frame
     exitStatus = code;
     process.exitCode = code;
     socket.ref();
@@ -819,6 +1005,13 @@ function framedTransport(fdText) {
       socket.write(encodeFrame(ERROR, '{"id":' + idJSON + ',"type":' + typeJSON(errorType) + fatal + '}', body));
       answered();
     },
+    respondTo(inv, body) {
+      socket.write(encodeFrame(RESPONSE, '{"id":' + inv.idJSON + '}', body));
+    },
+    failTo(inv, errorType, body, fatal) {
+      const extra = fatal ? ',"fatal":true}' : '}';
+      socket.write(encodeFrame(ERROR, '{"id":' + inv.idJSON + ',"type":' + typeJSON(errorType) + extra, body));
+    },
     initError(errorType, body) {
       socket.write(encodeFrame(INIT_ERROR, '{"type":' + typeJSON(errorType) + '}', body));
       exit(1);
@@ -846,6 +1039,10 @@ function onFatal(err, rejection) {
   const label = rejection ? 'Unhandled Promise Rejection' : 'Uncaught Exception';
   if (phase === INITIALIZING) {
     sendInitError(payload);
+    return;
+  }
+  if (concurrency > 1) {
+    fatalConcurrent(payload, label);
     return;
   }
   if (state === RUNNING || state === WAITING) {

@@ -25,11 +25,13 @@
 //
 // The process starts generic, in whatever directory and environment Tern
 // gives it, and waits, possibly for long, for SPECIALIZE (1) with header
-// {"handler", "taskRoot", "env"}. It then deletes every environment
-// variable, TERN_RUNTIME_FD included, sets those of env, changes directory to
-// taskRoot (a failure is an init error), loads handler from taskRoot as
-// described under Init, and writes READY (2, header {}), or INIT_ERROR (3,
-// header {"type"}, body the error JSON) and then exits with status 1.
+// {"handler", "taskRoot", "env", "concurrency"?} (concurrency: see
+// Concurrency below; absent or null means 1). It then deletes every
+// environment variable, TERN_RUNTIME_FD included, sets those of env, changes
+// directory to taskRoot (a failure is an init error), loads handler from
+// taskRoot as described under Init, and writes READY (2, header {}), or
+// INIT_ERROR (3, header {"type"}, body the error JSON) and then exits with
+// status 1.
 //
 // Each INVOKE (4) has the header {"id", "deadline" (epoch ms), "arn",
 // "trace"?, "clientContext"?, "identity"?} and the event as its body; the
@@ -40,16 +42,51 @@
 // body) so that the header stays within its 64 KiB.
 //
 // Frames are handled in order, one at a time: frames that arrive while a
-// SPECIALIZE or INVOKE is being handled (Tern may pipeline them) wait until
-// it is answered. While one is being handled the socket does not keep the
-// event loop alive, so that an empty event loop still completes a callback
-// invocation as below. A frame shorter than its fixed fields, a header
-// longer than its frame, a header that is not a JSON object, an unknown or
-// runtime-to-Tern type, INVOKE before SPECIALIZE, a second SPECIALIZE, a
-// SPECIALIZE without env or taskRoot and an INVOKE without id are protocol
-// errors: the bootstrap writes a line to stderr and exits with status 1.
+// SPECIALIZE or (with concurrency 1) an INVOKE is being handled (Tern may
+// pipeline them) wait until it is answered. While one is being handled the
+// socket does not keep the event loop alive, so that an empty event loop
+// still completes a callback invocation as below. A frame shorter than its
+// fixed fields, a header longer than its frame, a header that is not a JSON
+// object, an unknown or runtime-to-Tern type, INVOKE before SPECIALIZE, a
+// second SPECIALIZE, a SPECIALIZE without env or taskRoot or with a
+// concurrency that is not an integer >= 1, an INVOKE without id, and (with
+// concurrency above 1) an INVOKE beyond the concurrency or with the id of an
+// invocation in flight are protocol errors: the bootstrap writes a line to
+// stderr and exits with status 1.
 // When Tern closes the socket the bootstrap exits, with status 0 (1 after a
 // socket error).
+//
+// # Concurrency
+//
+// With concurrency N above 1 (framed only), up to N invocations are in
+// flight at once: an INVOKE is started as soon as it arrives, whatever runs,
+// and each is answered with its own id when it completes, in the order they
+// finish. Their handlers share the one event loop, so async handlers
+// overlap. Each invocation runs inside an AsyncLocalStorage (node:async_hooks)
+// whose store is the invocation, which Node carries through awaits, timers
+// and I/O callbacks; it is created only when N is above 1, so concurrency 1
+// pays nothing for it. Then:
+//
+//   - each invocation has its own context object; _X_AMZN_TRACE_ID, being
+//     one process environment, is set when an invocation starts (the latest
+//     started wins);
+//   - console lines carry the request id of the store: the invocation whose
+//     code wrote them, even after it was answered, or "undefined" outside
+//     any (callbacks of a resource shared by invocations, such as a
+//     connection opened during init, run in the context that created it;
+//     what an invocation awaits resumes in its own);
+//   - nothing waits for an empty event loop, which other invocations keep
+//     busy: callbackWaitsForEmptyEventLoop is ignored and a callback answers
+//     at once; a handler that returns without completing is answered when it
+//     calls its callback or context.done/succeed/fail, otherwise never
+//     (Tern's deadline ends the instance);
+//   - an uncaught exception or unhandled rejection answers the invocation of
+//     the store with it if that one is in flight, else the oldest one in
+//     flight; every other one in flight gets a Runtime.ExitError saying the
+//     instance is exiting because of another invocation's uncaught error.
+//     All are ERROR frames with "fatal": true, and the process exits with
+//     status 1 (with none in flight, after writing the error to stderr),
+//     taking no further frame.
 //
 // # HTTP transport and environment
 //
@@ -73,7 +110,8 @@
 //
 // For each invocation the bootstrap sets _X_AMZN_TRACE_ID from the
 // Lambda-Runtime-Trace-Id header (framed: the INVOKE header's trace), or
-// removes it when absent.
+// removes it when absent (with concurrency above 1: when the invocation
+// starts; see Concurrency).
 //
 // # Init
 //
@@ -115,15 +153,17 @@
 // context.done/succeed/fail, or a synchronous throw. As on Lambda, a
 // callback completion is held until the event loop is empty while
 // context.callbackWaitsForEmptyEventLoop is true, and a handler that returns
-// without completing succeeds with null once the event loop is empty.
+// without completing succeeds with null once the event loop is empty (not
+// with concurrency above 1; see Concurrency).
 //
 // An uncaught exception or unhandled rejection during an invocation is posted
 // as that invocation's error (Runtime.UnhandledPromiseRejection for a
 // rejection whose reason is not an Error) and the process exits with status
-// 1; outside an invocation it is written to stderr before exiting. A Runtime
-// API call that fails at the connection level (Tern is gone) or answers 5xx
-// makes the process exit with status 1. In framed mode the ERROR frame is
-// written before the process exits.
+// 1; outside an invocation it is written to stderr before exiting (with
+// concurrency above 1, see Concurrency). A Runtime API call that fails at
+// the connection level (Tern is gone) or answers 5xx makes the process exit
+// with status 1. In framed mode the ERROR frame is written before the
+// process exits.
 //
 // # Logging
 //
@@ -133,10 +173,12 @@
 //	<ISO-8601 time>\t<request id or "undefined">\t<LEVEL>\t<message>\n
 //
 // where LEVEL is INFO, WARN, ERROR, DEBUG or TRACE and message is
-// util.format of the arguments with every "\n" replaced by "\r". Writes are
-// synchronous, so a line is out before the response is posted (framed:
-// before the answer frame is written). Invocation
-// errors are also logged as an ERROR line ("Invoke Error", "Uncaught
-// Exception" or "Unhandled Promise Rejection" followed by a tab and the
-// error JSON).
+// util.format of the arguments with every "\n" replaced by "\r". The request
+// id is that of the invocation in progress or last run ("undefined" before
+// the first); with concurrency above 1, that of the invocation whose code
+// writes the line (see Concurrency). Writes are synchronous, so a line is
+// out before the response is posted (framed: before the answer frame is
+// written). Invocation errors are also logged as an ERROR line ("Invoke
+// Error", "Uncaught Exception" or "Unhandled Promise Rejection" followed by a
+// tab and the error JSON), with the request id of the invocation answered.
 package nodejs
