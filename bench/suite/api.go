@@ -22,7 +22,12 @@ var zipTime = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 // functionZip builds a code package in memory: tern.yaml naming the
 // function, and the hello-world handler as index.js.
 func functionZip(name string, index []byte) ([]byte, error) {
-	manifest := "name: " + name + "\nruntime: nodejs\nhandler: index.handler\n"
+	return functionZipWith(name, "", index)
+}
+
+// functionZipWith is functionZip with extra manifest lines.
+func functionZipWith(name, extra string, index []byte) ([]byte, error) {
+	manifest := "name: " + name + "\nruntime: nodejs\nhandler: index.handler\n" + extra
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	for _, f := range []struct {

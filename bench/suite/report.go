@@ -106,15 +106,16 @@ func (e *env) report(res *results) string {
 		p("\n### 2. Warm latency and throughput\n\n")
 		p("Closed loop: c goroutines, each sending its next GET as soon as the previous one is answered, over keep-alive connections; "+
 			"%s warm-up (unmeasured; Tern starts instances then) and %s measured per row; every request that starts and ends in the window counts. "+
-			"Tern runs the function as deployed (`scale.max` 10: one invocation per instance, the rest wait in its queue).\n\n", e.cfg.warmup, e.cfg.duration)
+			"Tern runs the function as deployed: `/fn/hello` with the defaults (`scale.max` 10, one invocation per instance, the rest wait in its queue), "+
+			"`/fn/helloc` the same handler with `concurrency: 16` (one instance takes 16 invocations at once).\n\n", e.cfg.warmup, e.cfg.duration)
 		p("| c | target | requests | req/s | p50 | p99 | errors | server-side CPU/req | load-gen CPU/req | machine busy (others) |\n")
 		p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range res.warm {
-			target := map[string]string{targetTern: "Tern `/fn/hello`", targetNode: "node `server.js`", targetGo: "Go net/http"}[r.Target]
+			target := map[string]string{targetTern: "Tern `/fn/hello`", targetTernC: "Tern `/fn/helloc` (concurrency 16)", targetNode: "node `server.js`", targetGo: "Go net/http"}[r.Target]
 			srv, lg, bz := "–", "–", "–"
 			if r.HaveCPU {
 				srv = benchkit.Us(r.PerReq(r.ServerCPU + r.FuncCPU))
-				if r.Target == targetTern {
+				if r.Target == targetTern || r.Target == targetTernC {
 					srv = fmt.Sprintf("%s (tern %s + %d node %s)", srv, benchkit.Us(r.PerReq(r.ServerCPU)), r.Instances, benchkit.Us(r.PerReq(r.FuncCPU)))
 				}
 				lg = benchkit.Us(r.PerReq(r.LoadgenCPU))
@@ -126,13 +127,13 @@ func (e *env) report(res *results) string {
 			p("| %d | %s | %d | %.0f | %s | %s | %d | %s | %s | %s |\n", r.C, target, r.OK, r.RPS(),
 				benchkit.Us(benchkit.Percentile(r.Lat, 50)), benchkit.Us(benchkit.Percentile(r.Lat, 99)), r.Failed(), srv, lg, bz)
 		}
-		p("\n| c | req/s Tern ÷ node | p50 Tern ÷ node | p99 Tern ÷ node | req/s Tern ÷ Go | req/s node ÷ Go |\n")
-		p("|---:|---:|---:|---:|---:|---:|\n")
-		for i := 0; i+2 < len(res.warm); i += 3 {
-			t, n, g := res.warm[i], res.warm[i+1], res.warm[i+2]
+		p("\n| c | req/s Tern ÷ node | p50 Tern ÷ node | p99 Tern ÷ node | req/s Tern (concurrency 16) ÷ node | p50 Tern (concurrency 16) ÷ node | req/s Tern ÷ Go | req/s node ÷ Go |\n")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for i := 0; i+3 < len(res.warm); i += 4 {
+			t, tc, n, g := res.warm[i], res.warm[i+1], res.warm[i+2], res.warm[i+3]
 			lat := func(r *benchkit.LoadResult, q float64) float64 { return float64(benchkit.Percentile(r.Lat, q)) }
-			p("| %d | **%s** | %s | %s | %s | %s |\n", t.C, ratio(t.RPS(), n.RPS()), ratio(lat(t, 50), lat(n, 50)), ratio(lat(t, 99), lat(n, 99)),
-				ratio(t.RPS(), g.RPS()), ratio(n.RPS(), g.RPS()))
+			p("| %d | **%s** | %s | %s | **%s** | %s | %s | %s |\n", t.C, ratio(t.RPS(), n.RPS()), ratio(lat(t, 50), lat(n, 50)), ratio(lat(t, 99), lat(n, 99)),
+				ratio(tc.RPS(), n.RPS()), ratio(lat(tc, 50), lat(n, 50)), ratio(t.RPS(), g.RPS()), ratio(n.RPS(), g.RPS()))
 		}
 		p("\nLatency is client side (request sent → body read). Errors = non-200, wrong body or transport errors inside the window. "+
 			"CPU per request is user+system time from /proc/<pid>/stat (10 ms ticks) over the window ÷ requests: server-side = the server process "+

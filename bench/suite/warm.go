@@ -13,9 +13,10 @@ import (
 
 // Warm targets, as LoadResult.Target.
 const (
-	targetTern = "tern"
-	targetNode = "node"
-	targetGo   = "go"
+	targetTern  = "tern"
+	targetTernC = "tern-c16" // the same handler deployed with concurrency: 16
+	targetNode  = "node"
+	targetGo    = "go"
 )
 
 // warmPhase deploys the hello function, starts the node and Go baselines,
@@ -33,6 +34,22 @@ func (e *env) warmPhase(ctx context.Context, t *benchkit.Tern) ([]*benchkit.Load
 	}()
 	ternURL := t.URL + "/fn/hello"
 	if _, err := benchkit.FirstRequest(ctx, ternURL, helloBody); err != nil {
+		return nil, err
+	}
+	pkg, err := functionZipWith("helloc", "concurrency: 16\n", e.helloJS)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := e.deploy(ctx, t, pkg); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := e.remove(ctx, t, "helloc"); err != nil && ctx.Err() == nil {
+			benchkit.Logf("warm: delete helloc: %v", err)
+		}
+	}()
+	ternCURL := t.URL + "/fn/helloc"
+	if _, err := benchkit.FirstRequest(ctx, ternCURL, helloBody); err != nil {
 		return nil, err
 	}
 
@@ -78,6 +95,7 @@ func (e *env) warmPhase(ctx context.Context, t *benchkit.Tern) ([]*benchkit.Load
 			withChildren bool
 		}{
 			{targetTern, ternURL, t.PID(), true},
+			{targetTernC, ternCURL, t.PID(), true},
 			{targetNode, nodeURL, node.PID(), false},
 			{targetGo, goURL, goSrv.PID(), false},
 		} {
