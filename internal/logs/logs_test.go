@@ -153,8 +153,8 @@ func TestSinkReadRoundTrip(t *testing.T) {
 	}
 
 	got := read(t, st, logs.Query{Function: "alpha"})
-	if len(got) != n+1 {
-		t.Fatalf("read %d entries of alpha, want %d", len(got), n+1)
+	if len(got) != n+2 { // a report entry is END and REPORT
+		t.Fatalf("read %d entries of alpha, want %d", len(got), n+2)
 	}
 	for i := range n {
 		e := got[i]
@@ -165,7 +165,10 @@ func TestSinkReadRoundTrip(t *testing.T) {
 			t.Fatalf("entry %d lost fields: %+v", i, e)
 		}
 	}
-	rep := got[n]
+	if end := got[n]; end.Message != "END RequestId: req-r" || end.Stream != logs.StreamPlatform {
+		t.Errorf("end entry = %+v", end)
+	}
+	rep := got[n+1]
 	if !strings.HasPrefix(rep.Message, "REPORT RequestId: req-r\tDuration: 5.00 ms") || rep.Stream != logs.StreamPlatform {
 		t.Errorf("report entry = %+v", rep)
 	}

@@ -3,7 +3,6 @@ package logs
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -63,7 +62,8 @@ func (s *Sink) Start() { go s.run() }
 // and counted.
 func (s *Sink) Write(e Entry) { s.put(item{e: e}) }
 
-// WriteReport queues a REPORT line whose text is made by the Sink.
+// WriteReport queues an invocation's END and REPORT lines; the Sink makes
+// their text.
 func (s *Sink) WriteReport(e Entry, r *Report) { s.put(item{e: e, report: r}) }
 
 func (s *Sink) put(it item) {
@@ -142,20 +142,20 @@ func (s *Sink) publish(batch []item) {
 	bufs := make(map[string][]byte, 4)
 	for i := range batch {
 		it := &batch[i]
-		if it.report != nil {
-			it.e.Message = it.report.Line(it.e.RequestID)
-		}
-		data, err := json.Marshal(&it.e)
-		if err != nil {
-			s.failed.Add(1)
-			continue
-		}
 		buf := bufs[it.e.Function]
-		if len(buf) > 0 && len(buf)+len(data) > maxMessage {
+		if len(buf) > maxMessage {
 			s.send(it.e.Function, buf)
 			buf = nil
 		}
-		bufs[it.e.Function] = append(append(buf, data...), '\n')
+		if it.report != nil {
+			// END, then REPORT.
+			end := it.e
+			end.Message = "END RequestId: " + it.e.RequestID
+			buf = append(end.appendJSON(buf), '\n')
+			it.e.Message = it.report.Line(it.e.RequestID)
+		}
+		buf = append(it.e.appendJSON(buf), '\n')
+		bufs[it.e.Function] = buf
 	}
 	for fn, buf := range bufs {
 		s.send(fn, buf)

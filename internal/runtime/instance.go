@@ -351,7 +351,6 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 	if errors.Is(err, ErrTimeout) {
 		i.platform(rid, fmt.Sprintf("%s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339Nano), i.spec.Timeout.Seconds()))
 	}
-	i.platform(rid, "END RequestId: "+rid)
 	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
 	if cold {
 		rep.InitDuration = i.initDuration

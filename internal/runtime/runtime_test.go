@@ -33,6 +33,9 @@ func (c *collector) Write(e logs.Entry) {
 }
 
 func (c *collector) WriteReport(e logs.Entry, r *logs.Report) {
+	end := e
+	end.Message = "END RequestId: " + e.RequestID
+	c.Write(end)
 	e.Message = r.Line(e.RequestID)
 	c.Write(e)
 }

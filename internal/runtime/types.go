@@ -78,6 +78,7 @@ type InitError struct {
 func (e *InitError) Error() string { return fmt.Sprintf("init error: %s", e.Type) }
 
 // LogSink receives output and platform lines; it must not block.
+// WriteReport stands for an invocation's END and REPORT lines.
 type LogSink interface {
 	Write(logs.Entry)
 	WriteReport(logs.Entry, *logs.Report)
