@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -22,22 +23,32 @@ type Config struct {
 	NodePath string
 	// MaxResponseBytes caps a function's response (Lambda: 6 MB).
 	MaxResponseBytes int64
-	// PoolSize is how many generic instances of each pooled runtime are
-	// kept started, ready to be given a function; 0 turns pools off.
+	// PoolSize is how many generic instances of each runtime are kept
+	// started, ready to be given a function; 0 turns pools off.
 	PoolSize int
 	// Logs receives every instance's output.
 	Logs LogSink
 	Log  *slog.Logger
 }
 
-// Launcher starts instances of any runtime it knows, from its pools where
-// it has them.
-type Launcher struct {
-	cfg           Config
-	nodeBootstrap string
+// kind is one runtime the Launcher can start: its command, and its pool
+// of generic instances (booted, not yet given a function).
+type kind struct {
+	name    string
+	path    string   // interpreter; "" when this host lacks it
+	args    []string // the bootstrap
+	missing string   // why path is "", for the error
 
-	pool   chan *Instance // generic nodejs instances, booted
-	refill chan struct{}  // capacity 1: wakes the refiller
+	pool   chan *Instance
+	refill chan struct{} // capacity 1: wakes the refiller
+}
+
+// Launcher starts instances of the runtimes it knows, from their pools
+// where it can.
+type Launcher struct {
+	cfg   Config
+	kinds map[string]*kind
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -54,39 +65,55 @@ func NewLauncher(cfg Config) (*Launcher, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	path, err := nodejs.Install(filepath.Join(cfg.Dir, "nodejs"))
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Launcher{cfg: cfg, kinds: make(map[string]*kind), ctx: ctx, cancel: cancel}
+
+	boot, err := nodejs.Install(filepath.Join(cfg.Dir, "nodejs"))
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("runtime: install node bootstrap: %w", err)
 	}
-	if cfg.NodePath == "" {
+	node := cfg.NodePath
+	if node == "" {
 		if p, err := exec.LookPath("node"); err == nil {
-			cfg.NodePath, _ = filepath.Abs(p)
-		} else {
-			cfg.Log.Warn("runtime: node not found on PATH; nodejs functions cannot start")
+			node, _ = filepath.Abs(p)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Launcher{
-		cfg:           cfg,
-		nodeBootstrap: path,
-		pool:          make(chan *Instance, max(cfg.PoolSize, 0)),
-		refill:        make(chan struct{}, 1),
-		ctx:           ctx,
-		cancel:        cancel,
-	}, nil
+	l.add("nodejs", node, []string{boot}, "node is not installed on this host (or pass --node)")
+	if err := l.addPython(); err != nil {
+		cancel()
+		return nil, err
+	}
+	return l, nil
 }
 
-// StartPool runs the pool refiller until Close.
+func (l *Launcher) add(name, path string, args []string, missing string) {
+	if path == "" {
+		l.cfg.Log.Warn("runtime: "+name+" functions cannot start here", "reason", missing)
+	}
+	l.kinds[name] = &kind{
+		name: name, path: path, args: args, missing: missing,
+		pool:   make(chan *Instance, max(l.cfg.PoolSize, 0)),
+		refill: make(chan struct{}, 1),
+	}
+}
+
+// StartPool runs one refiller per runtime until Close.
 func (l *Launcher) StartPool() {
-	if l.cfg.PoolSize <= 0 || l.cfg.NodePath == "" {
+	if l.cfg.PoolSize <= 0 {
 		return
 	}
-	l.wg.Add(1)
-	go l.refiller()
-	l.wakeRefill()
+	for _, k := range l.kinds {
+		if k.path == "" {
+			continue
+		}
+		l.wg.Add(1)
+		go l.refiller(k)
+		l.wakeRefill(k)
+	}
 }
 
-// Close stops the refiller and every pooled instance.
+// Close stops the refillers and every pooled instance.
 func (l *Launcher) Close(ctx context.Context) error {
 	l.closed.Do(func() {
 		l.cancel()
@@ -96,44 +123,73 @@ func (l *Launcher) Close(ctx context.Context) error {
 		case <-done:
 		case <-ctx.Done():
 		}
-		for {
-			select {
-			case inst := <-l.pool:
-				inst.Stop()
-				continue
-			default:
+		for _, k := range l.kinds {
+		drain:
+			for {
+				select {
+				case inst := <-k.pool:
+					inst.Stop()
+				default:
+					break drain
+				}
 			}
-			break
 		}
 	})
 	return nil
 }
 
-// Pooled is how many generic instances wait in the pool now.
-func (l *Launcher) Pooled() int { return len(l.pool) }
+// Pooled is how many generic instances wait in the pools now.
+func (l *Launcher) Pooled() int {
+	n := 0
+	for _, k := range l.kinds {
+		n += len(k.pool)
+	}
+	return n
+}
 
-func (l *Launcher) wakeRefill() {
+// PoolSizes is how many generic instances wait per runtime.
+func (l *Launcher) PoolSizes() map[string]int {
+	out := make(map[string]int, len(l.kinds))
+	for name, k := range l.kinds {
+		out[name] = len(k.pool)
+	}
+	return out
+}
+
+// Runtimes lists the runtimes this host can start.
+func (l *Launcher) Runtimes() []string {
+	var out []string
+	for name, k := range l.kinds {
+		if k.path != "" {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (l *Launcher) wakeRefill(k *kind) {
 	select {
-	case l.refill <- struct{}{}:
+	case k.refill <- struct{}{}:
 	default:
 	}
 }
 
-// refiller keeps the pool full, one start at a time.
-func (l *Launcher) refiller() {
+// refiller keeps k's pool full, one start at a time.
+func (l *Launcher) refiller(k *kind) {
 	defer l.wg.Done()
 	failures := 0
 	for {
 		select {
 		case <-l.ctx.Done():
 			return
-		case <-l.refill:
+		case <-k.refill:
 		}
-		for len(l.pool) < cap(l.pool) && l.ctx.Err() == nil {
-			inst, err := l.bootGeneric(l.ctx)
+		for len(k.pool) < cap(k.pool) && l.ctx.Err() == nil {
+			inst, err := l.bootGeneric(l.ctx, k)
 			if err != nil {
 				failures++
-				l.cfg.Log.Warn("runtime: starting a pooled nodejs instance failed", "err", err, "failures", failures)
+				l.cfg.Log.Warn("runtime: starting a pooled instance failed", "runtime", k.name, "err", err, "failures", failures)
 				select {
 				case <-l.ctx.Done():
 					return
@@ -143,7 +199,7 @@ func (l *Launcher) refiller() {
 			}
 			failures = 0
 			select {
-			case l.pool <- inst:
+			case k.pool <- inst:
 			default:
 				inst.Stop() // cannot happen: only this goroutine fills the pool
 			}
@@ -151,10 +207,10 @@ func (l *Launcher) refiller() {
 	}
 }
 
-// bootGeneric starts a nodejs instance that serves no function yet and
+// bootGeneric starts an instance of k that serves no function yet and
 // waits until its bootstrap has loaded.
-func (l *Launcher) bootGeneric(ctx context.Context) (*Instance, error) {
-	inst, err := launch(l, nil, l.cfg.NodePath, []string{l.nodeBootstrap}, true)
+func (l *Launcher) bootGeneric(ctx context.Context, k *kind) (*Instance, error) {
+	inst, err := launch(l, nil, k.path, k.args, true)
 	if err != nil {
 		return nil, err
 	}
@@ -167,12 +223,12 @@ func (l *Launcher) bootGeneric(ctx context.Context) (*Instance, error) {
 	return inst, nil
 }
 
-// takePooled returns a booted generic instance from the pool, or nil.
-func (l *Launcher) takePooled() *Instance {
+// takePooled returns a booted generic instance of k, or nil.
+func (l *Launcher) takePooled(k *kind) *Instance {
 	for {
 		select {
-		case inst := <-l.pool:
-			l.wakeRefill()
+		case inst := <-k.pool:
+			l.wakeRefill(k)
 			if alive(inst) {
 				return inst
 			}
@@ -194,39 +250,38 @@ func alive(i *Instance) bool {
 
 // Start starts an instance of spec and waits until it is ready to take an
 // invocation, its runtime reports an init error (*InitError), or ctx ends.
-// A nodejs instance comes from the pool when one is there: then the cold
-// start costs loading the handler, not starting node.
+// The instance comes from the runtime's pool when one is there: then the
+// cold start costs loading the handler, not starting the interpreter.
 func (l *Launcher) Start(ctx context.Context, spec Spec) (*Instance, error) {
-	switch spec.Runtime {
-	case "nodejs":
-		if l.cfg.NodePath == "" {
-			return nil, fmt.Errorf("%w: nodejs: node is not installed on this host (or pass --node)", ErrUnavailable)
-		}
-		inst := l.takePooled()
-		if inst == nil {
+	k := l.kinds[spec.Runtime]
+	if k == nil {
+		return nil, fmt.Errorf("%w: unknown runtime %q", ErrUnavailable, spec.Runtime)
+	}
+	if k.path == "" {
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, k.name, k.missing)
+	}
+	for attempt := 0; ; attempt++ {
+		inst := l.takePooled(k)
+		pooled := inst != nil
+		begin := time.Now()
+		if !pooled {
 			var err error
-			begin := time.Now()
-			if inst, err = launch(l, nil, l.cfg.NodePath, []string{l.nodeBootstrap}, true); err != nil {
+			if inst, err = launch(l, nil, k.path, k.args, true); err != nil {
 				return nil, err
 			}
-			if err := inst.specialize(ctx, &spec); err != nil {
-				inst.Stop()
-				return nil, err
+		}
+		err := inst.specialize(ctx, &spec)
+		if err == nil {
+			if !pooled {
+				inst.initDuration = time.Since(begin) // the process start is part of this cold start
 			}
-			inst.initDuration = time.Since(begin) // the process start is part of this cold start
 			return inst, nil
 		}
-		if err := inst.specialize(ctx, &spec); err != nil {
-			inst.Stop()
-			var ie *InitError
-			if errors.As(err, &ie) || ctx.Err() != nil {
-				return nil, err
-			}
-			// The pooled process failed for its own reasons: start afresh.
-			return l.Start(ctx, spec)
+		inst.Stop()
+		var ie *InitError
+		if !pooled || errors.As(err, &ie) || ctx.Err() != nil || attempt >= 2 {
+			return nil, err
 		}
-		return inst, nil
-	default:
-		return nil, fmt.Errorf("%w: unknown runtime %q", ErrUnavailable, spec.Runtime)
+		// The pooled process failed for its own reasons: try again.
 	}
 }
