@@ -10,9 +10,10 @@ import (
 // (60 s); when the concurrency over a short panic window (6 s) reaches twice
 // what the instances can take, the policy panics: it scales to the panic
 // window's figure at once and does not scale down until the stable window
-// has passed without a new panic. One invocation runs per instance, so an
-// instance's capacity is 1, used to TargetUtilization (1 by default: no
-// standing headroom; panic mode is what starts instances ahead of a burst).
+// has passed without a new panic. Samples are counted in instances' worth
+// (demand divided by the function's concurrency), so an instance's capacity
+// is 1, used to TargetUtilization (1 by default: no standing headroom;
+// panic mode is what starts instances ahead of a burst).
 //
 // Decide is a pure function of its input: the dispatcher's janitor feeds it
 // samples and applies its answer (starting instances ahead of a burst; the

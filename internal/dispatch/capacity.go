@@ -26,23 +26,38 @@ func newCapacity(maxInstances, maxMemoryMB int) *capacity {
 }
 
 // take reserves room for one instance of p. When there is none it queues p
-// as blocked (once) and returns false.
-func (c *capacity) take(p *pool) bool {
-	m := p.v.Manifest
+// in the line of blocked pools and returns false; newly says p was not in
+// line yet.
+func (c *capacity) take(p *pool) (ok, newly bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.takeLocked(p) {
+		return true, false
+	}
+	return false, c.blockLocked(p)
+}
+
+// takeQuiet is take without joining the line (keeping scale.min or the
+// autoscaler's count is not a request waiting).
+func (c *capacity) takeQuiet(p *pool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.takeLocked(p)
+}
+
+func (c *capacity) takeLocked(p *pool) bool {
+	m := p.v.Manifest
 	use := c.perFn[p.v.Function]
 	if use == nil {
 		use = &fnUse{}
 		c.perFn[p.v.Function] = use
 	}
 	if m.Scale.Reserved > 0 && use.instances >= m.Scale.Reserved {
-		return false // the function's own cap: only its own instances free it
+		return false // the function's own cap: its own instances must go
 	}
 	if (c.maxInstances > 0 && c.instances >= c.maxInstances) ||
 		(c.maxMemoryMB > 0 && c.memoryMB+m.Memory > c.maxMemoryMB) {
-		c.blockLocked(p) // the node is full: wait for room
-		return false
+		return false // the node is full
 	}
 	c.instances++
 	c.memoryMB += m.Memory
@@ -66,13 +81,28 @@ func (c *capacity) give(p *pool) {
 	}
 }
 
-func (c *capacity) blockLocked(p *pool) {
+func (c *capacity) blockLocked(p *pool) bool {
 	for _, b := range c.blocked {
 		if b == p {
-			return
+			return false
 		}
 	}
 	c.blocked = append(c.blocked, p)
+	return true
+}
+
+// waiting reports whether any pool waits for room.
+func (c *capacity) waiting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.blocked) > 0
+}
+
+// line returns the blocked pools, longest waiting first.
+func (c *capacity) line() []*pool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*pool(nil), c.blocked...)
 }
 
 // block queues p as waiting for room (once).
@@ -92,17 +122,6 @@ func (c *capacity) atReserved(p *pool) bool {
 	defer c.mu.Unlock()
 	use := c.perFn[p.v.Function]
 	return use != nil && use.instances >= r
-}
-
-// front returns the pool that has waited longest for room; it stays in
-// line (and so counts as waiting) until remove.
-func (c *capacity) front() *pool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.blocked) == 0 {
-		return nil
-	}
-	return c.blocked[0]
 }
 
 // remove takes p out of the line.

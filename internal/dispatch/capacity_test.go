@@ -178,3 +178,69 @@ func TestConcurrencyPerInstance(t *testing.T) {
 	// Both instances go idle; the next invocations reuse them.
 	eventually(t, "both idle", func() bool { st, _ := poolStats(d, "c", 1); return st.Idle == 2 })
 }
+
+// Deleting a function gives back the room its idle instances held.
+func TestDeleteGivesCapacityBack(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{MaxInstances: 2, MaxMemoryMB: 1024}, f)
+	d.Start()
+	a := version("a", 1, scale(0, 10, time.Hour))
+	makeIdle(t, d, f, a, 2)
+	if u := d.Usage(); u.Instances != 2 {
+		t.Fatalf("usage %+v", u)
+	}
+	d.FunctionChanged("a", nil)
+	if u := d.Usage(); u.Instances != 0 || u.MemoryMB != 0 {
+		t.Fatalf("after deleting a: usage %+v, want empty", u)
+	}
+	b := version("b", 1, scale(0, 10, time.Hour))
+	if _, err := d.Invoke(context.Background(), b, "b", nil); err != nil {
+		t.Fatalf("b after a was deleted: %v", err)
+	}
+}
+
+// A new version of a function at its reservation gets room by evicting the
+// old version's idle instances, not a 429.
+func TestReservedNewVersionEvictsOldIdle(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{MaxQueueWait: 2 * time.Second}, f)
+	d.Start()
+	res := func(m *manifest.Manifest) { m.Scale.Max = 10; m.Scale.Reserved = 2; m.Scale.Idle = manifest.Duration(time.Hour) }
+	v1 := version("r", 1, res)
+	makeIdle(t, d, f, v1, 2)
+	v2 := version("r", 2, res)
+	d.FunctionChanged("r", v2)
+	if _, err := d.Invoke(context.Background(), v2, "new", nil); err != nil {
+		t.Fatalf("v2 at the reservation: %v", err)
+	}
+	st, _ := poolStats(d, "r", 1)
+	if st.Instances > 1 {
+		t.Errorf("v1 kept %d instances; one should have made room", st.Instances)
+	}
+}
+
+// A pool waiting on a node full of busy instances does not make the janitor
+// spin.
+func TestJanitorDoesNotSpinWhenFull(t *testing.T) {
+	f := newFleet()
+	d := newDispatcher(t, Config{MaxInstances: 1, MaxQueueWait: 2 * time.Second}, f)
+	d.Start()
+	busy := version("busy", 1, scale(0, 10, time.Hour))
+	f.gates.hold("hold")
+	c := goInvoke(context.Background(), d, busy, "hold")
+	eventually(t, "running", func() bool { return f.runningCount() == 1 })
+	other := version("other", 1, scale(0, 10, time.Hour))
+	o := goInvoke(context.Background(), d, other, "o")
+	var before, after syscallRusage
+	getRusage(&before)
+	time.Sleep(500 * time.Millisecond)
+	getRusage(&after)
+	if cpu := after.cpu() - before.cpu(); cpu > 150*time.Millisecond {
+		t.Errorf("%s of CPU in 500 ms while waiting for room", cpu)
+	}
+	f.gates.open("hold")
+	c.wait(t)
+	if _, err := o.wait(t); err != nil {
+		t.Errorf("other: %v", err)
+	}
+}

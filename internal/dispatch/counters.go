@@ -63,7 +63,7 @@ func (c *counters) record(out *Outcome, err error) {
 	switch {
 	case errors.Is(err, runtime.ErrTimeout):
 		c.timeouts.Add(1)
-	case errors.Is(err, runtime.ErrCrashed):
+	case errors.Is(err, runtime.ErrCrashed), errors.Is(err, runtime.ErrStopped):
 		c.crashes.Add(1)
 	case err == nil && out.Result != nil && out.Result.Error != nil:
 		c.functionErrors.Add(1)

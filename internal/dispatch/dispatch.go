@@ -366,44 +366,51 @@ func (d *Dispatcher) kickAdmit() {
 	}
 }
 
-// admit gives room to pools blocked on the node's capacity, one start each
-// in turn (oldest first, then to the back of the line), evicting the
-// node's least recently used idle instance when there is no room.
+// admit gives room to pools blocked on the node's capacity or their
+// function's reservation, one start each per pass, longest waiting first
+// (then to the back of the line), evicting the least recently used idle
+// instance when there is no room: anywhere for a full node, among the
+// function's other versions for a reservation.
 func (d *Dispatcher) admit() {
-	for range 1000 {
-		p := d.cap.front()
-		if p == nil {
-			return
-		}
-		if !p.wants() || d.cap.atReserved(p) {
+	for _, p := range d.cap.line() {
+		if !p.wants() {
 			d.cap.remove(p)
 			continue
 		}
-		p.mu.Lock()
-		start := p.startLocked() // on failure p keeps its place in line
-		more := start && len(p.waiters) > p.starting*p.conc() && p.total < p.v.Manifest.Scale.Max
-		p.mu.Unlock()
-		if start {
-			d.cap.remove(p)
-			p.goStart()
-			if more {
-				d.cap.block(p) // the next start waits for the others' turn
+		for tries := 0; tries < 3; tries++ {
+			p.mu.Lock()
+			start := p.startLocked()
+			more := start && len(p.waiters) > p.starting*p.conc() && p.total < p.v.Manifest.Scale.Max
+			p.mu.Unlock()
+			if start {
+				d.cap.remove(p)
+				p.goStart()
+				if more {
+					d.cap.block(p) // the next start waits for the others' turn
+				}
+				break
 			}
-			continue
-		}
-		if !d.evictIdle(p) {
-			return // full of busy instances: wait for one to finish
+			var evicted bool
+			if d.cap.atReserved(p) {
+				evicted = d.evictIdle(p, true)
+			} else {
+				evicted = d.evictIdle(p, false)
+			}
+			if !evicted {
+				break // busy instances only: wait for one to end
+			}
 		}
 	}
 }
 
-// evictIdle stops the node's least recently used idle instance outside p,
-// making room; it reports whether there was one.
-func (d *Dispatcher) evictIdle(p *pool) bool {
+// evictIdle stops the least recently used idle instance outside p (only
+// of p's function when sameFunction), making room; it reports whether there
+// was one.
+func (d *Dispatcher) evictIdle(p *pool, sameFunction bool) bool {
 	d.mu.RLock()
 	pools := make([]*pool, 0, len(d.pools))
 	for _, q := range d.pools {
-		if q != p {
+		if q != p && (!sameFunction || q.v.Function == p.v.Function) {
 			pools = append(pools, q)
 		}
 	}

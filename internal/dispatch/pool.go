@@ -18,6 +18,7 @@ type slot struct {
 	lastUsed time.Time
 	inflight int  // invocations running on it
 	partial  bool // in pool.partial: busy, with room for more
+	dead     bool // being discarded: never handed out again
 }
 
 // grant is what a waiter receives: a place on an instance, or the error of
@@ -103,6 +104,9 @@ func (p *pool) placeLocked(s *slot) {
 		p.unpartialLocked(s)
 		s.lastUsed = time.Now()
 		p.idle = append(p.idle, s)
+		if p.d.cap.waiting() {
+			p.d.kickAdmit() // an idle instance can be evicted for them
+		}
 	case s.inflight < p.conc():
 		if !s.partial {
 			s.partial = true
@@ -188,7 +192,7 @@ func (p *pool) acquire(ctx context.Context, wait time.Duration) (*slot, bool, er
 	// A busy instance with room first (concurrency > 1), then an idle one.
 	for n := len(p.partial); n > 0; n = len(p.partial) {
 		s := p.partial[n-1]
-		if !alive(s.inst) {
+		if s.dead || !alive(s.inst) {
 			p.unpartialLocked(s) // its running invocations discard it
 			continue
 		}
@@ -257,8 +261,10 @@ func (p *pool) startLocked() bool {
 	if p.closed != nil || p.total >= p.v.Manifest.Scale.Max || p.starting*p.conc() >= len(p.waiters) {
 		return false
 	}
-	if !p.d.cap.take(p) {
-		p.d.kickAdmit() // the janitor may make room
+	if ok, newly := p.d.cap.take(p); !ok {
+		if newly {
+			p.d.kickAdmit() // the janitor may make room
+		}
 		return false
 	}
 	p.total++
@@ -323,6 +329,10 @@ func (p *pool) release(s *slot) {
 	p.mu.Lock()
 	s.inflight--
 	p.running--
+	if s.dead {
+		p.mu.Unlock() // discarded by another invocation on it
+		return
+	}
 	if p.closed != nil {
 		p.unpartialLocked(s)
 		p.forgetLocked(s)
@@ -337,8 +347,8 @@ func (p *pool) release(s *slot) {
 		p.unpartialLocked(s)
 		p.forgetLocked(s)
 		p.d.cap.block(p)
+		p.d.stopAsync(s.inst) // under p.mu of an open pool, as stopAsync needs
 		p.mu.Unlock()
-		p.d.stopAsync(s.inst)
 		return
 	}
 	hs := p.offerLocked(s)
@@ -349,14 +359,17 @@ func (p *pool) release(s *slot) {
 // discard drops an instance that failed and starts a replacement if
 // invocations are waiting.
 func (p *pool) discard(s *slot) {
-	s.inst.Stop()
+	// Out of the pool's lists first, so that no invocation is handed an
+	// instance on its way out (others may still run on it).
 	p.mu.Lock()
+	s.dead = true
 	s.inflight--
 	p.running--
 	p.unpartialLocked(s)
 	p.forgetLocked(s)
 	again := p.startLocked()
 	p.mu.Unlock()
+	s.inst.Stop()
 	if again {
 		p.goStart()
 	}
@@ -441,7 +454,7 @@ func (p *pool) ensureMin() {
 	p.mu.Lock()
 	n := 0
 	want := min(max(p.min, p.desired), p.v.Manifest.Scale.Max)
-	for p.closed == nil && p.total < want && !time.Now().Before(p.retryAt) && p.d.cap.take(p) {
+	for p.closed == nil && p.total < want && !time.Now().Before(p.retryAt) && p.d.cap.takeQuiet(p) {
 		p.total++
 		p.starting++
 		n++
@@ -467,8 +480,12 @@ func (p *pool) close(err error) {
 	all := make([]*slot, 0, len(p.all))
 	for s := range p.all {
 		all = append(all, s)
+		if s.inflight == 0 {
+			p.forgetLocked(s) // busy ones are forgotten when they end
+		}
 	}
 	p.idle = nil
+	p.partial = nil
 	p.mu.Unlock()
 	for _, w := range waiters {
 		w.ch <- grant{err: err}
@@ -509,7 +526,7 @@ func (p *pool) autoscale(now time.Time, pol Policy, stableN, panicN int) {
 func (p *pool) wants() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.closed == nil && len(p.waiters) > p.starting && p.total < p.v.Manifest.Scale.Max
+	return p.closed == nil && len(p.waiters) > p.starting*p.conc() && p.total < p.v.Manifest.Scale.Max
 }
 
 // oldestIdle returns the idle instance unused longest, if the pool may

@@ -84,6 +84,9 @@ func (r *Registry) SetAlias(ctx context.Context, fn, alias string, routes []Rout
 		return nil, fmt.Errorf("%w: name %q: want a letter then letters, digits, - or _ (at most 64)", ErrBadAlias, alias)
 	}
 	routes = append([]Route(nil), routes...)
+	// Serialised with Delete, so that an alias never outlives its function.
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	if err := r.checkRoutes(fn, routes); err != nil {
 		return nil, err
 	}
@@ -158,6 +161,8 @@ func (r *Registry) Aliases(fn string) ([]*Alias, error) {
 
 // DeleteAlias removes an alias.
 func (r *Registry) DeleteAlias(ctx context.Context, fn, alias string) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	r.mu.RLock()
 	_, ok := r.aliases[fn+"@"+alias]
 	r.mu.RUnlock()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // socketPair returns a connected pair of Unix stream sockets: ours as a
@@ -29,13 +30,17 @@ func socketPair() (net.Conn, *os.File, error) {
 	return conn, theirs, nil
 }
 
-// writeFrame writes one frame with a single writev.
-func (i *Instance) writeFrame(typ byte, header, body []byte) error {
+// writeFrame writes one frame with a single writev, giving up at deadline
+// (zero: none) if the runtime does not read.
+func (i *Instance) writeFrame(typ byte, header, body []byte, deadline time.Time) error {
 	head := frameHead(typ, len(header), len(body))
 	bufs := net.Buffers{head[:], header, body}
 	i.wmu.Lock()
+	defer i.wmu.Unlock()
+	if err := i.conn.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
 	_, err := bufs.WriteTo(i.conn)
-	i.wmu.Unlock()
 	return err
 }
 
@@ -53,7 +58,7 @@ func (i *Instance) sendInvoke(inv *Invocation) error {
 		h = appendJSONString(h, inv.TraceID)
 	}
 	h = append(h, '}')
-	return i.writeFrame(frameInvoke, h, inv.Payload)
+	return i.writeFrame(frameInvoke, h, inv.Payload, inv.Deadline)
 }
 
 // readFrames reads a framed runtime's frames until its socket closes. A
@@ -110,6 +115,11 @@ func (i *Instance) handleFrame(f *frame) error {
 			res = &Result{Payload: f.body}
 		default:
 			res = &Result{Error: normalizeError(f.body, h.Type), Fatal: h.Fatal}
+			if h.Fatal {
+				// The runtime exits after this: events sent to it from now
+				// on are never run.
+				i.fatal.Store(true)
+			}
 		}
 		i.answer(c, res)
 	default:

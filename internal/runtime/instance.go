@@ -37,6 +37,7 @@ type Instance struct {
 
 	// framed: the runtime speaks docs/runtime-protocol.md on conn.
 	framed bool
+	fatal  atomic.Bool // the runtime said it exits after an answer
 	conn   net.Conn
 	wmu    sync.Mutex // one frame written at a time
 	booted chan struct{}
@@ -237,7 +238,7 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	if len(hdr) > maxFrameHeader {
 		return fmt.Errorf("runtime: the function's environment is too large (%d bytes)", len(hdr))
 	}
-	if err := i.writeFrame(frameSpecialize, hdr, nil); err != nil {
+	if err := i.writeFrame(frameSpecialize, hdr, nil, time.Time{}); err != nil {
 		return fmt.Errorf("%w: %w", ErrCrashed, err)
 	}
 	return i.waitReady(ctx, begin)
@@ -362,7 +363,14 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 
 func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
 	if i.framed {
+		if i.fatal.Load() {
+			return nil, fmt.Errorf("%w: the runtime is exiting", ErrNotDelivered)
+		}
 		if err := i.sendInvoke(c.inv); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				i.Stop() // it did not even read the event in time
+				return nil, ErrTimeout
+			}
 			// The runtime's end is gone: the event never reached it.
 			return nil, fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrCrashed, err)
 		}
@@ -395,10 +403,28 @@ func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
 			return r, nil
 		default:
 		}
-		return nil, i.crashed()
+		return nil, i.unanswered()
 	case <-i.stopped:
+		select {
+		case r := <-c.result: // answered as it was stopped
+			return r, nil
+		default:
+		}
+		if i.fatal.Load() {
+			return nil, i.unanswered()
+		}
 		return nil, ErrStopped
 	}
+}
+
+// unanswered is the error of an invocation the instance ended without
+// answering: after the runtime said it exits (an uncaught error in another
+// invocation), the event was never run, so it may go elsewhere.
+func (i *Instance) unanswered() error {
+	if i.fatal.Load() {
+		return fmt.Errorf("%w: %w", ErrNotDelivered, ErrCrashed)
+	}
+	return i.crashed()
 }
 
 func (i *Instance) crashed() error {

@@ -198,6 +198,10 @@ func (l *Launcher) refiller(k *kind) {
 				continue
 			}
 			failures = 0
+			if l.ctx.Err() != nil {
+				inst.Stop() // Close began while it booted
+				return
+			}
 			select {
 			case k.pool <- inst:
 			default:

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -60,5 +61,55 @@ func TestConcurrentInvocationsShareAnInstance(t *testing.T) {
 	}
 	if st.Counts.ColdStarts != 1 || st.Counts.Invocations != 9 || len(st.Instances) != 1 || st.Instances[0].Instances != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// An uncaught error in one invocation ends the instance; the others that
+// were running on it get Runtime.ExitError, and events not yet run go to
+// another instance instead of failing.
+func TestFatalErrorWithConcurrency(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: fragile\nruntime: nodejs\nhandler: index.handler\nconcurrency: 4\n",
+		"index.js": `exports.handler = async (e) => {
+			if (e.rawPath === "/boom") { setTimeout(() => { throw new Error("boom"); }, 20); await new Promise(r => setTimeout(r, 200)); }
+			await new Promise(r => setTimeout(r, 30));
+			return {statusCode: 200, body: "ok"};
+		};`,
+	})
+	for round := range 3 {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		bad := []string{}
+		for i := range 12 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				path := "/fn/fragile/"
+				if i == 0 {
+					path = "/fn/fragile/boom"
+				}
+				resp, err := http.Get(s.URL() + path)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer resp.Body.Close()
+				var b bytes.Buffer
+				_, _ = b.ReadFrom(resp.Body)
+				if i == 0 {
+					return // the culprit: 502 with its own error
+				}
+				if resp.StatusCode != 200 && !bytes.Contains(b.Bytes(), []byte("Runtime.ExitError")) {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("%d %s", resp.StatusCode, b.String()))
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(bad) > 0 {
+			t.Errorf("round %d: %d answers neither ok nor Runtime.ExitError: %v", round, len(bad), bad)
+		}
 	}
 }

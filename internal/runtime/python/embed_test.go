@@ -1,0 +1,119 @@
+package python
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestInstall(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	p, err := Install(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != filepath.Join(dir, "bootstrap.py") {
+		t.Fatalf("path = %s", p)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, Bootstrap) {
+		t.Fatalf("content mismatch (err %v)", err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o444 {
+		t.Fatalf("mode = %v, want 0444", st.Mode().Perm())
+	}
+	dst, err := os.Stat(dir)
+	if err != nil || dst.Mode().Perm() != 0o755 {
+		t.Fatalf("dir mode = %v (err %v)", dst.Mode().Perm(), err)
+	}
+
+	// Identical file: left alone.
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(dir); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); !st.ModTime().Equal(old) {
+		t.Fatalf("identical file rewritten")
+	}
+
+	// Different file: replaced.
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(dir); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = os.ReadFile(p)
+	if !bytes.Equal(got, Bootstrap) {
+		t.Fatal("stale file not replaced")
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o444 {
+		t.Fatalf("mode after replace = %v", st.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("leftover files: %v", entries)
+	}
+}
+
+func TestInterpreter(t *testing.T) {
+	p, err := Interpreter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(p) {
+		t.Errorf("Interpreter() = %q, want an absolute path", p)
+	}
+	if strings.Contains(p, "/shims/") {
+		t.Errorf("Interpreter() = %q, a shim", p)
+	}
+	if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		t.Errorf("Interpreter() = %q: not an executable (%v)", p, err)
+	}
+	// Cached: no second process.
+	began := time.Now()
+	p2, err := Interpreter()
+	if err != nil || p2 != p {
+		t.Errorf("second Interpreter() = %q, %v; want %q", p2, err, p)
+	}
+	if d := time.Since(began); d > 5*time.Millisecond {
+		t.Errorf("second Interpreter() took %v, want the cached answer", d)
+	}
+}
+
+func TestResolveInterpreterErrors(t *testing.T) {
+	if _, err := resolveInterpreter("no-such-python-xyz"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("missing interpreter: err = %v", err)
+	}
+	// An "interpreter" that is too old.
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "oldpython")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho /usr/bin/oldpython\necho 3.8\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolveInterpreter(fake); err == nil || !strings.Contains(err.Error(), "3.9 or later") {
+		t.Errorf("old interpreter: err = %v", err)
+	}
+	for _, v := range []string{"3.9", "3.13"} {
+		ok := filepath.Join(dir, "py"+v)
+		if err := os.WriteFile(ok, []byte("#!/bin/sh\necho /opt/py/bin/python3\necho "+v+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := resolveInterpreter(ok); err != nil || p != "/opt/py/bin/python3" {
+			t.Errorf("python %s: %q, %v", v, p, err)
+		}
+	}
+}
