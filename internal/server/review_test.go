@@ -182,3 +182,33 @@ func TestDeleteThenRecreate(t *testing.T) {
 		}
 	}
 }
+
+// A runtime that stops reading (busy after its answer) cannot hold an
+// invocation past its timeout, even one whose event fills the socket.
+func TestUnreadEventTimesOut(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: spinner\nruntime: nodejs\nhandler: index.handler\ntimeout: 2s\nscale:\n  max: 1\n",
+		"index.js": `exports.handler = async (e) => {
+			if (e.rawPath === "/spin") setTimeout(() => { const end = Date.now() + 30000; while (Date.now() < end) {} }, 10);
+			return {statusCode: 200, body: "ok"};
+		};`,
+	})
+	if status, _, _ := s.Do("GET", "/fn/spinner/spin", nil, nil); status != 200 {
+		t.Fatalf("spin: %d", status)
+	}
+	time.Sleep(100 * time.Millisecond)
+	big := strings.Repeat("x", 1<<20)
+	start := time.Now()
+	status, _, body := s.Do("POST", "/fn/spinner/", strings.NewReader(big), map[string]string{"Content-Type": "text/plain"})
+	if status != 504 {
+		t.Fatalf("status %d %s", status, body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the timeout took %s (function timeout 2s)", d)
+	}
+	// A fresh instance serves the next call.
+	if status, _, body := s.Do("GET", "/fn/spinner/", nil, nil); status != 200 {
+		t.Errorf("after the timeout: %d %s", status, body)
+	}
+}
