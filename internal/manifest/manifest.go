@@ -18,8 +18,8 @@ import (
 // FileName is the name of the manifest file at the root of a function folder.
 const FileName = "tern.yaml"
 
-// Runtimes lists the runtimes this build knows. Today: "nodejs".
-var Runtimes = []string{"nodejs"}
+// Runtimes lists the runtimes this build knows.
+var Runtimes = []string{"nodejs", "python"}
 
 // Defaults applied by ApplyDefaults to fields that are zero.
 const (
