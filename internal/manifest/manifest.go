@@ -19,7 +19,7 @@ import (
 const FileName = "tern.yaml"
 
 // Runtimes lists the runtimes this build knows.
-var Runtimes = []string{"nodejs", "python"}
+var Runtimes = []string{"nodejs", "python", "provided"}
 
 // Defaults applied by ApplyDefaults to fields that are zero.
 const (
@@ -356,6 +356,9 @@ func (m *Manifest) ApplyDefaults() {
 	if m.Concurrency == 0 {
 		m.Concurrency = DefaultConc
 	}
+	if m.Handler == "" && m.Runtime == "provided" {
+		m.Handler = "bootstrap" // as on Lambda, the executable reads it if it wants
+	}
 	if m.Timeout == 0 {
 		m.Timeout = DefaultTimeout
 	}
@@ -403,6 +406,8 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Concurrency < 1 || m.Concurrency > MaxConc {
 		add("concurrency", "must be between 1 and %d invocations per instance (got %d)", MaxConc, m.Concurrency)
+	} else if m.Concurrency > 1 && m.Runtime == "provided" {
+		add("concurrency", "must be 1 for runtime provided: a Lambda runtime client takes one invocation at a time")
 	}
 	if m.Timeout < MinTimeout || m.Timeout > MaxTimeout {
 		add("timeout", "must be between %s and %s (got %s)", MinTimeout, MaxTimeout, m.Timeout)
@@ -457,7 +462,13 @@ func (m *Manifest) Validate() error {
 // name that may be dotted to reach a nested export ("index.api.handler").
 // As on Lambda, the module path ends at the first '.' after the last '/'.
 func checkHandler(runtime, handler string) string {
-	_ = runtime // all runtimes share the Node.js form for now
+	if runtime == "provided" {
+		// The package's own bootstrap reads _HANDLER as it likes.
+		if strings.ContainsRune(handler, 0) {
+			return "must not contain NUL"
+		}
+		return ""
+	}
 	const form = `must be of the form "path/to/file.export"`
 	if strings.Contains(handler, `\`) {
 		return "must not contain backslashes; separate directories with '/'"

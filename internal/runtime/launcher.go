@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -257,6 +258,9 @@ func alive(i *Instance) bool {
 // The instance comes from the runtime's pool when one is there: then the
 // cold start costs loading the handler, not starting the interpreter.
 func (l *Launcher) Start(ctx context.Context, spec Spec) (*Instance, error) {
+	if spec.Runtime == "provided" {
+		return l.startProvided(ctx, spec)
+	}
 	k := l.kinds[spec.Runtime]
 	if k == nil {
 		return nil, fmt.Errorf("%w: unknown runtime %q", ErrUnavailable, spec.Runtime)
@@ -288,4 +292,27 @@ func (l *Launcher) Start(ctx context.Context, spec Spec) (*Instance, error) {
 		}
 		// The pooled process failed for its own reasons: try again.
 	}
+}
+
+// startProvided starts the package's own executable, bootstrap, as on
+// Lambda's provided runtimes: it speaks the HTTP Runtime API, and is ready
+// when it first asks for an event. There is no pool: the program is the
+// function's own.
+func (l *Launcher) startProvided(ctx context.Context, spec Spec) (*Instance, error) {
+	begin := time.Now()
+	path := filepath.Join(spec.CodeDir, "bootstrap")
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		msg := "the package has no executable file named bootstrap at its root"
+		return nil, &InitError{FunctionError: FunctionError{Type: "Runtime.InvalidEntrypoint", Body: errorBody("Runtime.InvalidEntrypoint", msg)}}
+	}
+	spec.Concurrency = 1
+	inst, err := launch(l, &spec, path, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := inst.waitReady(ctx, begin); err != nil {
+		inst.Stop()
+		return nil, err
+	}
+	return inst, nil
 }

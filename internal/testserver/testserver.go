@@ -182,3 +182,15 @@ func CodeObjects(s *server.Server) error {
 	}
 	return nil
 }
+
+// DeployDir builds and uploads the function folder dir.
+func (s *Server) DeployDir(dir string) {
+	s.t.Helper()
+	var buf bytes.Buffer
+	if _, err := archive.Build(dir, &buf); err != nil {
+		s.t.Fatalf("build package: %v", err)
+	}
+	if _, err := s.Client.Deploy(context.Background(), &buf); err != nil {
+		s.t.Fatalf("deploy: %v", err)
+	}
+}
