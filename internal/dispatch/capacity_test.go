@@ -205,7 +205,11 @@ func TestReservedNewVersionEvictsOldIdle(t *testing.T) {
 	f := newFleet()
 	d := newDispatcher(t, Config{MaxQueueWait: 2 * time.Second}, f)
 	d.Start()
-	res := func(m *manifest.Manifest) { m.Scale.Max = 10; m.Scale.Reserved = 2; m.Scale.Idle = manifest.Duration(time.Hour) }
+	res := func(m *manifest.Manifest) {
+		m.Scale.Max = 10
+		m.Scale.Reserved = 2
+		m.Scale.Idle = manifest.Duration(time.Hour)
+	}
 	v1 := version("r", 1, res)
 	makeIdle(t, d, f, v1, 2)
 	v2 := version("r", 2, res)
