@@ -76,6 +76,7 @@ func (e *env) root() *cobra.Command {
 	pf.StringVar(&e.token, "token", os.Getenv("TERN_TOKEN"), "API token (env TERN_TOKEN; default: the local server's admin token)")
 	root.AddCommand(
 		e.serveCmd(),
+		e.initCmd(),
 		e.deployCmd(),
 		e.invokeCmd(),
 		e.lsCmd(),

@@ -51,6 +51,9 @@ type Manifest struct {
 	Runtime string `yaml:"runtime" json:"runtime"`
 	Handler string `yaml:"handler" json:"handler"`
 	Memory  int    `yaml:"memory" json:"memory"` // MB
+	// Style is how a nodejs handler is called: "lambda" (event, context),
+	// the default, or "http" (req, res) as Express-style handlers are.
+	Style string `yaml:"style" json:"style,omitempty"`
 	// Concurrency is how many invocations one instance runs at once
 	// (default 1, as Lambda; an async Node.js handler can overlap more).
 	Concurrency int               `yaml:"concurrency" json:"concurrency"`
@@ -179,6 +182,7 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 		"handler":     stringField(&m.Handler),
 		"memory":      intField(&m.Memory),
 		"concurrency": intField(&m.Concurrency),
+		"style":       stringField(&m.Style),
 		"timeout":     durationField(&m.Timeout),
 		"environment": func(v *yaml.Node, field string) error { return decodeEnv(v, field, &m.Environment) },
 		"scale": func(v *yaml.Node, field string) error {
@@ -403,6 +407,15 @@ func (m *Manifest) Validate() error {
 
 	if m.Memory < MinMemory || m.Memory > MaxMemory {
 		add("memory", "must be between %d and %d MB (got %d)", MinMemory, MaxMemory, m.Memory)
+	}
+	switch m.Style {
+	case "", "lambda":
+	case "http":
+		if m.Runtime != "nodejs" {
+			add("style", "http handlers (req, res) are for runtime nodejs")
+		}
+	default:
+		add("style", "unknown style %q (want lambda or http)", m.Style)
 	}
 	if m.Concurrency < 1 || m.Concurrency > MaxConc {
 		add("concurrency", "must be between 1 and %d invocations per instance (got %d)", MaxConc, m.Concurrency)

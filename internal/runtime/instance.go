@@ -220,6 +220,9 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	hdr = appendJSONString(hdr, spec.Handler)
 	hdr = append(hdr, `,"taskRoot":`...)
 	hdr = appendJSONString(hdr, spec.CodeDir)
+	if spec.Style == "http" {
+		hdr = append(hdr, `,"style":"http"`...)
+	}
 	if spec.Concurrency > 1 {
 		hdr = append(hdr, `,"concurrency":`...)
 		hdr = strconv.AppendInt(hdr, int64(spec.Concurrency), 10)

@@ -33,6 +33,8 @@ type Spec struct {
 	Handler  string
 	CodeDir  string
 	MemoryMB int
+	// Style is "http" for Express-style (req, res) nodejs handlers.
+	Style string
 	// Concurrency is how many invocations the instance runs at once
 	// (framed runtimes only; 1 otherwise).
 	Concurrency int

@@ -37,6 +37,7 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 		CodeDir:     dir,
 		MemoryMB:    m.Memory,
 		Concurrency: m.Concurrency,
+		Style:       m.Style,
 		Timeout:     m.Timeout.D(),
 		Env:         m.Environment,
 	})
