@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ternhq/tern/internal/apierror"
 	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/gateway"
 	"github.com/ternhq/tern/internal/logs"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
@@ -35,7 +37,7 @@ type Registry interface {
 
 // Dispatcher is what the API needs of the dispatcher.
 type Dispatcher interface {
-	Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*dispatch.Outcome, error)
+	InvokeRequest(ctx context.Context, v *registry.Version, req *dispatch.Request) (*dispatch.Outcome, error)
 	Stop(name string)
 	Stats() []dispatch.Stats
 	Counts(name string) dispatch.Counts
@@ -242,9 +244,17 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) error {
 	if !json.Valid(payload) {
 		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "the event is not valid JSON")
 	}
-	rid := runtime.NewRequestID()
-	w.Header().Set("X-Tern-Request-Id", rid)
-	out, err := a.disp.Invoke(r.Context(), v, rid, payload)
+	req := &dispatch.Request{RequestID: runtime.NewRequestID(), Payload: payload, TraceID: gateway.TraceHeader(r)}
+	// Lambda's Invoke API passes a client context as base64 JSON.
+	if cc := r.Header.Get("X-Amz-Client-Context"); cc != "" {
+		b, err := base64.StdEncoding.DecodeString(cc)
+		if err != nil || !json.Valid(b) || len(b) > 3583 {
+			return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "X-Amz-Client-Context: want base64-encoded JSON of at most 3583 bytes")
+		}
+		req.ClientContext = string(b)
+	}
+	w.Header().Set("X-Tern-Request-Id", req.RequestID)
+	out, err := a.disp.InvokeRequest(r.Context(), v, req)
 	if err != nil {
 		return err
 	}

@@ -146,14 +146,28 @@ func (d *Dispatcher) Start() {
 // *runtime.InitError, runtime.ErrTimeout, runtime.ErrCrashed and context
 // errors.
 func (d *Dispatcher) Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*Outcome, error) {
-	p, out, err := d.invoke(ctx, v, requestID, payload)
+	return d.InvokeRequest(ctx, v, &Request{RequestID: requestID, Payload: payload})
+}
+
+// Request is one invocation as callers describe it.
+type Request struct {
+	RequestID       string
+	Payload         []byte
+	TraceID         string // empty: a new one
+	ClientContext   string // JSON text, optional
+	CognitoIdentity string // JSON text, optional
+}
+
+// InvokeRequest is Invoke with every field of a request.
+func (d *Dispatcher) InvokeRequest(ctx context.Context, v *registry.Version, req *Request) (*Outcome, error) {
+	p, out, err := d.invoke(ctx, v, req)
 	if p != nil {
 		p.ctr.record(out, err)
 	}
 	return out, err
 }
 
-func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*pool, *Outcome, error) {
+func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, req *Request) (*pool, *Outcome, error) {
 	timeout := v.Manifest.Timeout.D()
 	wait := min(d.cfg.MaxQueueWait, timeout)
 	for attempt := 1; ; attempt++ {
@@ -161,7 +175,8 @@ func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, requestID 
 		if err != nil {
 			return p, nil, err
 		}
-		inv := &runtime.Invocation{RequestID: requestID, Payload: payload, Deadline: time.Now().Add(timeout)}
+		inv := &runtime.Invocation{RequestID: req.RequestID, Payload: req.Payload, Deadline: time.Now().Add(timeout),
+			TraceID: req.TraceID, ClientContext: req.ClientContext, CognitoIdentity: req.CognitoIdentity}
 		res, err := s.inst.Invoke(ctx, inv, cold)
 		out := &Outcome{Result: res, Cold: cold, Instance: s.inst.ID()}
 		if cold {

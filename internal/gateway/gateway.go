@@ -22,7 +22,7 @@ type Functions interface {
 
 // Invoker runs an invocation.
 type Invoker interface {
-	Invoke(ctx context.Context, v *registry.Version, requestID string, payload []byte) (*dispatch.Outcome, error)
+	InvokeRequest(ctx context.Context, v *registry.Version, req *dispatch.Request) (*dispatch.Outcome, error)
 }
 
 var (
@@ -84,7 +84,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 	if err != nil {
 		return err
 	}
-	out, err := g.inv.Invoke(r.Context(), v, rid, payload)
+	out, err := g.inv.InvokeRequest(r.Context(), v, &dispatch.Request{RequestID: rid, Payload: payload, TraceID: TraceHeader(r)})
 	if err != nil {
 		return err
 	}
@@ -101,6 +101,21 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 		g.log.Debug("gateway: writing response", "request_id", rid, "err", err)
 	}
 	return nil
+}
+
+// TraceHeader returns the caller's X-Amzn-Trace-Id when it is in the X-Ray
+// form Lambda passes on, else "" (Tern then starts a trace).
+func TraceHeader(r *http.Request) string {
+	t := r.Header.Get("X-Amzn-Trace-Id")
+	if !strings.HasPrefix(t, "Root=") || len(t) > 256 {
+		return ""
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c < 0x21 || c > 0x7e {
+			return ""
+		}
+	}
+	return t
 }
 
 // rawPath strips "/fn/<name>[@<qualifier>]" from an escaped request path.

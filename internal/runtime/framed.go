@@ -57,6 +57,14 @@ func (i *Instance) sendInvoke(inv *Invocation) error {
 		h = append(h, `,"trace":`...)
 		h = appendJSONString(h, inv.TraceID)
 	}
+	if inv.ClientContext != "" {
+		h = append(h, `,"clientContext":`...)
+		h = appendJSONString(h, inv.ClientContext)
+	}
+	if inv.CognitoIdentity != "" {
+		h = append(h, `,"identity":`...)
+		h = appendJSONString(h, inv.CognitoIdentity)
+	}
 	h = append(h, '}')
 	return i.writeFrame(frameInvoke, h, inv.Payload, inv.Deadline)
 }

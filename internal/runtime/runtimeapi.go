@@ -57,6 +57,12 @@ func (i *Instance) handleNext(w http.ResponseWriter, r *http.Request) {
 		if c.inv.TraceID != "" {
 			h["Lambda-Runtime-Trace-Id"] = []string{c.inv.TraceID}
 		}
+		if c.inv.ClientContext != "" {
+			h["Lambda-Runtime-Client-Context"] = []string{c.inv.ClientContext}
+		}
+		if c.inv.CognitoIdentity != "" {
+			h["Lambda-Runtime-Cognito-Identity"] = []string{c.inv.CognitoIdentity}
+		}
 		h["Content-Length"] = []string{strconv.Itoa(len(c.inv.Payload))}
 		_, _ = w.Write(c.inv.Payload)
 	case <-r.Context().Done():

@@ -48,6 +48,11 @@ type Invocation struct {
 	Payload   []byte
 	Deadline  time.Time
 	TraceID   string
+	// ClientContext and CognitoIdentity are JSON text passed to the
+	// function as Lambda does (Lambda-Runtime-Client-Context, ...); empty
+	// when the caller gave none.
+	ClientContext   string
+	CognitoIdentity string
 }
 
 // Result is what the function answered. Exactly one of Payload (success) or

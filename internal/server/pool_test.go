@@ -101,7 +101,7 @@ func TestPoolServesColdStartsInIsolation(t *testing.T) {
 		t.Errorf("fb sees fa's variable: %q", *b.SecretA)
 	}
 	// The pool refills.
-	testserver.Eventually(t, 10*time.Second, "the pool to refill", func() bool { return s.Pooled() == 2 })
+	testserver.Eventually(t, 10*time.Second, "the pool to refill", func() bool { return s.PoolSizes()["nodejs"] == 2 })
 }
 
 // With the pool off, cold starts start node themselves and still work.

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -83,6 +84,24 @@ func TestProvidedAWSLambdaGo(t *testing.T) {
 	var e struct{ ErrorType, ErrorMessage string }
 	if status != 502 || json.Unmarshal(body, &e) != nil || e.ErrorMessage != "asked to fail" || e.ErrorType == "" {
 		t.Errorf("error: %d %s", status, body)
+	}
+	// A client context (Lambda's Invoke API: base64 JSON) and a caller's
+	// trace header reach the function.
+	cc := base64.StdEncoding.EncodeToString([]byte(`{"custom":{"tenant":"t1"}}`))
+	status, _, body = s.Do("POST", "/v1/functions/goecho/invoke", strings.NewReader(`{"rawPath":"/cc"}`), map[string]string{
+		"Authorization": "Bearer " + s.Token(), "X-Amz-Client-Context": cc, "X-Amzn-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"})
+	var res struct{ Body string }
+	var echoed struct {
+		Custom map[string]string
+		Trace  string
+	}
+	if status != 200 || json.Unmarshal(body, &res) != nil || json.Unmarshal([]byte(res.Body), &echoed) != nil ||
+		echoed.Custom["tenant"] != "t1" || echoed.Trace != "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1" {
+		t.Errorf("client context and trace: %d %s", status, body)
+	}
+	if status, _, _ := s.Do("POST", "/v1/functions/goecho/invoke", strings.NewReader(`{}`), map[string]string{
+		"Authorization": "Bearer " + s.Token(), "X-Amz-Client-Context": "not base64!"}); status != 400 {
+		t.Errorf("bad client context: %d", status)
 	}
 	// Warm: the same process serves again.
 	for range 5 {

@@ -190,6 +190,9 @@ func (s *Server) URL() string { return "http://" + s.Addr() }
 // Pooled is how many generic instances wait in the runtime pools.
 func (s *Server) Pooled() int { return s.launcher.Pooled() }
 
+// PoolSizes is how many generic instances wait per runtime.
+func (s *Server) PoolSizes() map[string]int { return s.launcher.PoolSizes() }
+
 // Token is the admin token.
 func (s *Server) Token() string { return s.token }
 

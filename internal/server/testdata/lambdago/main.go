@@ -29,6 +29,7 @@ func echo(ctx context.Context, req events.LambdaFunctionURLRequest) (events.Lamb
 		"function":    lambdacontext.FunctionName,
 		"hasDeadline": !deadline.IsZero(),
 		"trace":       os.Getenv("_X_AMZN_TRACE_ID"),
+		"custom":      lc.ClientContext.Custom,
 	})
 	return events.LambdaFunctionURLResponse{StatusCode: 200, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(body)}, nil
 }
