@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,5 +112,25 @@ func TestFatalErrorWithConcurrency(t *testing.T) {
 		if len(bad) > 0 {
 			t.Errorf("round %d: %d answers neither ok nor Runtime.ExitError: %v", round, len(bad), bad)
 		}
+	}
+}
+
+// An Express-style handler (style: http) answers through /fn with req/res.
+func TestExpressStyleHandler(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: exp\nruntime: nodejs\nhandler: index.handler\nstyle: http\n",
+		"index.js": `module.exports = (req, res) => {
+			if (req.path === "/none") return;
+			res.status(201).set("X-Seen", req.method + " " + req.url).json({ body: req.body, q: req.query });
+		};`,
+	})
+	status, h, body := s.Do("POST", "/fn/exp/items?x=1", strings.NewReader(`{"a":1}`), map[string]string{"Content-Type": "application/json"})
+	if status != 201 || h.Get("X-Seen") != "POST /items?x=1" || string(body) != `{"body":{"a":1},"q":{"x":"1"}}` {
+		t.Fatalf("%d %v %s", status, h, body)
+	}
+	status, _, body = s.Do("GET", "/fn/exp/none", nil, nil)
+	if status != 502 || !strings.Contains(string(body), "Runtime.NoResponse") {
+		t.Fatalf("no response: %d %s", status, body)
 	}
 }

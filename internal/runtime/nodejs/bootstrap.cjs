@@ -195,6 +195,8 @@ function classifyLoadError(err) {
 async function loadHandler(name, taskRoot) {
   if (!name) throw new InitFailure('Runtime.MalformedHandlerName', 'Bad handler: _HANDLER is not set');
   const slash = name.lastIndexOf('/');
+  // An HTTP-style handler may name just the module: its default export.
+  if (httpStyle && name.indexOf('.', slash + 1) === -1) name += '.default';
   const dot = name.indexOf('.', slash + 1);
   if (dot <= slash + 1 || dot === name.length - 1) {
     throw new InitFailure('Runtime.MalformedHandlerName', "Bad handler '" + name + "': expected <module>.<export>");
@@ -247,6 +249,13 @@ async function loadHandler(name, taskRoot) {
       const alt = lookup(def, parts);
       if (alt !== undefined) fn = alt;
     }
+  }
+  // HTTP style: module.exports = fn (CommonJS, or the default export of an
+  // ES module namespace) is the handler for "<module>.default" and, when the
+  // function has no such property, "<module>.handler".
+  if (httpStyle && typeof fn !== 'function' && parts.length === 1 && (parts[0] === 'default' || parts[0] === 'handler')) {
+    const whole = typeof exportsRoot === 'function' ? exportsRoot : esm && exportsRoot !== null ? exportsRoot.default : undefined;
+    if (typeof whole === 'function' && (fn === undefined || fn === null)) fn = whole;
   }
   if (fn === undefined || fn === null) {
     throw new InitFailure('Runtime.HandlerNotFound', name + ' is undefined or not exported');
@@ -302,6 +311,9 @@ let currentId = '';
 let waitingIsError = false;
 let waitingValue;
 let exitAfterPost = false;
+// Handler style (framed SPECIALIZE "style"): false for Lambda's
+// handler(event, context, callback), true for Express-style handler(req, res).
+let httpStyle = false;
 
 // Concurrent invocations (framed, concurrency > 1). Each is a record
 // {id, idJSON, done}: done once answered. inflight maps the request ids of
@@ -517,11 +529,316 @@ function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
 
   const settle = (isError, value) => complete(gen, isError, value, false);
   const context = newContext(id, deadline, arn, clientContext, identity, settle);
+  if (httpStyle) {
+    callHttpHandler(event, context, settle);
+    return;
+  }
   const callback = (err, result) => {
     if (err !== undefined && err !== null) complete(gen, true, err, context.callbackWaitsForEmptyEventLoop);
     else complete(gen, false, result, context.callbackWaitsForEmptyEventLoop);
   };
   callHandler(event, context, callback, settle);
+}
+
+// ---------------------------------------------------------------------------
+// Express-style handlers (SPECIALIZE "style": "http"): handler(req, res).
+// The event is a Lambda function URL request (payload 2.0); req is built from
+// it, and ending res answers the invocation with a function URL result
+// {"statusCode","headers","cookies","body","isBase64Encoded"}.
+
+const { isUtf8 } = require('node:buffer');
+
+const JSON_TYPE = /^application\/(?:[^;\s]*\+)?json\s*(?:;|$)/i;
+const TEXT_TYPE = /^(?:text\/|application\/(?:[^;\s]*\+)?(?:json|xml)\s*(?:;|$)|application\/(?:javascript|ecmascript|x-www-form-urlencoded|graphql)\s*(?:;|$))|;\s*charset=/i;
+
+function noResponse() {
+  return { errorType: 'Runtime.NoResponse', errorMessage: 'the handler returned without sending a response', stackTrace: [] };
+}
+
+function headersSentError() {
+  const err = new Error('Cannot set headers after they are sent to the client');
+  err.code = 'ERR_HTTP_HEADERS_SENT';
+  return err;
+}
+
+// callHttpHandler calls the HTTP-style handler for event. settle(false,
+// result) when res ends; settle(true, err) on a throw or a rejected promise.
+// A handler that is done without ending res is left running: res may still
+// end later (with concurrency 1 an empty event loop then answers
+// Runtime.NoResponse, see 'beforeExit').
+function callHttpHandler(event, context, settle) {
+  let req;
+  try {
+    req = buildRequest(event, context);
+  } catch (err) {
+    settle(true, err);
+    return;
+  }
+  const res = newResponse((result) => settle(false, result));
+  let returned;
+  try {
+    returned = handler(req, res);
+  } catch (err) {
+    settle(true, err);
+    return;
+  }
+  if (returned !== null && (typeof returned === 'object' || typeof returned === 'function')) {
+    try {
+      const then = returned.then;
+      if (typeof then === 'function') then.call(returned, undefined, (err) => settle(true, err));
+    } catch (err) {
+      settle(true, err);
+    }
+  }
+}
+
+function objectOr(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : null;
+}
+
+// buildRequest builds req from a function URL event.
+function buildRequest(event, context) {
+  const ev = objectOr(event) || {};
+  const rc = objectOr(ev.requestContext) || {};
+  const http = objectOr(rc.http) || {};
+  const rawPath = typeof ev.rawPath === 'string' && ev.rawPath !== '' ? ev.rawPath : typeof http.path === 'string' && http.path !== '' ? http.path : '/';
+  const rawQuery = typeof ev.rawQueryString === 'string' ? ev.rawQueryString : '';
+
+  const headers = {};
+  const h = objectOr(ev.headers);
+  if (h !== null) {
+    for (const name of Object.keys(h)) {
+      const value = h[name];
+      if (value !== undefined && value !== null) headers[name.toLowerCase()] = String(value);
+    }
+  }
+  if (Array.isArray(ev.cookies) && ev.cookies.length !== 0) headers.cookie = ev.cookies.join('; ');
+
+  let raw;
+  if (typeof ev.body === 'string') raw = Buffer.from(ev.body, ev.isBase64Encoded === true ? 'base64' : 'utf8');
+  else raw = Buffer.alloc(0);
+  let body = raw;
+  const type = headers['content-type'];
+  if (type !== undefined && JSON_TYPE.test(type)) {
+    // Not JSON after all: body stays the Buffer.
+    if (raw.length === 0) body = {};
+    else {
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        body = raw;
+      }
+    }
+  }
+
+  const q = objectOr(ev.queryStringParameters);
+  const method = typeof http.method === 'string' && http.method !== '' ? http.method.toUpperCase() : 'GET';
+  const url = rawPath + (rawQuery !== '' ? '?' + rawQuery : '');
+  const get = (name) => {
+    const key = String(name).toLowerCase();
+    if (key === 'referer' || key === 'referrer') return headers.referer !== undefined ? headers.referer : headers.referrer;
+    return headers[key];
+  };
+  return {
+    method,
+    url,
+    originalUrl: url,
+    path: rawPath,
+    query: q !== null ? Object.assign({}, q) : {},
+    headers,
+    body,
+    rawBody: raw,
+    ip: typeof http.sourceIp === 'string' ? http.sourceIp : undefined,
+    get,
+    header: get,
+    event,
+    context,
+  };
+}
+
+function isBytes(value) {
+  return value instanceof Uint8Array;
+}
+
+function toBuffer(value) {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+// newResponse returns res; onEnd(result) gets the function URL result when it
+// ends, once.
+function newResponse(onEnd) {
+  const fields = new Map(); // lower-case name -> {name, value}
+  const cookies = [];
+  let chunks = null; // written strings and Buffers
+  let binary = false; // a Buffer was written
+
+  function setField(name, value, append) {
+    if (res.headersSent) throw headersSentError();
+    const key = String(name).toLowerCase();
+    if (key === 'set-cookie') {
+      if (Array.isArray(value)) for (const v of value) cookies.push(String(v));
+      else cookies.push(String(value));
+      return;
+    }
+    const v = Array.isArray(value) ? value.map(String) : String(value);
+    const old = fields.get(key);
+    if (append && old !== undefined) {
+      fields.set(key, { name: old.name, value: [].concat(old.value, v) });
+    } else {
+      fields.set(key, { name: String(name), value: v });
+    }
+  }
+
+  function write(chunk, encoding) {
+    if (chunk === undefined || chunk === null) return;
+    let piece;
+    if (typeof chunk === 'string') {
+      if (typeof encoding === 'string' && encoding !== 'utf8' && encoding !== 'utf-8') {
+        piece = Buffer.from(chunk, encoding);
+        binary = true;
+      } else {
+        piece = chunk;
+      }
+    } else if (isBytes(chunk)) {
+      piece = toBuffer(chunk);
+      binary = true;
+    } else {
+      piece = String(chunk);
+    }
+    if (chunks === null) chunks = [piece];
+    else chunks.push(piece);
+  }
+
+  function result() {
+    const headers = {};
+    for (const [key, f] of fields) headers[key] = Array.isArray(f.value) ? f.value.join(',') : f.value;
+    let body = '';
+    let isBase64Encoded = false;
+    if (chunks !== null) {
+      if (!binary) {
+        body = chunks.join('');
+      } else {
+        const buf = Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : c)));
+        const type = headers['content-type'];
+        if (type !== undefined && TEXT_TYPE.test(type) && isUtf8(buf)) {
+          body = buf.toString('utf8');
+        } else {
+          body = buf.toString('base64');
+          isBase64Encoded = true;
+        }
+      }
+    }
+    return { statusCode: res.statusCode, headers, cookies: cookies.slice(), body, isBase64Encoded };
+  }
+
+  const res = {
+    statusCode: 200,
+    headersSent: false,
+    finished: false,
+    writableEnded: false,
+    locals: {},
+    status(code) {
+      res.statusCode = Number(code);
+      return res;
+    },
+    sendStatus(code) {
+      res.statusCode = code;
+      return res.send(String(code));
+    },
+    set(name, value) {
+      if (name !== null && typeof name === 'object') {
+        for (const key of Object.keys(name)) setField(key, name[key], false);
+      } else {
+        setField(name, value, false);
+      }
+      return res;
+    },
+    header(name, value) {
+      return res.set(name, value);
+    },
+    setHeader(name, value) {
+      setField(name, value, false);
+      return res;
+    },
+    append(name, value) {
+      setField(name, value, true);
+      return res;
+    },
+    appendHeader(name, value) {
+      setField(name, value, true);
+      return res;
+    },
+    getHeader(name) {
+      const key = String(name).toLowerCase();
+      if (key === 'set-cookie') return cookies.length === 0 ? undefined : cookies.slice();
+      const f = fields.get(key);
+      return f === undefined ? undefined : f.value;
+    },
+    get(name) {
+      return res.getHeader(name);
+    },
+    hasHeader(name) {
+      return res.getHeader(name) !== undefined;
+    },
+    removeHeader(name) {
+      if (res.headersSent) throw headersSentError();
+      const key = String(name).toLowerCase();
+      if (key === 'set-cookie') cookies.length = 0;
+      else fields.delete(key);
+    },
+    getHeaders() {
+      const out = {};
+      for (const [key, f] of fields) out[key] = f.value;
+      if (cookies.length !== 0) out['set-cookie'] = cookies.slice();
+      return out;
+    },
+    type(value) {
+      return res.set('Content-Type', String(value).indexOf('/') === -1 ? 'text/' + value : value);
+    },
+    write(chunk, encoding) {
+      if (res.finished) return false;
+      write(chunk, encoding);
+      return true;
+    },
+    json(value) {
+      if (res.finished) return res;
+      if (!fields.has('content-type')) setField('Content-Type', 'application/json', false);
+      const text = JSON.stringify(value);
+      return res.end(text === undefined ? '' : text);
+    },
+    send(body) {
+      if (res.finished) return res;
+      if (body === undefined || body === null) return res.end();
+      if (typeof body === 'string') {
+        if (!fields.has('content-type')) setField('Content-Type', 'text/html; charset=utf-8', false);
+        return res.end(body);
+      }
+      if (isBytes(body)) {
+        if (!fields.has('content-type')) setField('Content-Type', 'application/octet-stream', false);
+        return res.end(body);
+      }
+      return res.json(body);
+    },
+    end(chunk, encoding, cb) {
+      if (typeof chunk === 'function') {
+        cb = chunk;
+        chunk = undefined;
+      } else if (typeof encoding === 'function') {
+        cb = encoding;
+        encoding = undefined;
+      }
+      if (res.finished) return res;
+      write(chunk, encoding);
+      const out = result();
+      res.headersSent = true;
+      res.finished = true;
+      res.writableEnded = true;
+      onEnd(out);
+      if (typeof cb === 'function') process.nextTick(cb);
+      return res;
+    },
+  };
+  return res;
 }
 
 // ---------------------------------------------------------------------------
@@ -566,6 +883,10 @@ function runConcurrent(inv, eventText, deadline, arn, clientContext, identity) {
   }
   const settle = (isError, value) => settleConcurrent(inv, isError, value);
   const context = newContext(inv.id, deadline, arn, clientContext, identity, settle);
+  if (httpStyle) {
+    callHttpHandler(event, context, settle);
+    return;
+  }
   const callback = (err, result) => {
     if (err !== undefined && err !== null) settleConcurrent(inv, true, err);
     else settleConcurrent(inv, false, result);
@@ -952,6 +1273,11 @@ function framedTransport(fdText) {
         protocolError('SPECIALIZE concurrency must be an integer >= 1, got ' + JSON.stringify(n));
       }
       if (typeof n === 'number') setConcurrency(n);
+      const style = h.style;
+      if (style !== undefined && style !== null && style !== 'lambda' && style !== 'http') {
+        protocolError('SPECIALIZE style must be "lambda" or "http", got ' + JSON.stringify(style));
+      }
+      httpStyle = style === 'http';
       specialized = true;
       busy = true;
       socket.unref();
@@ -1029,7 +1355,11 @@ function framedTransport(fdText) {
 // makes the loop busy again, so the process keeps running.
 process.on('beforeExit', () => {
   if (state === WAITING) finish(waitingIsError, waitingValue);
-  else if (state === RUNNING) finish(false, undefined);
+  else if (state === RUNNING) {
+    // An HTTP-style handler that is done without sending a response failed.
+    if (httpStyle) postInvocationError(noResponse(), 'Invoke Error');
+    else finish(false, undefined);
+  }
 });
 
 function onFatal(err, rejection) {

@@ -25,8 +25,9 @@
 //
 // The process starts generic, in whatever directory and environment Tern
 // gives it, and waits, possibly for long, for SPECIALIZE (1) with header
-// {"handler", "taskRoot", "env", "concurrency"?} (concurrency: see
-// Concurrency below; absent or null means 1). It then deletes every
+// {"handler", "taskRoot", "env", "concurrency"?, "style"?} (concurrency: see
+// Concurrency below; absent or null means 1; style: "lambda", the default,
+// or "http", see Express-style handlers below). It then deletes every
 // environment variable, TERN_RUNTIME_FD included, sets those of env, changes
 // directory to taskRoot (a failure is an init error), loads handler from
 // taskRoot as described under Init, and writes READY (2, header {}), or
@@ -48,8 +49,9 @@
 // still completes a callback invocation as below. A frame shorter than its
 // fixed fields, a header longer than its frame, a header that is not a JSON
 // object, an unknown or runtime-to-Tern type, INVOKE before SPECIALIZE, a
-// second SPECIALIZE, a SPECIALIZE without env or taskRoot or with a
-// concurrency that is not an integer >= 1, an INVOKE without id, and (with
+// second SPECIALIZE, a SPECIALIZE without env or taskRoot, with a
+// concurrency that is not an integer >= 1 or with a style other than
+// "lambda", "http" or null, an INVOKE without id, and (with
 // concurrency above 1) an INVOKE beyond the concurrency or with the id of an
 // invocation in flight are protocol errors: the bootstrap writes a line to
 // stderr and exits with status 1.
@@ -87,6 +89,65 @@
 //     All are ERROR frames with "fatal": true, and the process exits with
 //     status 1 (with none in flight, after writing the error to stderr),
 //     taking no further frame.
+//
+// # Express-style handlers
+//
+// With "style": "http" (framed only) the handler is called as
+// handler(req, res), as in Express, instead of handler(event, context,
+// callback). The handler name is resolved as usual, plus: a name without an
+// export ("index") means "index.default", and when "<module>.default" or
+// "<module>.handler" is not found but the module itself is a function
+// (module.exports = fn, or the default export of an ES module), that function
+// is the handler.
+//
+// The event of each invocation is a Lambda function URL event (payload 2.0),
+// from which req is built:
+//
+//   - method (requestContext.http.method, upper case), url (rawPath, plus
+//     "?" and rawQueryString when not empty), originalUrl (the same), path
+//     (rawPath), query (a copy of queryStringParameters, {} if none), ip
+//     (requestContext.http.sourceIp);
+//   - headers: the event's headers with lower-case names, and "cookie" set
+//     to the cookies joined with "; " when there are any; get(name) and
+//     header(name) read them case-insensitively;
+//   - body: a Buffer of the raw body (base64-decoded when isBase64Encoded;
+//     empty when there is none), replaced by the parsed value when the
+//     content type is JSON (application/json or a +json type; {} for an
+//     empty body; the Buffer when it does not parse); rawBody is always the
+//     Buffer;
+//   - event and context: the event and the Lambda context object.
+//
+// res collects the status (statusCode, 200 by default; status(code) and
+// sendStatus), the headers (set(name, value) or set(object), header,
+// setHeader, append, appendHeader, getHeader, get, hasHeader, removeHeader,
+// getHeaders, type) and the body (write), and ends with end([body]),
+// send(body) or json(value): send sets the content type when unset,
+// "text/html; charset=utf-8" for a string and "application/octet-stream"
+// for a Buffer (or any Uint8Array), and sends any other non-null value as
+// json does, which sets "application/json" when unset. Set-Cookie values
+// (an array or repeated calls, with any of the setters) accumulate. Setting
+// a header after the end throws ERR_HTTP_HEADERS_SENT; ending again is
+// ignored. headersSent, finished and writableEnded become true at the end.
+//
+// The end answers the invocation (RESPONSE) with a function URL result
+// {"statusCode", "headers", "cookies", "body", "isBase64Encoded"}: headers
+// with lower-case names, multiple values joined with ",", Set-Cookie left
+// out, since its values are the cookies array; body a string, the text
+// written when only strings were, else the bytes as UTF-8 text when the
+// content type is textual (text/*, JSON, XML, JavaScript, form data, or any
+// with a charset) and they are valid UTF-8, else base64 with
+// "isBase64Encoded": true.
+//
+// A synchronous throw or a rejected promise answers an error as for Lambda
+// handlers; the first of a response or an error wins. A handler that
+// returns (or whose promise resolves) without ending res may end it later,
+// from a timer or callback, within Tern's deadline. With concurrency 1, if
+// the event loop becomes empty while res has not ended, the invocation is
+// answered with an error of type Runtime.NoResponse ("the handler returned
+// without sending a response"), where a Lambda handler would succeed with
+// null. With concurrency above 1 there is no such check (other invocations
+// keep the event loop busy): an invocation whose res never ends is never
+// answered, and Tern's deadline ends the instance.
 //
 // # HTTP transport and environment
 //
