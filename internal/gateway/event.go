@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ternhq/tern/internal/jsonstr"
 )
 
 // Values that Lambda function URLs put in fields that only matter for
@@ -297,20 +299,20 @@ func isTextContentType(contentType string) bool {
 // extended buffer. The output is the same as json.Marshal(e) produces.
 func (e *HTTPEvent) AppendJSON(dst []byte) ([]byte, error) {
 	dst = append(dst, `{"version":`...)
-	dst = appendJSONString(dst, e.Version)
+	dst = jsonstr.Append(dst, e.Version)
 	dst = append(dst, `,"routeKey":`...)
-	dst = appendJSONString(dst, e.RouteKey)
+	dst = jsonstr.Append(dst, e.RouteKey)
 	dst = append(dst, `,"rawPath":`...)
-	dst = appendJSONString(dst, e.RawPath)
+	dst = jsonstr.Append(dst, e.RawPath)
 	dst = append(dst, `,"rawQueryString":`...)
-	dst = appendJSONString(dst, e.RawQueryString)
+	dst = jsonstr.Append(dst, e.RawQueryString)
 	if len(e.Cookies) > 0 {
 		dst = append(dst, `,"cookies":[`...)
 		for i, c := range e.Cookies {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, c)
+			dst = jsonstr.Append(dst, c)
 		}
 		dst = append(dst, ']')
 	}
@@ -323,38 +325,38 @@ func (e *HTTPEvent) AppendJSON(dst []byte) ([]byte, error) {
 
 	rc := &e.RequestContext
 	dst = append(dst, `,"requestContext":{"accountId":`...)
-	dst = appendJSONString(dst, rc.AccountID)
+	dst = jsonstr.Append(dst, rc.AccountID)
 	dst = append(dst, `,"apiId":`...)
-	dst = appendJSONString(dst, rc.APIID)
+	dst = jsonstr.Append(dst, rc.APIID)
 	dst = append(dst, `,"domainName":`...)
-	dst = appendJSONString(dst, rc.DomainName)
+	dst = jsonstr.Append(dst, rc.DomainName)
 	dst = append(dst, `,"domainPrefix":`...)
-	dst = appendJSONString(dst, rc.DomainPrefix)
+	dst = jsonstr.Append(dst, rc.DomainPrefix)
 	dst = append(dst, `,"http":{"method":`...)
-	dst = appendJSONString(dst, rc.HTTP.Method)
+	dst = jsonstr.Append(dst, rc.HTTP.Method)
 	dst = append(dst, `,"path":`...)
-	dst = appendJSONString(dst, rc.HTTP.Path)
+	dst = jsonstr.Append(dst, rc.HTTP.Path)
 	dst = append(dst, `,"protocol":`...)
-	dst = appendJSONString(dst, rc.HTTP.Protocol)
+	dst = jsonstr.Append(dst, rc.HTTP.Protocol)
 	dst = append(dst, `,"sourceIp":`...)
-	dst = appendJSONString(dst, rc.HTTP.SourceIP)
+	dst = jsonstr.Append(dst, rc.HTTP.SourceIP)
 	dst = append(dst, `,"userAgent":`...)
-	dst = appendJSONString(dst, rc.HTTP.UserAgent)
+	dst = jsonstr.Append(dst, rc.HTTP.UserAgent)
 	dst = append(dst, `},"requestId":`...)
-	dst = appendJSONString(dst, rc.RequestID)
+	dst = jsonstr.Append(dst, rc.RequestID)
 	dst = append(dst, `,"routeKey":`...)
-	dst = appendJSONString(dst, rc.RouteKey)
+	dst = jsonstr.Append(dst, rc.RouteKey)
 	dst = append(dst, `,"stage":`...)
-	dst = appendJSONString(dst, rc.Stage)
+	dst = jsonstr.Append(dst, rc.Stage)
 	dst = append(dst, `,"time":`...)
-	dst = appendJSONString(dst, rc.Time)
+	dst = jsonstr.Append(dst, rc.Time)
 	dst = append(dst, `,"timeEpoch":`...)
 	dst = strconv.AppendInt(dst, rc.TimeEpoch, 10)
 	dst = append(dst, '}')
 
 	if e.Body != "" {
 		dst = append(dst, `,"body":`...)
-		dst = appendJSONString(dst, e.Body)
+		dst = jsonstr.Append(dst, e.Body)
 	}
 	dst = append(dst, `,"isBase64Encoded":`...)
 	dst = strconv.AppendBool(dst, e.IsBase64Encoded)
@@ -379,66 +381,13 @@ func appendJSONStringMap(dst []byte, m map[string]string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, k)
+		dst = jsonstr.Append(dst, k)
 		dst = append(dst, ':')
-		dst = appendJSONString(dst, m[k])
+		dst = jsonstr.Append(dst, m[k])
 	}
 	return append(dst, '}')
 }
 
-const hexDigits = "0123456789abcdef"
-
 // appendJSONString appends s as a JSON string, escaped the way
 // encoding/json escapes it by default (HTML-safe, invalid UTF-8 replaced
 // by U+FFFD, U+2028 and U+2029 escaped).
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}

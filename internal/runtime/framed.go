@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/ternhq/tern/internal/jsonstr"
 )
 
 // socketPair returns a connected pair of Unix stream sockets: ours as a
@@ -48,22 +50,22 @@ func (i *Instance) writeFrame(typ byte, header, body []byte, deadline time.Time)
 func (i *Instance) sendInvoke(inv *Invocation) error {
 	var b [256]byte
 	h := append(b[:0], `{"id":`...)
-	h = appendJSONString(h, inv.RequestID)
+	h = jsonstr.Append(h, inv.RequestID)
 	h = append(h, `,"deadline":`...)
 	h = strconv.AppendInt(h, inv.Deadline.UnixMilli(), 10)
 	h = append(h, `,"arn":`...)
-	h = appendJSONString(h, i.arn)
+	h = jsonstr.Append(h, i.arn)
 	if inv.TraceID != "" {
 		h = append(h, `,"trace":`...)
-		h = appendJSONString(h, inv.TraceID)
+		h = jsonstr.Append(h, inv.TraceID)
 	}
 	if inv.ClientContext != "" {
 		h = append(h, `,"clientContext":`...)
-		h = appendJSONString(h, inv.ClientContext)
+		h = jsonstr.Append(h, inv.ClientContext)
 	}
 	if inv.CognitoIdentity != "" {
 		h = append(h, `,"identity":`...)
-		h = appendJSONString(h, inv.CognitoIdentity)
+		h = jsonstr.Append(h, inv.CognitoIdentity)
 	}
 	h = append(h, '}')
 	return i.writeFrame(frameInvoke, h, inv.Payload, inv.Deadline)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ternhq/tern/internal/jsonstr"
 	"github.com/ternhq/tern/internal/logs"
 	"github.com/ternhq/tern/internal/sandbox"
 )
@@ -217,9 +218,9 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	envs := i.environ()
 	hdr := make([]byte, 0, 512)
 	hdr = append(hdr, `{"handler":`...)
-	hdr = appendJSONString(hdr, spec.Handler)
+	hdr = jsonstr.Append(hdr, spec.Handler)
 	hdr = append(hdr, `,"taskRoot":`...)
-	hdr = appendJSONString(hdr, spec.CodeDir)
+	hdr = jsonstr.Append(hdr, spec.CodeDir)
 	if spec.Style == "http" {
 		hdr = append(hdr, `,"style":"http"`...)
 	}
@@ -233,9 +234,9 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 		if n > 0 {
 			hdr = append(hdr, ',')
 		}
-		hdr = appendJSONString(hdr, k)
+		hdr = jsonstr.Append(hdr, k)
 		hdr = append(hdr, ':')
-		hdr = appendJSONString(hdr, v)
+		hdr = jsonstr.Append(hdr, v)
 	}
 	hdr = append(hdr, "}}"...)
 	if len(hdr) > maxFrameHeader {
