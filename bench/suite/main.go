@@ -19,10 +19,10 @@
 //
 //	go run ./bench/suite -out /tmp/suite.md
 //
-// It shares its process handling, load generator and /proc readings with
-// the earlier bench/coldwarm (bench/internal/benchkit). Every process it starts is
-// stopped before it exits, on error and on Ctrl-C too; -timeout bounds the
-// whole run. It only talks to 127.0.0.1.
+// Its process handling, load generator and /proc readings live in
+// bench/internal/benchkit. Every process it starts is stopped before it
+// exits, on error and on Ctrl-C too; -timeout bounds the whole run. It only
+// talks to 127.0.0.1.
 package main
 
 import (
