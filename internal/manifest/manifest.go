@@ -19,7 +19,7 @@ import (
 const FileName = "tern.yaml"
 
 // Runtimes lists the runtimes this build knows.
-var Runtimes = []string{"nodejs", "python", "provided"}
+var Runtimes = []string{"nodejs", "python", "provided", "http"}
 
 // Defaults applied by ApplyDefaults to fields that are zero.
 const (
@@ -51,6 +51,9 @@ type Manifest struct {
 	Runtime string `yaml:"runtime" json:"runtime"`
 	Handler string `yaml:"handler" json:"handler"`
 	Memory  int    `yaml:"memory" json:"memory"` // MB
+	// Command runs an HTTP server for runtime http (through /bin/sh -c);
+	// it must listen on $PORT.
+	Command string `yaml:"command" json:"command,omitempty"`
 	// Style is how a nodejs handler is called: "lambda" (event, context),
 	// the default, or "http" (req, res) as Express-style handlers are.
 	Style string `yaml:"style" json:"style,omitempty"`
@@ -183,6 +186,7 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 		"memory":      intField(&m.Memory),
 		"concurrency": intField(&m.Concurrency),
 		"style":       stringField(&m.Style),
+		"command":     stringField(&m.Command),
 		"timeout":     durationField(&m.Timeout),
 		"environment": func(v *yaml.Node, field string) error { return decodeEnv(v, field, &m.Environment) },
 		"scale": func(v *yaml.Node, field string) error {
@@ -363,6 +367,9 @@ func (m *Manifest) ApplyDefaults() {
 	if m.Handler == "" && m.Runtime == "provided" {
 		m.Handler = "bootstrap" // as on Lambda, the executable reads it if it wants
 	}
+	if m.Handler == "" && m.Runtime == "http" {
+		m.Handler = "command" // the command is the entry point
+	}
 	if m.Timeout == 0 {
 		m.Timeout = DefaultTimeout
 	}
@@ -407,6 +414,14 @@ func (m *Manifest) Validate() error {
 
 	if m.Memory < MinMemory || m.Memory > MaxMemory {
 		add("memory", "must be between %d and %d MB (got %d)", MinMemory, MaxMemory, m.Memory)
+	}
+	switch {
+	case m.Runtime == "http" && strings.TrimSpace(m.Command) == "":
+		add("command", `is required for runtime http: the command that starts a server listening on $PORT, e.g. "node server.js"`)
+	case m.Runtime != "http" && m.Command != "":
+		add("command", "is only for runtime http")
+	case strings.ContainsRune(m.Command, 0):
+		add("command", "must not contain NUL")
 	}
 	switch m.Style {
 	case "", "lambda":
@@ -475,7 +490,7 @@ func (m *Manifest) Validate() error {
 // name that may be dotted to reach a nested export ("index.api.handler").
 // As on Lambda, the module path ends at the first '.' after the last '/'.
 func checkHandler(runtime, handler string) string {
-	if runtime == "provided" {
+	if runtime == "provided" || runtime == "http" {
 		// The package's own bootstrap reads _HANDLER as it likes.
 		if strings.ContainsRune(handler, 0) {
 			return "must not contain NUL"

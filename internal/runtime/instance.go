@@ -36,6 +36,10 @@ type Instance struct {
 	ln   net.Listener
 	srv  *http.Server
 
+	// httpAddr: runtime http, an app serving HTTP there (httpapp.go).
+	httpAddr   string
+	httpClient *http.Client
+
 	// framed: the runtime speaks docs/runtime-protocol.md on conn.
 	framed bool
 	fatal  atomic.Bool // the runtime said it exits after an answer
@@ -366,7 +370,9 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 }
 
 func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
-	if i.framed {
+	if i.httpAddr != "" {
+		go i.sendHTTP(c) // bounded by the invocation's deadline
+	} else if i.framed {
 		if i.fatal.Load() {
 			return nil, fmt.Errorf("%w: the runtime is exiting", ErrNotDelivered)
 		}

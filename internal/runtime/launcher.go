@@ -258,8 +258,11 @@ func alive(i *Instance) bool {
 // The instance comes from the runtime's pool when one is there: then the
 // cold start costs loading the handler, not starting the interpreter.
 func (l *Launcher) Start(ctx context.Context, spec Spec) (*Instance, error) {
-	if spec.Runtime == "provided" {
+	switch spec.Runtime {
+	case "provided":
 		return l.startProvided(ctx, spec)
+	case "http":
+		return l.startHTTPApp(ctx, spec)
 	}
 	k := l.kinds[spec.Runtime]
 	if k == nil {

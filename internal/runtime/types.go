@@ -33,6 +33,8 @@ type Spec struct {
 	Handler  string
 	CodeDir  string
 	MemoryMB int
+	// Command starts the server of a runtime http function.
+	Command string
 	// Style is "http" for Express-style (req, res) nodejs handlers.
 	Style string
 	// Concurrency is how many invocations the instance runs at once

@@ -38,6 +38,7 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 		MemoryMB:    m.Memory,
 		Concurrency: m.Concurrency,
 		Style:       m.Style,
+		Command:     m.Command,
 		Timeout:     m.Timeout.D(),
 		Env:         m.Environment,
 	})

@@ -6,13 +6,14 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ternhq/tern/internal/runtime/bootfile"
 )
 
 // Bootstrap is the Python runtime client script (bootstrap.py).
@@ -26,50 +27,15 @@ const FileName = "bootstrap.py"
 // minVersion is the oldest Python the bootstrap runs on: major, minor.
 var minVersion = [2]int{3, 9}
 
-// Install writes Bootstrap to dir/bootstrap.py, creating dir (mode 0755) if
-// needed, and returns the file's path. An existing file with identical
-// content is left alone; otherwise the file is replaced atomically (a
-// temporary file in dir renamed over it) with mode 0444.
+// Install writes Bootstrap to dir/bootstrap.py as [bootfile.Install] does
+// (dir created if needed; replaced atomically, mode 0444, unless already
+// identical) and returns the file's path.
 func Install(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("python: install bootstrap: %w", err)
-	}
-	dst := filepath.Join(dir, FileName)
-	if st, err := os.Stat(dst); err == nil && st.Mode().IsRegular() && st.Size() == int64(len(Bootstrap)) {
-		if cur, err := os.ReadFile(dst); err == nil && bytes.Equal(cur, Bootstrap) {
-			return dst, nil
-		}
-	}
-
-	tmp, err := os.CreateTemp(dir, ".bootstrap-*.py.tmp")
+	p, err := bootfile.Install(dir, FileName, Bootstrap)
 	if err != nil {
 		return "", fmt.Errorf("python: install bootstrap: %w", err)
 	}
-	tmpName := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmpName)
-		}
-	}()
-	if _, err := tmp.Write(Bootstrap); err != nil {
-		return "", fmt.Errorf("python: install bootstrap: %w", err)
-	}
-	if err := tmp.Chmod(0o444); err != nil {
-		return "", fmt.Errorf("python: install bootstrap: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("python: install bootstrap: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("python: install bootstrap: %w", err)
-	}
-	if err := os.Rename(tmpName, dst); err != nil {
-		return "", fmt.Errorf("python: install bootstrap: %w", err)
-	}
-	ok = true
-	return dst, nil
+	return p, nil
 }
 
 var interp struct {

@@ -1,0 +1,207 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Runtime http: the package runs a command that serves HTTP on $PORT. Tern
+// starts it, waits until the port answers, and turns each invocation's
+// function URL event back into an HTTP request to it (a direct invocation
+// is a POST of its payload to /), and the app's response into the
+// structured function URL result. Bodies are buffered, not streamed.
+
+// startHTTPApp starts spec's command with PORT set and waits until it
+// accepts connections.
+func (l *Launcher) startHTTPApp(ctx context.Context, spec Spec) (*Instance, error) {
+	begin := time.Now()
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	spec.Env = withEnv(spec.Env, "PORT", strconv.Itoa(port))
+	inst, err := launch(l, &spec, "/bin/sh", []string{"-c", spec.Command}, false)
+	if err != nil {
+		return nil, err
+	}
+	inst.httpAddr = "127.0.0.1:" + strconv.Itoa(port)
+	inst.httpClient = &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: max(spec.Concurrency, 1),
+		DisableCompression:  true,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}}
+	for {
+		conn, err := net.DialTimeout("tcp", inst.httpAddr, 100*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			inst.initDuration = time.Since(begin)
+			inst.readyOne.Do(func() { close(inst.ready) })
+			return inst, nil
+		}
+		select {
+		case <-inst.proc.Done():
+			msg := "the command exited before it listened on $PORT"
+			if e := inst.proc.ExitError(); e != nil {
+				msg += ": " + e.Error()
+			}
+			inst.Stop()
+			return nil, &InitError{FunctionError: FunctionError{Type: "Runtime.ExitError", Body: errorBody("Runtime.ExitError", msg)}, Duration: time.Since(begin)}
+		case <-ctx.Done():
+			inst.Stop()
+			return nil, fmt.Errorf("runtime: waiting for the app to listen on port %d: %w", port, context.Cause(ctx))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("runtime: free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func withEnv(env map[string]string, k, v string) map[string]string {
+	out := make(map[string]string, len(env)+1)
+	for a, b := range env {
+		out[a] = b
+	}
+	out[k] = v
+	return out
+}
+
+// urlEvent is the part of a function URL event an HTTP app needs.
+type urlEvent struct {
+	Version        string            `json:"version"`
+	RawPath        string            `json:"rawPath"`
+	RawQueryString string            `json:"rawQueryString"`
+	Cookies        []string          `json:"cookies"`
+	Headers        map[string]string `json:"headers"`
+	RequestContext struct {
+		HTTP struct {
+			Method   string `json:"method"`
+			SourceIP string `json:"sourceIp"`
+		} `json:"http"`
+	} `json:"requestContext"`
+	Body            string `json:"body"`
+	IsBase64Encoded bool   `json:"isBase64Encoded"`
+}
+
+// sendHTTP runs c against the app and answers it.
+func (i *Instance) sendHTTP(c *call) {
+	ctx, cancel := context.WithDeadline(context.Background(), c.inv.Deadline)
+	defer cancel()
+	res, err := i.doHTTP(ctx, c.inv)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // the deadline: Invoke times the call out
+		}
+		res = &Result{Error: &FunctionError{Type: "Runtime.HTTPError", Body: errorBody("Runtime.HTTPError", err.Error())}}
+	}
+	i.answer(c, res)
+}
+
+func (i *Instance) doHTTP(ctx context.Context, inv *Invocation) (*Result, error) {
+	var ev urlEvent
+	var req *http.Request
+	var err error
+	if json.Unmarshal(inv.Payload, &ev) == nil && ev.Version == "2.0" && ev.RequestContext.HTTP.Method != "" {
+		body := []byte(ev.Body)
+		if ev.IsBase64Encoded {
+			if body, err = base64.StdEncoding.DecodeString(ev.Body); err != nil {
+				return nil, fmt.Errorf("event body: %w", err)
+			}
+		}
+		target := "http://" + i.httpAddr + ev.RawPath
+		if ev.RawQueryString != "" {
+			target += "?" + ev.RawQueryString
+		}
+		if req, err = http.NewRequestWithContext(ctx, ev.RequestContext.HTTP.Method, target, bytes.NewReader(body)); err != nil {
+			return nil, err
+		}
+		for k, v := range ev.Headers {
+			switch strings.ToLower(k) {
+			case "host", "content-length", "connection", "transfer-encoding":
+			default:
+				req.Header.Set(k, v)
+			}
+		}
+		if h := ev.Headers["host"]; h != "" {
+			req.Host = h
+		}
+		if len(ev.Cookies) > 0 {
+			req.Header.Set("Cookie", strings.Join(ev.Cookies, "; "))
+		}
+		if ip := ev.RequestContext.HTTP.SourceIP; ip != "" {
+			req.Header.Set("X-Forwarded-For", ip)
+		}
+	} else {
+		// A direct invocation: POST the payload.
+		if req, err = http.NewRequestWithContext(ctx, http.MethodPost, "http://"+i.httpAddr+"/", bytes.NewReader(inv.Payload)); err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("X-Forwarded-Prefix", "/fn/"+i.spec.Function)
+	req.Header.Set("X-Tern-Request-Id", inv.RequestID)
+	if inv.TraceID != "" {
+		req.Header.Set("X-Amzn-Trace-Id", inv.TraceID)
+	}
+	resp, err := i.httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, i.l.cfg.MaxResponseBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the app's response: %w", err)
+	}
+	if int64(len(body)) > i.l.cfg.MaxResponseBytes {
+		msg := "response payload exceeds the maximum of " + strconv.FormatInt(i.l.cfg.MaxResponseBytes, 10) + " bytes"
+		return &Result{Error: &FunctionError{Type: "Function.ResponseSizeTooLarge", Body: errorBody("Function.ResponseSizeTooLarge", msg)}}, nil
+	}
+	out := struct {
+		StatusCode      int               `json:"statusCode"`
+		Headers         map[string]string `json:"headers"`
+		Cookies         []string          `json:"cookies,omitempty"`
+		Body            string            `json:"body"`
+		IsBase64Encoded bool              `json:"isBase64Encoded"`
+	}{StatusCode: resp.StatusCode, Headers: make(map[string]string, len(resp.Header))}
+	for k, vs := range resp.Header {
+		switch k {
+		case "Set-Cookie":
+			out.Cookies = append(out.Cookies, vs...)
+		case "Content-Length", "Transfer-Encoding", "Connection":
+		default:
+			out.Headers[strings.ToLower(k)] = strings.Join(vs, ",")
+		}
+	}
+	if textual(resp.Header.Get("Content-Type")) && utf8.Valid(body) {
+		out.Body = string(body)
+	} else {
+		out.Body, out.IsBase64Encoded = base64.StdEncoding.EncodeToString(body), true
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Payload: b}, nil
+}
+
+func textual(ct string) bool {
+	ct = strings.ToLower(ct)
+	return ct == "" || strings.HasPrefix(ct, "text/") || strings.Contains(ct, "json") || strings.Contains(ct, "xml") ||
+		strings.Contains(ct, "javascript") || strings.Contains(ct, "x-www-form-urlencoded")
+}
