@@ -2,15 +2,12 @@ package nodejs
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,9 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-const waitTimeout = 15 * time.Second
+	"github.com/ternhq/tern/internal/runtime/framedtest"
+)
 
 // event is one queued invocation.
 type event struct {
@@ -138,7 +135,7 @@ func (h *harness) wait(t testing.TB) record {
 	select {
 	case r := <-h.records:
 		return r
-	case <-time.After(waitTimeout):
+	case <-time.After(framedtest.WaitTimeout):
 		t.Fatal("timed out waiting for the bootstrap to post")
 		return record{}
 	}
@@ -155,101 +152,20 @@ func (h *harness) invoke(t testing.TB, body string, headers map[string]string) r
 	return r
 }
 
-// syncBuffer is a goroutine-safe output buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type proc struct {
-	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
-	done   chan struct{}
-	err    error
-}
-
-// exitCode waits for node to exit and returns its exit code.
-func (p *proc) exitCode(t testing.TB, within time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(within):
-		t.Fatalf("node still running after %v\nstdout:\n%s\nstderr:\n%s", within, p.stdout, p.stderr)
-	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode()
-	}
-	if p.err != nil {
-		t.Fatalf("node: %v", p.err)
-	}
-	return 0
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// writeFiles writes name → content into dir.
-func writeFiles(t testing.TB, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // start writes the function files into a fresh task root and runs the
 // bootstrap against a new harness.
-func start(t testing.TB, handler string, files map[string]string, extraEnv ...string) (*harness, *proc) {
+func start(t testing.TB, handler string, files map[string]string, extraEnv ...string) (*harness, *framedtest.Process) {
 	t.Helper()
 	return startIdle(t, 0, handler, files, extraEnv...)
 }
 
 // startIdle is start with a server that closes keep-alive connections after
 // idleTimeout (0: never).
-func startIdle(t testing.TB, idleTimeout time.Duration, handler string, files map[string]string, extraEnv ...string) (*harness, *proc) {
+func startIdle(t testing.TB, idleTimeout time.Duration, handler string, files map[string]string, extraEnv ...string) (*harness, *framedtest.Process) {
 	t.Helper()
-	nodePath, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node not found in PATH: %v", err)
-	}
-	root := t.TempDir()
-	taskRoot := filepath.Join(root, "task")
-	writeFiles(t, taskRoot, files)
-	bootstrap, err := Install(filepath.Join(root, "runtime"))
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	taskRoot, _, bootstrap := framedtest.Prepare(t, files, Install)
 	h := newHarness(t, idleTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, nodePath, bootstrap)
-	cmd.Dir = taskRoot
-	cmd.Env = append([]string{
+	env := append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"AWS_LAMBDA_RUNTIME_API=" + h.addr(),
 		"_HANDLER=" + handler,
@@ -258,25 +174,7 @@ func startIdle(t testing.TB, idleTimeout time.Duration, handler string, files ma
 		"AWS_LAMBDA_FUNCTION_VERSION=7",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256",
 	}, extraEnv...)
-	p := &proc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout = p.stdout
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cancel() // kills node if still running
-		<-p.done
-		if t.Failed() {
-			t.Logf("node stdout:\n%s\nnode stderr:\n%s", p.stdout, p.stderr)
-		}
-	})
-	return h, p
+	return h, framedtest.StartProcess(t, nodePath(t), []string{bootstrap}, taskRoot, env)
 }
 
 func wantResponse(t testing.TB, r record, want string) {
@@ -304,63 +202,14 @@ func wantError(t testing.TB, r record, errorType, errorMessage string) []string 
 	return stack
 }
 
+// TestInstall is a smoke test: bootfile's tests cover the installing.
 func TestInstall(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "a", "b")
-	p, err := Install(dir)
+	p, err := Install(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p != filepath.Join(dir, "bootstrap.cjs") {
-		t.Fatalf("path = %s", p)
-	}
-	got, err := os.ReadFile(p)
-	if err != nil || !bytes.Equal(got, Bootstrap) {
-		t.Fatalf("content mismatch (err %v)", err)
-	}
-	st, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o444 {
-		t.Fatalf("mode = %v, want 0444", st.Mode().Perm())
-	}
-	dst, err := os.Stat(dir)
-	if err != nil || dst.Mode().Perm() != 0o755 {
-		t.Fatalf("dir mode = %v (err %v)", dst.Mode().Perm(), err)
-	}
-
-	// Identical file: left alone.
-	old := time.Now().Add(-time.Hour).Truncate(time.Second)
-	if err := os.Chtimes(p, old, old); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Install(dir); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := os.Stat(p); !st.ModTime().Equal(old) {
-		t.Fatalf("identical file rewritten")
-	}
-
-	// Different file: replaced.
-	if err := os.Chmod(p, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte("stale"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Install(dir); err != nil {
-		t.Fatal(err)
-	}
-	got, _ = os.ReadFile(p)
-	if !bytes.Equal(got, Bootstrap) {
-		t.Fatal("stale file not replaced")
-	}
-	if st, _ := os.Stat(p); st.Mode().Perm() != 0o444 {
-		t.Fatalf("mode after replace = %v", st.Mode().Perm())
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Fatalf("leftover files: %v", entries)
+	if got, err := os.ReadFile(p); err != nil || filepath.Base(p) != "bootstrap.cjs" || !bytes.Equal(got, Bootstrap) {
+		t.Fatalf("Install: %s holds %d bytes (err %v), want bootstrap.cjs", p, len(got), err)
 	}
 }
 
@@ -407,7 +256,7 @@ exports.handler = (e, c, cb) => {
 	if d := time.Since(begin); d < 190*time.Millisecond {
 		t.Errorf("response posted after %v, before the 200ms timer drained the event loop", d)
 	}
-	waitOutput(t, p.stdout, "timer fired")
+	framedtest.WaitOutput(t, p.Stdout, "timer fired")
 	start := time.Now()
 	wantResponse(t, h.invoke(t, `{"nowait":true}`, nil), `"done"`)
 	if d := time.Since(start); d > 5*time.Second {
@@ -594,9 +443,7 @@ func TestInitErrors(t *testing.T) {
 			if !strings.Contains(msg, tc.message) {
 				t.Errorf("errorMessage = %q, want it to contain %q", msg, tc.message)
 			}
-			if code := p.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
+			p.WantExit(t, 1)
 		})
 	}
 }
@@ -701,8 +548,8 @@ exports.handler = async () => {
 
 	// Lines are written before the response is posted; the test's copy of
 	// the pipe may still be catching up.
-	waitOutput(t, p.stdout, "TRACE\ttrc")
-	out := p.stdout.String()
+	framedtest.WaitOutput(t, p.Stdout, "TRACE\ttrc")
+	out := p.Stdout.String()
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	ts := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
 	want := []string{
@@ -744,7 +591,7 @@ func TestSequentialInvocations(t *testing.T) {
 		}
 		pid = v.Pid
 	}
-	if !p.running() {
+	if !p.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -771,9 +618,7 @@ exports.handler = async (e) => {
 			t.Parallel()
 			h, p := start(t, "index.handler", files)
 			wantError(t, h.invoke(t, `{"kind":"`+tc.kind+`"}`, nil), tc.errorType, tc.message)
-			if code := p.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
+			p.WantExit(t, 1)
 		})
 	}
 }
@@ -793,7 +638,7 @@ func TestSerializationError(t *testing.T) {
 	})
 	wantError(t, h.invoke(t, `{}`, nil), "Runtime.SerializationError", "")
 	wantResponse(t, h.invoke(t, `{"ok":true}`, nil), `"fine"`)
-	if !p.running() {
+	if !p.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -818,7 +663,7 @@ func TestResponseTooLarge(t *testing.T) {
 		t.Fatalf("got %s of %d bytes", r.kind, len(r.body))
 	}
 	wantResponse(t, h.invoke(t, `{"n":3}`, nil), `"xxx"`)
-	waitOutput(t, p.stdout, "413")
+	framedtest.WaitOutput(t, p.Stdout, "413")
 }
 
 func TestServerGone(t *testing.T) {
@@ -830,7 +675,7 @@ func TestServerGone(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // node is now long-polling /next
 	began := time.Now()
 	h.close()
-	if code := p.exitCode(t, 3*time.Second); code != 1 {
+	if code := p.ExitCode(t, 3*time.Second); code != 1 {
 		t.Errorf("exit code = %d, want 1", code)
 	}
 	t.Logf("node exited %v after the server closed", time.Since(began))
@@ -843,7 +688,7 @@ func TestServerNeverThere(t *testing.T) {
 	})
 	// Close before node connects: the first /next is refused.
 	h.close()
-	if code := p.exitCode(t, 5*time.Second); code != 1 {
+	if code := p.ExitCode(t, 5*time.Second); code != 1 {
 		t.Errorf("exit code = %d, want 1", code)
 	}
 }
@@ -859,7 +704,7 @@ func TestServerClosesIdleConnections(t *testing.T) {
 		wantResponse(t, h.invoke(t, fmt.Sprintf(`{"ms":%d}`, ms), nil), fmt.Sprint(ms))
 		time.Sleep(60 * time.Millisecond)
 	}
-	if !p.running() {
+	if !p.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -879,17 +724,5 @@ func BenchmarkWarmInvoke(b *testing.B) {
 		if r := h.wait(b); r.kind != "response" {
 			b.Fatalf("got %s %s", r.kind, r.body)
 		}
-	}
-}
-
-// waitOutput polls until buf contains want (bounded).
-func waitOutput(t *testing.T, buf *syncBuffer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(buf.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output never contained %q:\n%s", want, buf.String())
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

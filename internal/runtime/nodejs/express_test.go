@@ -6,21 +6,23 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/ternhq/tern/internal/runtime/framedtest"
 )
 
 // startHTTPStyle starts a framed bootstrap, specialises it for the
 // Express-style handler with the given concurrency and waits for READY.
-func startHTTPStyle(t testing.TB, concurrency int, handler string, files map[string]string) *framedInst {
+func startHTTPStyle(t testing.TB, concurrency int, handler string, files map[string]string) *framedtest.Runtime {
 	t.Helper()
 	f := startFramed(t, files, nil)
-	f.send(t, ftSpecialize, mustJSON(t, map[string]any{
+	f.Send(t, framedtest.Specialize, framedtest.MustJSON(t, map[string]any{
 		"handler":     handler,
-		"taskRoot":    f.taskRoot,
-		"env":         f.functionEnv(handler, nil),
+		"taskRoot":    f.TaskRoot,
+		"env":         f.FunctionEnv(handler, nil),
 		"concurrency": concurrency,
 		"style":       "http",
 	}), nil)
-	f.wantReady(t)
+	f.WantReady(t)
 	return f
 }
 
@@ -47,7 +49,7 @@ func urlEvent(t testing.TB, method, path, query string, headers map[string]strin
 	if query == "a=1&b=two" {
 		ev["queryStringParameters"] = map[string]string{"a": "1", "b": "two"}
 	}
-	return string(mustJSON(t, ev))
+	return string(framedtest.MustJSON(t, ev))
 }
 
 // urlResult is a function URL structured result.
@@ -59,19 +61,19 @@ type urlResult struct {
 	IsBase64Encoded bool              `json:"isBase64Encoded"`
 }
 
-func wantURLResult(t testing.TB, fr wireFrame) urlResult {
+func wantURLResult(t testing.TB, fr framedtest.Frame) urlResult {
 	t.Helper()
-	if fr.typ != ftResponse {
-		t.Fatalf("got frame type %d %s %s, want RESPONSE", fr.typ, fr.header, fr.body)
+	if fr.Type != framedtest.Response {
+		t.Fatalf("got frame type %d %s %s, want RESPONSE", fr.Type, fr.Header, fr.Body)
 	}
 	var r urlResult
-	dec := json.NewDecoder(bytes.NewReader(fr.body))
+	dec := json.NewDecoder(bytes.NewReader(fr.Body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		t.Fatalf("result %s: %v", fr.body, err)
+		t.Fatalf("result %s: %v", fr.Body, err)
 	}
 	if r.Headers == nil || r.Cookies == nil {
-		t.Fatalf("result %s: want headers object and cookies array", fr.body)
+		t.Fatalf("result %s: want headers object and cookies array", fr.Body)
 	}
 	return r
 }
@@ -102,7 +104,7 @@ func TestExpressHandlerKinds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := startHTTPStyle(t, 1, tc.handler, tc.files)
-			r := wantURLResult(t, f.invoke(t, urlEvent(t, "GET", "/p", "", map[string]string{}, nil, "", false), nil))
+			r := wantURLResult(t, f.Invoke(t, urlEvent(t, "GET", "/p", "", map[string]string{}, nil, "", false), nil))
 			if r.StatusCode != 200 || r.Headers["content-type"] != "application/json" || r.Body != `{"ok":true,"path":"/p"}` || r.IsBase64Encoded || len(r.Cookies) != 0 {
 				t.Errorf("result = %+v", r)
 			}
@@ -134,7 +136,7 @@ exports.handler = (req, res) => {
 	}
 	call := func(ev string) got {
 		t.Helper()
-		r := wantURLResult(t, f.invoke(t, ev, nil))
+		r := wantURLResult(t, f.Invoke(t, ev, nil))
 		var g got
 		if err := json.Unmarshal([]byte(r.Body), &g); err != nil {
 			t.Fatalf("body %s: %v", r.Body, err)
@@ -215,7 +217,7 @@ exports.handler = async (req, res) => {
 	})
 	invoke := func(path string) urlResult {
 		t.Helper()
-		return wantURLResult(t, f.invoke(t, urlEvent(t, "GET", path, "", map[string]string{}, nil, "", false), nil))
+		return wantURLResult(t, f.Invoke(t, urlEvent(t, "GET", path, "", map[string]string{}, nil, "", false), nil))
 	}
 
 	r := invoke("/send")
@@ -273,9 +275,9 @@ exports.handler = async (req, res) => {
 };
 exports.sync = (req, res) => { throw new RangeError('sync'); };`,
 	})
-	invoke := func(path string) wireFrame {
+	invoke := func(path string) framedtest.Frame {
 		t.Helper()
-		return f.invoke(t, urlEvent(t, "GET", path, "", map[string]string{}, nil, "", false), nil)
+		return f.Invoke(t, urlEvent(t, "GET", path, "", map[string]string{}, nil, "", false), nil)
 	}
 
 	r := wantURLResult(t, invoke("/later"))
@@ -284,13 +286,13 @@ exports.sync = (req, res) => { throw new RangeError('sync'); };`,
 	}
 
 	start := time.Now()
-	wantFramedError(t, invoke("/none"), ftError, "Runtime.NoResponse", "the handler returned without sending a response")
+	framedtest.WantError(t, invoke("/none"), framedtest.Error, "Runtime.NoResponse", "the handler returned without sending a response")
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Runtime.NoResponse took %v", d)
 	}
-	wantFramedError(t, invoke("/pending"), ftError, "Runtime.NoResponse", "without sending a response")
+	framedtest.WantError(t, invoke("/pending"), framedtest.Error, "Runtime.NoResponse", "without sending a response")
 
-	wantFramedError(t, invoke("/throw"), ftError, "TeapotError", "short and stout")
+	framedtest.WantError(t, invoke("/throw"), framedtest.Error, "TeapotError", "short and stout")
 
 	// The first response wins; later ones and a throw are ignored.
 	r = wantURLResult(t, invoke("/twice"))
@@ -303,7 +305,7 @@ exports.sync = (req, res) => { throw new RangeError('sync'); };`,
 	if r.StatusCode != 202 {
 		t.Errorf("later again = %+v", r)
 	}
-	if !f.running() {
+	if !f.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -313,7 +315,7 @@ func TestExpressSyncThrow(t *testing.T) {
 	f := startHTTPStyle(t, 1, "index.handler", map[string]string{
 		"index.js": `exports.handler = (req, res) => { throw new RangeError('sync boom'); };`,
 	})
-	wantFramedError(t, f.invoke(t, urlEvent(t, "GET", "/", "", map[string]string{}, nil, "", false), nil), ftError, "RangeError", "sync boom")
+	framedtest.WantError(t, f.Invoke(t, urlEvent(t, "GET", "/", "", map[string]string{}, nil, "", false), nil), framedtest.Error, "RangeError", "sync boom")
 }
 
 func TestExpressConcurrent(t *testing.T) {
@@ -337,17 +339,17 @@ export default async function (req, res) {
 		if fail != "" {
 			e["queryStringParameters"].(map[string]string)["fail"] = fail
 		}
-		return mustJSON(t, e)
+		return framedtest.MustJSON(t, e)
 	}
-	f.send(t, ftInvoke, invokeHeader(t, "slow", nil), ev("150", ""))
-	f.send(t, ftInvoke, invokeHeader(t, "fast", nil), ev("10", ""))
-	f.send(t, ftInvoke, invokeHeader(t, "bad", nil), ev("60", "1"))
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "slow", nil), ev("150", ""))
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "fast", nil), ev("10", ""))
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "bad", nil), ev("60", "1"))
 	var order []string
 	for range 3 {
-		id, fr := f.readAnswer(t)
+		id, fr := f.ReadAnswer(t)
 		order = append(order, id)
 		if id == "bad" {
-			wantFramedError(t, fr, ftError, "TypeError", "bad 60")
+			framedtest.WantError(t, fr, framedtest.Error, "TypeError", "bad 60")
 			continue
 		}
 		r := wantURLResult(t, fr)
@@ -364,10 +366,8 @@ export default async function (req, res) {
 func TestExpressStyleProtocolError(t *testing.T) {
 	t.Parallel()
 	f := startFramed(t, map[string]string{"index.js": `exports.handler = () => {};`}, nil)
-	f.send(t, ftSpecialize, mustJSON(t, map[string]any{
-		"handler": "index.handler", "taskRoot": f.taskRoot, "env": f.functionEnv("index.handler", nil), "style": "express",
+	f.Send(t, framedtest.Specialize, framedtest.MustJSON(t, map[string]any{
+		"handler": "index.handler", "taskRoot": f.TaskRoot, "env": f.FunctionEnv("index.handler", nil), "style": "express",
 	}), nil)
-	if code := f.exitCode(t, waitTimeout); code != 1 {
-		t.Fatalf("exit code %d, want 1", code)
-	}
+	f.WantExit(t, 1)
 }

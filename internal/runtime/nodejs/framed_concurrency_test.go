@@ -2,93 +2,23 @@ package nodejs
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ternhq/tern/internal/runtime/framedtest"
 )
 
 // startConcurrent starts a framed bootstrap, specialises it for handler with
 // the given concurrency and waits for READY.
-func startConcurrent(t testing.TB, concurrency int, handler string, files map[string]string) *framedInst {
+func startConcurrent(t testing.TB, concurrency int, handler string, files map[string]string) *framedtest.Runtime {
 	t.Helper()
 	f := startFramed(t, files, nil)
-	f.send(t, ftSpecialize, mustJSON(t, map[string]any{
-		"handler":     handler,
-		"taskRoot":    f.taskRoot,
-		"env":         f.functionEnv(handler, nil),
-		"concurrency": concurrency,
-	}), nil)
-	f.wantReady(t)
+	f.SpecializeReady(t, handler, nil, concurrency)
 	return f
-}
-
-// readAnswer reads the next frame, which must be a RESPONSE or ERROR with
-// the header fields the protocol allows, and returns its id.
-func (f *framedInst) readAnswer(t testing.TB) (string, wireFrame) {
-	t.Helper()
-	fr := f.read(t)
-	if fr.typ != ftResponse && fr.typ != ftError {
-		t.Fatalf("got frame type %d (header %s, body %s), want RESPONSE or ERROR", fr.typ, fr.header, fr.body)
-	}
-	id, _ := fr.headerFields(t)["id"].(string)
-	return id, f.wantAnswerFrame(t, fr, id)
-}
-
-// wantAnswerFrame checks the header of an answer already read.
-func (f *framedInst) wantAnswerFrame(t testing.TB, fr wireFrame, id string) wireFrame {
-	t.Helper()
-	h := fr.headerFields(t)
-	switch fr.typ {
-	case ftResponse:
-		if len(h) != 1 {
-			t.Errorf("RESPONSE header %s, want only id", fr.header)
-		}
-	case ftError:
-		_, fatal := h["fatal"]
-		if len(h) != 2 && !(len(h) == 3 && fatal) {
-			t.Errorf("ERROR header %s, want id and type (and fatal)", fr.header)
-		}
-	}
-	if h["id"] != id || id == "" {
-		t.Fatalf("answer header %s, want id %q", fr.header, id)
-	}
-	return fr
-}
-
-// wantNothingWithin checks that the runtime sends no frame for d.
-func (f *framedInst) wantNothingWithin(t testing.TB, d time.Duration) {
-	t.Helper()
-	if err := f.conn.SetReadDeadline(time.Now().Add(d)); err != nil {
-		t.Fatal(err)
-	}
-	b, err := f.r.Peek(1)
-	var ne net.Error
-	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("runtime sent %q (err %v), want nothing for %v", b, err, d)
-	}
-}
-
-// waitLines polls node's stdout until it has at least n lines and returns
-// them.
-func waitLines(t testing.TB, p *proc, n int) []string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		out := p.stdout.String()
-		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-		if out != "" && len(lines) >= n {
-			return lines
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stdout has fewer than %d lines:\n%s", n, out)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestFramedConcurrentOverlap(t *testing.T) {
@@ -132,24 +62,24 @@ exports.handler = async (e, c) => {
 	begin := time.Now()
 	for _, ms := range durations {
 		id := idOf(ms)
-		f.send(t, ftInvoke, invokeHeader(t, id, map[string]any{
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, id, map[string]any{
 			"deadline": time.Now().Add(deadlineOf(ms)).UnixMilli(),
-			"arn":      testARN + "-" + id,
+			"arn":      framedtest.ARN + "-" + id,
 			"trace":    "Root=" + id,
 		}), fmt.Appendf(nil, `{"ms":%d}`, ms))
 	}
 	var order []int
 	for range durations {
-		id, fr := f.readAnswer(t)
-		if fr.typ != ftResponse {
-			t.Fatalf("%s: got ERROR %s", id, fr.body)
+		id, fr := f.ReadAnswer(t)
+		if fr.Type != framedtest.Response {
+			t.Fatalf("%s: got ERROR %s", id, fr.Body)
 		}
 		var a answer
-		if err := json.Unmarshal(fr.body, &a); err != nil {
+		if err := json.Unmarshal(fr.Body, &a); err != nil {
 			t.Fatal(err)
 		}
 		want := idOf(a.Ms)
-		if id != want || a.ID != want || a.Arn != testARN+"-"+want || a.Trace != "Root="+want {
+		if id != want || a.ID != want || a.Arn != framedtest.ARN+"-"+want || a.Trace != "Root="+want {
 			t.Errorf("answer %s: %+v, want everything of %s", id, a, want)
 		}
 		if d := deadlineOf(a.Ms); a.Remaining > float64(d.Milliseconds()) || a.Remaining < float64((d-5*time.Second).Milliseconds()) {
@@ -167,7 +97,7 @@ exports.handler = async (e, c) => {
 	t.Logf("4 invocations of 200, 50, 150 and 100 ms answered in %v", elapsed)
 
 	// init, outside, and per invocation before, after and left behind.
-	lines := waitLines(t, f.proc, 2+3*len(durations))
+	lines := f.WaitLines(t, 2+3*len(durations))
 	ts := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
 	line := regexp.MustCompile(`^` + ts + `\t([^\t]+)\t([A-Z]+)\t(.*)$`)
 	seen := map[string]string{}
@@ -203,7 +133,7 @@ exports.handler = async (e, c) => {
 	if _, ok := seen["outside"]; !ok {
 		t.Error("no line from the interval set up during init")
 	}
-	if !f.running() {
+	if !f.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -221,18 +151,18 @@ func TestFramedConcurrentPrompt(t *testing.T) {
 	f := startConcurrent(t, 2, "index.handler", map[string]string{
 		"index.js": `exports.handler = async (e) => { await new Promise((r) => setTimeout(r, e.ms)); return e.ms; };`,
 	})
-	f.send(t, ftInvoke, invokeHeader(t, "long", nil), []byte(`{"ms":3000}`))
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "long", nil), []byte(`{"ms":3000}`))
 	time.Sleep(50 * time.Millisecond)
 	for i := range 10 {
 		id := fmt.Sprintf("quick-%d", i)
 		begin := time.Now()
-		f.send(t, ftInvoke, invokeHeader(t, id, nil), []byte(`{"ms":1}`))
-		wantFramedResponse(t, f.wantAnswer(t, id), `1`)
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), []byte(`{"ms":1}`))
+		framedtest.WantResponse(t, f.WantAnswer(t, id), `1`)
 		if d := time.Since(begin); d > time.Second {
 			t.Errorf("%s answered after %v while another invocation was in flight", id, d)
 		}
 	}
-	wantFramedResponse(t, f.wantAnswer(t, "long"), `3000`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "long"), `3000`)
 }
 
 func TestFramedConcurrentCompletion(t *testing.T) {
@@ -255,39 +185,39 @@ exports.handler = (e, c, cb) => {
 };`,
 	})
 	send := func(id, m string) {
-		f.send(t, ftInvoke, invokeHeader(t, id, nil), []byte(`{"m":"`+m+`"}`))
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), []byte(`{"m":"`+m+`"}`))
 	}
 	// never stays in flight throughout, late for 100 ms.
 	send("never", "never")
 	send("late", "late")
 	begin := time.Now()
 	send("wait", "wait")
-	wantFramedResponse(t, f.wantAnswer(t, "wait"), `"not waited"`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "wait"), `"not waited"`)
 	if d := time.Since(begin); d > 5*time.Second {
 		t.Errorf("callback answer waited %v", d)
 	}
 	send("succeed", "succeed")
-	wantFramedResponse(t, f.wantAnswer(t, "succeed"), `{"via":"succeed"}`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "succeed"), `{"via":"succeed"}`)
 	send("fail", "fail")
-	wantFramedError(t, f.wantAnswer(t, "fail"), ftError, "RangeError", "via fail")
+	framedtest.WantError(t, f.WantAnswer(t, "fail"), framedtest.Error, "RangeError", "via fail")
 	send("throw", "throw")
-	wantFramedError(t, f.wantAnswer(t, "throw"), ftError, "TypeError", "sync boom")
+	framedtest.WantError(t, f.WantAnswer(t, "throw"), framedtest.Error, "TypeError", "sync boom")
 	send("first", "first")
-	wantFramedResponse(t, f.wantAnswer(t, "first"), `"from callback"`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "first"), `"from callback"`)
 	send("cycle", "cycle")
-	wantFramedError(t, f.wantAnswer(t, "cycle"), ftError, "Runtime.SerializationError", "circular")
+	framedtest.WantError(t, f.WantAnswer(t, "cycle"), framedtest.Error, "Runtime.SerializationError", "circular")
 	send("undefined", "undefined")
-	wantFramedResponse(t, f.wantAnswer(t, "undefined"), `null`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "undefined"), `null`)
 	// A completion made while the result is serialized comes too late.
 	send("reenter", "reenter")
-	wantFramedResponse(t, f.wantAnswer(t, "reenter"), `"outer"`)
-	f.send(t, ftInvoke, invokeHeader(t, "bad", nil), []byte(`{not json`))
-	wantFramedError(t, f.wantAnswer(t, "bad"), ftError, "Runtime.InvalidEvent", "invalid event JSON")
-	wantFramedResponse(t, f.wantAnswer(t, "late"), `"late"`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "reenter"), `"outer"`)
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "bad", nil), []byte(`{not json`))
+	framedtest.WantError(t, f.WantAnswer(t, "bad"), framedtest.Error, "Runtime.InvalidEvent", "invalid event JSON")
+	framedtest.WantResponse(t, f.WantAnswer(t, "late"), `"late"`)
 	// A handler that returns without completing waits for its callback:
 	// nothing answers "never", not even an empty event loop.
-	f.wantNothingWithin(t, 300*time.Millisecond)
-	if !f.running() {
+	f.WantNothingWithin(t, 300*time.Millisecond)
+	if !f.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -318,31 +248,29 @@ exports.handler = async (e) => {
 		t.Run(tc.kind, func(t *testing.T) {
 			t.Parallel()
 			f := startConcurrent(t, 4, "index.handler", files)
-			f.send(t, ftInvoke, invokeHeader(t, "a", nil), []byte(`{}`))
-			f.send(t, ftInvoke, invokeHeader(t, "culprit", nil), []byte(`{"kind":"`+tc.kind+`"}`))
-			f.send(t, ftInvoke, invokeHeader(t, "c", nil), []byte(`{}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "a", nil), []byte(`{}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "culprit", nil), []byte(`{"kind":"`+tc.kind+`"}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "c", nil), []byte(`{}`))
 
-			fr := f.wantAnswer(t, "culprit")
-			wantFramedError(t, fr, ftError, tc.errorType, tc.message)
-			if fatal := fr.headerFields(t)["fatal"]; fatal != true {
+			fr := f.WantAnswer(t, "culprit")
+			framedtest.WantError(t, fr, framedtest.Error, tc.errorType, tc.message)
+			if fatal := fr.HeaderFields(t)["fatal"]; fatal != true {
 				t.Errorf("culprit's ERROR: fatal = %v, want true", fatal)
 			}
 			var others []string
 			for range 2 {
-				id, fr := f.readAnswer(t)
+				id, fr := f.ReadAnswer(t)
 				others = append(others, id)
-				wantFramedError(t, fr, ftError, "Runtime.ExitError", "another invocation (culprit) raised an uncaught error")
-				if fatal := fr.headerFields(t)["fatal"]; fatal != true {
+				framedtest.WantError(t, fr, framedtest.Error, "Runtime.ExitError", "another invocation (culprit) raised an uncaught error")
+				if fatal := fr.HeaderFields(t)["fatal"]; fatal != true {
 					t.Errorf("%s's ERROR: fatal = %v, want true", id, fatal)
 				}
 			}
 			if slices.Sort(others); !slices.Equal(others, []string{"a", "c"}) {
 				t.Errorf("Runtime.ExitError answers for %v, want a and c", others)
 			}
-			if code := f.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
-			out := f.stdout.String()
+			f.WantExit(t, 1)
+			out := f.Stdout.String()
 			if !regexp.MustCompile(`\tculprit\tERROR\t(Uncaught Exception|Unhandled Promise Rejection) \t\{"errorType":"` + regexp.QuoteMeta(tc.errorType)).MatchString(out) {
 				t.Errorf("no ERROR line for the culprit in stdout:\n%s", out)
 			}
@@ -354,34 +282,30 @@ exports.handler = async (e) => {
 	t.Run("origin answered", func(t *testing.T) {
 		t.Parallel()
 		f := startConcurrent(t, 4, "index.handler", files)
-		f.send(t, ftInvoke, invokeHeader(t, "leftover", nil), []byte(`{"kind":"leftover"}`))
-		wantFramedResponse(t, f.wantAnswer(t, "leftover"), `"left"`)
-		f.send(t, ftInvoke, invokeHeader(t, "a", nil), []byte(`{}`))
-		f.send(t, ftInvoke, invokeHeader(t, "b", nil), []byte(`{}`))
-		fr := f.wantAnswer(t, "a")
-		wantFramedError(t, fr, ftError, "SyntaxError", "left behind")
-		if fatal := fr.headerFields(t)["fatal"]; fatal != true {
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "leftover", nil), []byte(`{"kind":"leftover"}`))
+		framedtest.WantResponse(t, f.WantAnswer(t, "leftover"), `"left"`)
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "a", nil), []byte(`{}`))
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "b", nil), []byte(`{}`))
+		fr := f.WantAnswer(t, "a")
+		framedtest.WantError(t, fr, framedtest.Error, "SyntaxError", "left behind")
+		if fatal := fr.HeaderFields(t)["fatal"]; fatal != true {
 			t.Errorf("fatal = %v, want true", fatal)
 		}
-		fr = f.wantAnswer(t, "b")
-		wantFramedError(t, fr, ftError, "Runtime.ExitError", "exiting")
-		if fatal := fr.headerFields(t)["fatal"]; fatal != true {
+		fr = f.WantAnswer(t, "b")
+		framedtest.WantError(t, fr, framedtest.Error, "Runtime.ExitError", "exiting")
+		if fatal := fr.HeaderFields(t)["fatal"]; fatal != true {
 			t.Errorf("fatal = %v, want true", fatal)
 		}
-		if code := f.exitCode(t, waitTimeout); code != 1 {
-			t.Errorf("exit code = %d, want 1", code)
-		}
+		f.WantExit(t, 1)
 	})
 
 	t.Run("none in flight", func(t *testing.T) {
 		t.Parallel()
 		f := startConcurrent(t, 4, "index.handler", files)
-		f.send(t, ftInvoke, invokeHeader(t, "leftover", nil), []byte(`{"kind":"leftover"}`))
-		wantFramedResponse(t, f.wantAnswer(t, "leftover"), `"left"`)
-		if code := f.exitCode(t, waitTimeout); code != 1 {
-			t.Errorf("exit code = %d, want 1", code)
-		}
-		if msg := f.stderr.String(); !strings.Contains(msg, "left behind") {
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "leftover", nil), []byte(`{"kind":"leftover"}`))
+		framedtest.WantResponse(t, f.WantAnswer(t, "leftover"), `"left"`)
+		f.WantExit(t, 1)
+		if msg := f.Stderr.String(); !strings.Contains(msg, "left behind") {
 			t.Errorf("stderr = %q, want the error", msg)
 		}
 	})
@@ -396,45 +320,30 @@ func TestFramedConcurrencyProtocolErrors(t *testing.T) {
 		t.Parallel()
 		f := startConcurrent(t, 2, "index.handler", files)
 		// Answered invocations do not count.
-		f.send(t, ftInvoke, invokeHeader(t, "quick-1", nil), []byte(`{"ms":1}`))
-		wantFramedResponse(t, f.wantAnswer(t, "quick-1"), `1`)
-		f.send(t, ftInvoke, invokeHeader(t, "slow-1", nil), []byte(`{"ms":10000}`))
-		f.send(t, ftInvoke, invokeHeader(t, "quick-2", nil), []byte(`{"ms":1}`))
-		wantFramedResponse(t, f.wantAnswer(t, "quick-2"), `1`)
-		f.send(t, ftInvoke, invokeHeader(t, "slow-2", nil), []byte(`{"ms":10000}`))
-		f.send(t, ftInvoke, invokeHeader(t, "one-too-many", nil), []byte(`{"ms":1}`))
-		if code := f.exitCode(t, waitTimeout); code != 1 {
-			t.Errorf("exit code = %d, want 1", code)
-		}
-		if msg := f.stderr.String(); !strings.Contains(msg, "protocol error") || !strings.Contains(msg, "one-too-many") || !strings.Contains(msg, "concurrency 2") {
-			t.Errorf("stderr = %q, want a protocol error about one-too-many", msg)
-		}
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "quick-1", nil), []byte(`{"ms":1}`))
+		framedtest.WantResponse(t, f.WantAnswer(t, "quick-1"), `1`)
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "slow-1", nil), []byte(`{"ms":10000}`))
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "quick-2", nil), []byte(`{"ms":1}`))
+		framedtest.WantResponse(t, f.WantAnswer(t, "quick-2"), `1`)
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "slow-2", nil), []byte(`{"ms":10000}`))
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "one-too-many", nil), []byte(`{"ms":1}`))
+		f.WantProtocolError(t, "one-too-many", "concurrency 2")
 	})
 	t.Run("duplicate id in flight", func(t *testing.T) {
 		t.Parallel()
 		f := startConcurrent(t, 4, "index.handler", files)
-		f.send(t, ftInvoke, invokeHeader(t, "same", nil), []byte(`{"ms":10000}`))
-		f.send(t, ftInvoke, invokeHeader(t, "same", nil), []byte(`{"ms":1}`))
-		if code := f.exitCode(t, waitTimeout); code != 1 {
-			t.Errorf("exit code = %d, want 1", code)
-		}
-		if msg := f.stderr.String(); !strings.Contains(msg, "protocol error") || !strings.Contains(msg, "same") {
-			t.Errorf("stderr = %q, want a protocol error about the duplicate id", msg)
-		}
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "same", nil), []byte(`{"ms":10000}`))
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "same", nil), []byte(`{"ms":1}`))
+		f.WantProtocolError(t, "same")
 	})
 	for _, bad := range []any{0, -2, 1.5, "4", true, map[string]any{}} {
 		t.Run(fmt.Sprintf("concurrency %v", bad), func(t *testing.T) {
 			t.Parallel()
 			f := startFramed(t, files, nil)
-			f.send(t, ftSpecialize, mustJSON(t, map[string]any{
-				"handler": "index.handler", "taskRoot": f.taskRoot, "env": f.functionEnv("index.handler", nil), "concurrency": bad,
+			f.Send(t, framedtest.Specialize, framedtest.MustJSON(t, map[string]any{
+				"handler": "index.handler", "taskRoot": f.TaskRoot, "env": f.FunctionEnv("index.handler", nil), "concurrency": bad,
 			}), nil)
-			if code := f.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
-			if msg := f.stderr.String(); !strings.Contains(msg, "protocol error") || !strings.Contains(msg, "concurrency") {
-				t.Errorf("stderr = %q, want a protocol error about concurrency", msg)
-			}
+			f.WantProtocolError(t, "concurrency")
 		})
 	}
 }
@@ -453,15 +362,15 @@ exports.handler = (e, c, cb) => {
 	})
 	begin := time.Now()
 	var b []byte
-	b = appendWireFrame(b, ftInvoke, invokeHeader(t, "wait", nil), []byte(`{"m":"wait"}`))
-	b = appendWireFrame(b, ftInvoke, invokeHeader(t, "quick", nil), []byte(`{}`))
-	f.write(t, b)
-	wantFramedResponse(t, f.wantAnswer(t, "wait"), `"waited"`)
+	b = framedtest.AppendFrame(b, framedtest.Invoke, framedtest.InvokeHeader(t, "wait", nil), []byte(`{"m":"wait"}`))
+	b = framedtest.AppendFrame(b, framedtest.Invoke, framedtest.InvokeHeader(t, "quick", nil), []byte(`{}`))
+	f.Write(t, b)
+	framedtest.WantResponse(t, f.WantAnswer(t, "wait"), `"waited"`)
 	if d := time.Since(begin); d < 190*time.Millisecond {
 		t.Errorf("answered after %v, before the 200ms timer drained the event loop", d)
 	}
-	wantFramedResponse(t, f.wantAnswer(t, "quick"), `"quick"`)
-	lines := waitLines(t, f.proc, 1)
+	framedtest.WantResponse(t, f.WantAnswer(t, "quick"), `"quick"`)
+	lines := f.WaitLines(t, 1)
 	if !strings.Contains(lines[0], "\twait\tINFO\ttimer fired") {
 		t.Errorf("stdout = %q", lines)
 	}
@@ -482,14 +391,14 @@ func BenchmarkWarmInvokeFramedConcurrent(b *testing.B) {
 	deadline := time.Now().Add(time.Hour).UnixMilli()
 	for i := range frames {
 		id := fmt.Sprintf("bench-%02d", i)
-		frames[i] = appendWireFrame(nil, ftInvoke, invokeHeader(b, id, map[string]any{"deadline": deadline}), []byte(payload))
+		frames[i] = framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(b, id, map[string]any{"deadline": deadline}), []byte(payload))
 		slot[`{"id":"`+id+`"}`] = i
 	}
 	read := func() int {
-		fr := f.read(b)
-		i, ok := slot[string(fr.header)]
-		if fr.typ != ftResponse || !ok || string(fr.body) != want {
-			b.Fatalf("got %d %s %s", fr.typ, fr.header, fr.body)
+		fr := f.Read(b)
+		i, ok := slot[string(fr.Header)]
+		if fr.Type != framedtest.Response || !ok || string(fr.Body) != want {
+			b.Fatalf("got %d %s %s", fr.Type, fr.Header, fr.Body)
 		}
 		return i
 	}
@@ -497,13 +406,13 @@ func BenchmarkWarmInvokeFramedConcurrent(b *testing.B) {
 	for _, fr := range frames {
 		all = append(all, fr...)
 	}
-	f.write(b, all)
+	f.Write(b, all)
 	b.ReportAllocs()
 	b.ResetTimer()
 	begin := time.Now()
 	done := 0
 	for b.Loop() {
-		f.write(b, frames[read()])
+		f.Write(b, frames[read()])
 		done++
 	}
 	b.ReportMetric(float64(done)/time.Since(begin).Seconds(), "inv/s")

@@ -1,364 +1,49 @@
 package nodejs
 
 import (
-	"bufio"
-	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ternhq/tern/internal/runtime/framedtest"
 )
 
-// Frame types of docs/runtime-protocol.md.
-const (
-	ftSpecialize = 1
-	ftReady      = 2
-	ftInitError  = 3
-	ftInvoke     = 4
-	ftResponse   = 5
-	ftError      = 6
-	ftBooted     = 7
-)
-
-const testARN = "arn:aws:lambda:local:000000000000:function:fn:7"
-
-// wireFrame is one decoded frame.
-type wireFrame struct {
-	typ    byte
-	header []byte
-	body   []byte
-}
-
-// appendWireFrame encodes a frame: n (uint32 BE), type, h (uint16 BE),
-// header, body.
-func appendWireFrame(dst []byte, typ byte, header, body []byte) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(3+len(header)+len(body)))
-	dst = append(dst, typ)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(header)))
-	dst = append(dst, header...)
-	return append(dst, body...)
-}
-
-func mustJSON(t testing.TB, v any) []byte {
+// nodePath returns the node found on PATH.
+func nodePath(t testing.TB) string {
 	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// headerFields decodes a frame header into a map, insisting on an object.
-func (f wireFrame) headerFields(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(f.header, &m); err != nil || m == nil {
-		t.Fatalf("frame type %d: header %q is not a JSON object (%v)", f.typ, f.header, err)
-	}
-	return m
-}
-
-// countingConn counts the reads that returned data.
-type countingConn struct {
-	net.Conn
-	reads atomic.Int64
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.reads.Add(1)
-	}
-	return n, err
-}
-
-// framedInst is a bootstrap started in framed mode, the harness holding the
-// other end of its socket.
-type framedInst struct {
-	*proc
-	conn     *countingConn
-	r        *bufio.Reader
-	taskRoot string // real path
-	cwd      string // the neutral directory node starts in
-	seq      int
-}
-
-type framedOptions struct {
-	stdout *os.File // node's stdout instead of a buffer
-}
-
-// startFramed writes files into a fresh task root and starts the bootstrap
-// as Tern starts a pooled instance: minimal environment, a neutral working
-// directory, one end of a socketpair as fd 3. Nothing is sent yet.
-func startFramed(t testing.TB, files map[string]string, opts *framedOptions) *framedInst {
-	t.Helper()
-	nodePath, err := exec.LookPath("node")
+	p, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node not found in PATH: %v", err)
 	}
-	root := t.TempDir()
-	taskRoot := filepath.Join(root, "task")
-	writeFiles(t, taskRoot, files)
-	if taskRoot, err = filepath.EvalSymlinks(taskRoot); err != nil {
-		t.Fatal(err)
-	}
-	cwd := filepath.Join(root, "neutral")
-	if err := os.Mkdir(cwd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bootstrap, err := Install(filepath.Join(root, "runtime"))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// CLOEXEC: only this node gets the other end, as fd 3, never a node
-	// another test starts meanwhile.
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours := os.NewFile(uintptr(fds[0]), "harness")
-	theirs := os.NewFile(uintptr(fds[1]), "runtime")
-	c, err := net.FileConn(ours)
-	ours.Close()
-	if err != nil {
-		theirs.Close()
-		t.Fatal(err)
-	}
-	conn := &countingConn{Conn: c}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, nodePath, bootstrap)
-	cmd.Dir = cwd
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TZ=:UTC", "LANG=en_US.UTF-8", "TERN_RUNTIME_FD=3"}
-	cmd.ExtraFiles = []*os.File{theirs}
-	p := &proc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	if opts != nil && opts.stdout != nil {
-		cmd.Stdout = opts.stdout
-	} else {
-		cmd.Stdout = p.stdout
-	}
-	cmd.Stderr = p.stderr
-	err = cmd.Start()
-	theirs.Close() // node has its own copy
-	if opts != nil && opts.stdout != nil {
-		opts.stdout.Close()
-	}
-	if err != nil {
-		cancel()
-		conn.Close()
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		<-p.done
-		if t.Failed() {
-			t.Logf("node stdout:\n%s\nnode stderr:\n%s", p.stdout, p.stderr)
-		}
-	})
-	f := &framedInst{proc: p, conn: conn, r: bufio.NewReaderSize(conn, 64<<10), taskRoot: taskRoot, cwd: cwd}
-	if fr := f.read(t); fr.typ != ftBooted || string(fr.header) != "{}" || len(fr.body) != 0 {
-		t.Fatalf("first frame: type %d header %s body %q, want BOOTED {}", fr.typ, fr.header, fr.body)
-	}
-	return f
+	return p
 }
 
-// functionEnv is the environment Tern would send for handler, plus extra.
-func (f *framedInst) functionEnv(handler string, extra map[string]string) map[string]string {
-	env := map[string]string{
-		"PATH":                            "/usr/local/bin:/usr/bin:/bin",
-		"TZ":                              ":UTC",
-		"LANG":                            "en_US.UTF-8",
-		"AWS_LAMBDA_FUNCTION_NAME":        "fn",
-		"AWS_LAMBDA_FUNCTION_VERSION":     "7",
-		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
-		"AWS_LAMBDA_RUNTIME_API":          "127.0.0.1:9",
-		"AWS_LAMBDA_LOG_GROUP_NAME":       "/tern/fn",
-		"AWS_LAMBDA_LOG_STREAM_NAME":      "stream-1",
-		"_HANDLER":                        handler,
-		"LAMBDA_TASK_ROOT":                f.taskRoot,
-	}
-	maps.Copy(env, extra)
-	return env
-}
-
-func (f *framedInst) write(t testing.TB, b []byte) {
+// startFramed writes files into a fresh task root and starts the bootstrap
+// as Tern starts a pooled instance (framedtest.Start), its stdout going to
+// stdout if not nil. Nothing is sent yet.
+func startFramed(t testing.TB, files map[string]string, stdout *os.File) *framedtest.Runtime {
 	t.Helper()
-	if err := f.conn.SetWriteDeadline(time.Now().Add(waitTimeout)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.conn.Write(b); err != nil {
-		t.Fatalf("writing to the runtime: %v", err)
-	}
-}
-
-func (f *framedInst) send(t testing.TB, typ byte, header, body []byte) {
-	t.Helper()
-	f.write(t, appendWireFrame(nil, typ, header, body))
-}
-
-func specializeHeader(t testing.TB, handler, taskRoot string, env map[string]string) []byte {
-	return mustJSON(t, map[string]any{"handler": handler, "taskRoot": taskRoot, "env": env})
-}
-
-func (f *framedInst) specialize(t testing.TB, handler string, env map[string]string) {
-	t.Helper()
-	f.send(t, ftSpecialize, specializeHeader(t, handler, f.taskRoot, env), nil)
-}
-
-// read reads the next frame from the runtime.
-func (f *framedInst) read(t testing.TB) wireFrame {
-	t.Helper()
-	if err := f.conn.SetReadDeadline(time.Now().Add(waitTimeout)); err != nil {
-		t.Fatal(err)
-	}
-	var head [7]byte
-	if _, err := readFull(f.r, head[:]); err != nil {
-		t.Fatalf("reading a frame: %v", err)
-	}
-	n := binary.BigEndian.Uint32(head[0:4])
-	h := binary.BigEndian.Uint16(head[5:7])
-	if n < 3 || uint32(h) > n-3 {
-		t.Fatalf("bad frame from the runtime: n=%d h=%d", n, h)
-	}
-	rest := make([]byte, n-3)
-	if _, err := readFull(f.r, rest); err != nil {
-		t.Fatalf("reading a frame of %d bytes: %v", n, err)
-	}
-	return wireFrame{typ: head[4], header: rest[:h], body: rest[h:]}
-}
-
-func readFull(r *bufio.Reader, p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := r.Read(p[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-func (f *framedInst) wantReady(t testing.TB) {
-	t.Helper()
-	fr := f.read(t)
-	if fr.typ != ftReady {
-		t.Fatalf("got frame type %d (header %s, body %s), want READY", fr.typ, fr.header, fr.body)
-	}
-	if string(fr.header) != "{}" || len(fr.body) != 0 {
-		t.Fatalf("READY header %q body %q, want {} and nothing", fr.header, fr.body)
-	}
+	taskRoot, cwd, bootstrap := framedtest.Prepare(t, files, Install)
+	env := []string{"PATH=" + os.Getenv("PATH"), "TZ=:UTC", "LANG=en_US.UTF-8"}
+	opts := &framedtest.Options{TaskRoot: taskRoot, Stdout: stdout, FatalErrors: true}
+	return framedtest.Start(t, nodePath(t), []string{bootstrap}, cwd, env, opts)
 }
 
 // startReady starts a framed bootstrap, specialises it for handler and
 // waits for READY.
-func startReady(t testing.TB, handler string, files map[string]string, extraEnv map[string]string) *framedInst {
+func startReady(t testing.TB, handler string, files map[string]string, extraEnv map[string]string) *framedtest.Runtime {
 	t.Helper()
 	f := startFramed(t, files, nil)
-	f.specialize(t, handler, f.functionEnv(handler, extraEnv))
-	f.wantReady(t)
+	f.SpecializeReady(t, handler, extraEnv, 0)
 	return f
-}
-
-// invokeHeader returns an INVOKE header for id with the usual fields plus
-// extra.
-func invokeHeader(t testing.TB, id string, extra map[string]any) []byte {
-	h := map[string]any{"id": id, "deadline": time.Now().Add(30 * time.Second).UnixMilli(), "arn": testARN}
-	maps.Copy(h, extra)
-	return mustJSON(t, h)
-}
-
-// invoke sends an INVOKE and reads its answer, checking the header.
-func (f *framedInst) invoke(t testing.TB, event string, extra map[string]any) wireFrame {
-	t.Helper()
-	f.seq++
-	id := fmt.Sprintf("%08x-0000-4000-8000-%012x", time.Now().UnixNano()&0xffffffff, f.seq)
-	if v, ok := extra["id"].(string); ok {
-		id = v
-	}
-	f.send(t, ftInvoke, invokeHeader(t, id, extra), []byte(event))
-	return f.wantAnswer(t, id)
-}
-
-func (f *framedInst) wantAnswer(t testing.TB, id string) wireFrame {
-	t.Helper()
-	fr := f.read(t)
-	h := fr.headerFields(t)
-	switch fr.typ {
-	case ftResponse:
-		if len(h) != 1 {
-			t.Errorf("RESPONSE header %s, want only id", fr.header)
-		}
-	case ftError:
-		_, fatal := h["fatal"]
-		if len(h) != 2 && !(len(h) == 3 && fatal) {
-			t.Errorf("ERROR header %s, want id and type (and fatal)", fr.header)
-		}
-	default:
-		t.Fatalf("got frame type %d (header %s, body %s), want RESPONSE or ERROR", fr.typ, fr.header, fr.body)
-	}
-	if h["id"] != id {
-		t.Fatalf("answer header %s, want id %q", fr.header, id)
-	}
-	return fr
-}
-
-func wantFramedResponse(t testing.TB, fr wireFrame, want string) {
-	t.Helper()
-	if fr.typ != ftResponse {
-		t.Fatalf("got frame type %d %s %s, want RESPONSE %s", fr.typ, fr.header, fr.body, want)
-	}
-	if string(fr.body) != want {
-		t.Fatalf("response = %s, want %s", fr.body, want)
-	}
-}
-
-// wantFramedError checks an ERROR or INIT_ERROR frame: the header's type is
-// the body's errorType, and the body has a stackTrace array.
-func wantFramedError(t testing.TB, fr wireFrame, typ byte, errorType, message string) []string {
-	t.Helper()
-	if fr.typ != typ {
-		t.Fatalf("got frame type %d %s %s, want %d with %s", fr.typ, fr.header, fr.body, typ, errorType)
-	}
-	var v struct {
-		ErrorType    string    `json:"errorType"`
-		ErrorMessage string    `json:"errorMessage"`
-		StackTrace   *[]string `json:"stackTrace"`
-	}
-	if err := json.Unmarshal(fr.body, &v); err != nil {
-		t.Fatalf("error body %q: %v", fr.body, err)
-	}
-	if v.StackTrace == nil {
-		t.Fatalf("error body %q has no stackTrace array", fr.body)
-	}
-	if got := fr.headerFields(t)["type"]; got != v.ErrorType {
-		t.Errorf("header type = %v, body errorType %q", got, v.ErrorType)
-	}
-	if v.ErrorType != errorType {
-		t.Errorf("errorType = %q, want %q (message %q)", v.ErrorType, errorType, v.ErrorMessage)
-	}
-	if !strings.Contains(v.ErrorMessage, message) {
-		t.Errorf("errorMessage = %q, want it to contain %q", v.ErrorMessage, message)
-	}
-	return *v.StackTrace
 }
 
 func TestFramedSpecialize(t *testing.T) {
@@ -371,7 +56,7 @@ exports.handler = async () => ({
   tzOffset: new Date(Date.UTC(2024, 0, 1)).getTimezoneOffset(),
 });`,
 	}, nil)
-	env := f.functionEnv("index.handler", map[string]string{
+	env := f.FunctionEnv("index.handler", map[string]string{
 		"TZ":         "Asia/Tokyo", // the harness started node with TZ=:UTC
 		"EMPTY":      "",
 		"TRICKY":     "a=b \"quoted\" \\ back\nslash é ☃",
@@ -379,22 +64,22 @@ exports.handler = async () => ({
 	})
 	// A pooled instance may wait a long time for its function.
 	time.Sleep(200 * time.Millisecond)
-	if !f.running() {
+	if !f.Running() {
 		t.Fatal("node exited while waiting for SPECIALIZE")
 	}
-	f.specialize(t, "index.handler", env)
-	f.wantReady(t)
+	f.Specialize(t, "index.handler", env, 0)
+	f.WantReady(t)
 
-	fr := f.invoke(t, `{}`, nil)
+	fr := f.Invoke(t, `{}`, nil)
 	var got struct {
 		Env      map[string]string `json:"env"`
 		Cwd      string            `json:"cwd"`
 		TzOffset int               `json:"tzOffset"`
 	}
-	if fr.typ != ftResponse {
-		t.Fatalf("got %d %s", fr.typ, fr.body)
+	if fr.Type != framedtest.Response {
+		t.Fatalf("got %d %s", fr.Type, fr.Body)
 	}
-	if err := json.Unmarshal(fr.body, &got); err != nil {
+	if err := json.Unmarshal(fr.Body, &got); err != nil {
 		t.Fatal(err)
 	}
 	if !maps.Equal(got.Env, env) {
@@ -409,8 +94,8 @@ exports.handler = async () => ({
 			}
 		}
 	}
-	if got.Cwd != f.taskRoot {
-		t.Errorf("cwd = %q, want the task root %q", got.Cwd, f.taskRoot)
+	if got.Cwd != f.TaskRoot {
+		t.Errorf("cwd = %q, want the task root %q", got.Cwd, f.TaskRoot)
 	}
 	if got.TzOffset != -540 {
 		t.Errorf("timezone offset = %d minutes, want -540 (TZ=Asia/Tokyo from SPECIALIZE)", got.TzOffset)
@@ -448,7 +133,7 @@ func TestFramedHandlerKinds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := startReady(t, tc.handler, tc.files, nil)
-			wantFramedResponse(t, f.invoke(t, tc.event, nil), tc.want)
+			framedtest.WantResponse(t, f.Invoke(t, tc.event, nil), tc.want)
 		})
 	}
 }
@@ -460,20 +145,20 @@ func TestFramedSequentialInvocations(t *testing.T) {
 	}, nil)
 	pid := -1.0
 	for i := 1; i <= 20; i++ {
-		fr := f.invoke(t, fmt.Sprintf(`{"i":%d}`, i), nil)
+		fr := f.Invoke(t, fmt.Sprintf(`{"i":%d}`, i), nil)
 		var v struct{ N, Pid, I float64 }
-		if err := json.Unmarshal(fr.body, &v); err != nil {
-			t.Fatalf("%s: %v", fr.body, err)
+		if err := json.Unmarshal(fr.Body, &v); err != nil {
+			t.Fatalf("%s: %v", fr.Body, err)
 		}
 		if v.N != float64(i) || v.I != float64(i) {
-			t.Fatalf("invocation %d: %s", i, fr.body)
+			t.Fatalf("invocation %d: %s", i, fr.Body)
 		}
 		if pid >= 0 && v.Pid != pid {
 			t.Fatalf("pid changed")
 		}
 		pid = v.Pid
 	}
-	if !f.running() {
+	if !f.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -497,30 +182,30 @@ exports.handler = (e, c, cb) => {
   }
 };`,
 	}, nil)
-	wantFramedResponse(t, f.invoke(t, `{"m":"undefined"}`, nil), `null`)
-	wantFramedResponse(t, f.invoke(t, `{"m":"sync"}`, nil), `null`)
-	wantFramedResponse(t, f.invoke(t, `{"m":"done"}`, nil), `{"via":"done"}`)
-	wantFramedError(t, f.invoke(t, `{"m":"fail"}`, nil), ftError, "RangeError", "via fail")
-	wantFramedError(t, f.invoke(t, `{"m":"cycle"}`, nil), ftError, "Runtime.SerializationError", "circular")
-	wantFramedResponse(t, f.invoke(t, `{"m":"first"}`, nil), `"from callback"`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"undefined"}`, nil), `null`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"sync"}`, nil), `null`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"done"}`, nil), `{"via":"done"}`)
+	framedtest.WantError(t, f.Invoke(t, `{"m":"fail"}`, nil), framedtest.Error, "RangeError", "via fail")
+	framedtest.WantError(t, f.Invoke(t, `{"m":"cycle"}`, nil), framedtest.Error, "Runtime.SerializationError", "circular")
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"first"}`, nil), `"from callback"`)
 	begin := time.Now()
-	wantFramedResponse(t, f.invoke(t, `{"m":"wait"}`, nil), `"waited"`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"wait"}`, nil), `"waited"`)
 	if d := time.Since(begin); d < 190*time.Millisecond {
 		t.Errorf("answered after %v, before the 200ms timer drained the event loop", d)
 	}
 	// Both leave a 60 s timer behind, so nothing after them waits for an
 	// empty event loop.
 	begin = time.Now()
-	wantFramedResponse(t, f.invoke(t, `{"m":"succeed"}`, nil), `{"via":"succeed"}`)
-	wantFramedResponse(t, f.invoke(t, `{"m":"nowait"}`, nil), `"not waited"`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"succeed"}`, nil), `{"via":"succeed"}`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"nowait"}`, nil), `"not waited"`)
 	if d := time.Since(begin); d > 5*time.Second {
 		t.Errorf("context.succeed and callbackWaitsForEmptyEventLoop=false still waited %v", d)
 	}
-	if stack := wantFramedError(t, f.invoke(t, `{"m":"string"}`, nil), ftError, "Error", "oops"); len(stack) != 0 {
+	if stack := framedtest.WantError(t, f.Invoke(t, `{"m":"string"}`, nil), framedtest.Error, "Error", "oops"); len(stack) != 0 {
 		t.Errorf("stackTrace = %q, want []", stack)
 	}
-	wantFramedError(t, f.invoke(t, `{not json`, nil), ftError, "Runtime.InvalidEvent", "invalid event JSON")
-	if !f.running() {
+	framedtest.WantError(t, f.Invoke(t, `{not json`, nil), framedtest.Error, "Runtime.InvalidEvent", "invalid event JSON")
+	if !f.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -561,13 +246,13 @@ exports.handler = async (e, c) => ({
 		Trace              *string        `json:"trace"`
 		HasTrace           bool           `json:"hasTrace"`
 	}
-	decode := func(fr wireFrame) ctxResult {
+	decode := func(fr framedtest.Frame) ctxResult {
 		t.Helper()
-		if fr.typ != ftResponse {
-			t.Fatalf("got %d %s", fr.typ, fr.body)
+		if fr.Type != framedtest.Response {
+			t.Fatalf("got %d %s", fr.Type, fr.Body)
 		}
 		var got ctxResult
-		if err := json.Unmarshal(fr.body, &got); err != nil {
+		if err := json.Unmarshal(fr.Body, &got); err != nil {
 			t.Fatal(err)
 		}
 		return got
@@ -575,7 +260,7 @@ exports.handler = async (e, c) => ({
 
 	const trace = "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1"
 	id := "6f1c2b4e-8d3a-4c9b-a1e2-3f4a5b6c7d8e"
-	got := decode(f.invoke(t, `{}`, map[string]any{
+	got := decode(f.Invoke(t, `{}`, map[string]any{
 		"id":            id,
 		"deadline":      time.Now().Add(10 * time.Second).UnixMilli(),
 		"trace":         trace,
@@ -583,7 +268,7 @@ exports.handler = async (e, c) => ({
 		"identity":      `{"cognitoIdentityId":"cid","cognitoIdentityPoolId":"pool"}`, // JSON text works too
 	}))
 	if got.AwsRequestID != id || got.FunctionName != "fn" || got.FunctionVersion != "7" ||
-		got.MemoryLimitInMB != "256" || got.InvokedFunctionArn != testARN ||
+		got.MemoryLimitInMB != "256" || got.InvokedFunctionArn != framedtest.ARN ||
 		got.LogGroupName != "/tern/fn" || got.LogStreamName != "stream-1" || !got.Waits {
 		t.Errorf("context = %+v", got)
 	}
@@ -599,7 +284,7 @@ exports.handler = async (e, c) => ({
 
 	// Without the optional fields: the trace id is removed, no client
 	// context or identity; a deadline in the past leaves no time.
-	got = decode(f.invoke(t, `{}`, map[string]any{"deadline": time.Now().Add(-time.Second).UnixMilli()}))
+	got = decode(f.Invoke(t, `{}`, map[string]any{"deadline": time.Now().Add(-time.Second).UnixMilli()}))
 	if got.HasTrace || got.ClientContext != nil || got.Identity != nil || got.Remaining != 0 {
 		t.Errorf("second invocation context = %+v", got)
 	}
@@ -618,16 +303,16 @@ exports.handler = async (e) => {
 };
 exports.sync = () => { throw new RangeError('sync boom'); };`,
 	}, nil)
-	stack := wantFramedError(t, f.invoke(t, `{}`, nil), ftError, "Error", "boom\nsecond line")
+	stack := framedtest.WantError(t, f.Invoke(t, `{}`, nil), framedtest.Error, "Error", "boom\nsecond line")
 	if len(stack) < 2 || stack[0] != "Error: boom" || !strings.Contains(strings.Join(stack, "\n"), "index.js") {
 		t.Errorf("stackTrace = %q", stack)
 	}
-	wantFramedError(t, f.invoke(t, `{"kind":"custom"}`, nil), ftError, "ValidationError", "nope")
+	framedtest.WantError(t, f.Invoke(t, `{"kind":"custom"}`, nil), framedtest.Error, "ValidationError", "nope")
 	// The error type goes into the header as JSON, whatever it holds.
-	wantFramedError(t, f.invoke(t, `{"kind":"odd"}`, nil), ftError, "Odd \"Type\" \\ é\n", "odd")
+	framedtest.WantError(t, f.Invoke(t, `{"kind":"odd"}`, nil), framedtest.Error, "Odd \"Type\" \\ é\n", "odd")
 	// An id that needs escaping still comes back as sent.
-	wantFramedError(t, f.invoke(t, `{"kind":"sync"}`, map[string]any{"id": `we"ird\id é`}), ftError, "RangeError", "sync boom")
-	if !f.running() {
+	framedtest.WantError(t, f.Invoke(t, `{"kind":"sync"}`, map[string]any{"id": `we"ird\id é`}), framedtest.Error, "RangeError", "sync boom")
+	if !f.Running() {
 		t.Fatal("node exited")
 	}
 }
@@ -653,27 +338,23 @@ func TestFramedInitErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := startFramed(t, tc.files, nil)
-			f.specialize(t, tc.handler, f.functionEnv(tc.handler, nil))
-			fr := f.read(t)
-			wantFramedError(t, fr, ftInitError, tc.errorType, tc.message)
-			if h := fr.headerFields(t); len(h) != 1 {
-				t.Errorf("INIT_ERROR header %s, want only type", fr.header)
+			f.Specialize(t, tc.handler, f.FunctionEnv(tc.handler, nil), 0)
+			fr := f.Read(t)
+			framedtest.WantError(t, fr, framedtest.InitError, tc.errorType, tc.message)
+			if h := fr.HeaderFields(t); len(h) != 1 {
+				t.Errorf("INIT_ERROR header %s, want only type", fr.Header)
 			}
-			if code := f.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
+			f.WantExit(t, 1)
 		})
 	}
 
 	t.Run("task root missing", func(t *testing.T) {
 		t.Parallel()
 		f := startFramed(t, map[string]string{"index.js": ``}, nil)
-		missing := filepath.Join(f.taskRoot, "nope")
-		f.send(t, ftSpecialize, specializeHeader(t, "index.handler", missing, f.functionEnv("index.handler", nil)), nil)
-		wantFramedError(t, f.read(t), ftInitError, "Error", "ENOENT")
-		if code := f.exitCode(t, waitTimeout); code != 1 {
-			t.Errorf("exit code = %d, want 1", code)
-		}
+		missing := filepath.Join(f.TaskRoot, "nope")
+		f.Send(t, framedtest.Specialize, framedtest.SpecializeHeader(t, "index.handler", missing, f.FunctionEnv("index.handler", nil), 0), nil)
+		framedtest.WantError(t, f.Read(t), framedtest.InitError, "Error", "ENOENT")
+		f.WantExit(t, 1)
 	})
 }
 
@@ -698,14 +379,12 @@ exports.handler = async (e) => {
 		t.Run(tc.kind, func(t *testing.T) {
 			t.Parallel()
 			f := startReady(t, "index.handler", files, nil)
-			fr := f.invoke(t, `{"kind":"`+tc.kind+`"}`, nil)
-			wantFramedError(t, fr, ftError, tc.errorType, tc.message)
-			if fatal := fr.headerFields(t)["fatal"]; fatal != true {
+			fr := f.Invoke(t, `{"kind":"`+tc.kind+`"}`, nil)
+			framedtest.WantError(t, fr, framedtest.Error, tc.errorType, tc.message)
+			if fatal := fr.HeaderFields(t)["fatal"]; fatal != true {
 				t.Errorf("ERROR of an uncaught error: fatal = %v, want true (the runtime exits)", fatal)
 			}
-			if code := f.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
+			f.WantExit(t, 1)
 		})
 	}
 }
@@ -722,13 +401,13 @@ exports.handler = async (e) => {
 
 	// A 3 MB result, read in pieces.
 	const size = 3 << 20
-	before := f.conn.reads.Load()
-	fr := f.invoke(t, fmt.Sprintf(`{"n":%d}`, size), nil)
-	reads := f.conn.reads.Load() - before
-	if fr.typ != ftResponse || len(fr.body) != size {
-		t.Fatalf("got frame type %d with %d bytes, want RESPONSE of %d", fr.typ, len(fr.body), size)
+	before := f.Conn.Reads.Load()
+	fr := f.Invoke(t, fmt.Sprintf(`{"n":%d}`, size), nil)
+	reads := f.Conn.Reads.Load() - before
+	if fr.Type != framedtest.Response || len(fr.Body) != size {
+		t.Fatalf("got frame type %d with %d bytes, want RESPONSE of %d", fr.Type, len(fr.Body), size)
 	}
-	if want := `"` + strings.Repeat("x", size-4) + `é"`; string(fr.body) != want {
+	if want := `"` + strings.Repeat("x", size-4) + `é"`; string(fr.Body) != want {
 		t.Fatal("large response corrupted")
 	}
 	if reads < 2 {
@@ -739,14 +418,14 @@ exports.handler = async (e) => {
 	// A 3 MB event, sent in pieces with pauses: the bootstrap must put it
 	// back together.
 	s := strings.Repeat("abcdefgh", size/8)
-	event := mustJSON(t, map[string]string{"s": s})
+	event := framedtest.MustJSON(t, map[string]string{"s": s})
 	id := "large-event"
-	frame := appendWireFrame(nil, ftInvoke, invokeHeader(t, id, nil), event)
+	frame := framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), event)
 	for _, cut := range [][2]int{{0, 2}, {2, 6}, {6, 40}, {40, 1 << 20}, {1 << 20, len(frame)}} {
-		f.write(t, frame[cut[0]:cut[1]])
+		f.Write(t, frame[cut[0]:cut[1]])
 		time.Sleep(20 * time.Millisecond)
 	}
-	wantFramedResponse(t, f.wantAnswer(t, id), fmt.Sprintf(`{"len":%d,"head":"abc","tail":"fgh"}`, len(s)))
+	framedtest.WantResponse(t, f.WantAnswer(t, id), fmt.Sprintf(`{"len":%d,"head":"abc","tail":"fgh"}`, len(s)))
 }
 
 func TestFramedPipelinedAndSplitFrames(t *testing.T) {
@@ -757,23 +436,23 @@ func TestFramedPipelinedAndSplitFrames(t *testing.T) {
 	// SPECIALIZE and two INVOKEs in one write: handled in order, one at a
 	// time.
 	var b []byte
-	b = appendWireFrame(b, ftSpecialize, specializeHeader(t, "index.handler", f.taskRoot, f.functionEnv("index.handler", nil)), nil)
-	b = appendWireFrame(b, ftInvoke, invokeHeader(t, "one", nil), []byte(`{"v":1}`))
-	b = appendWireFrame(b, ftInvoke, invokeHeader(t, "two", nil), []byte(`{"v":2}`))
-	f.write(t, b)
-	f.wantReady(t)
-	wantFramedResponse(t, f.wantAnswer(t, "one"), `1`)
-	wantFramedResponse(t, f.wantAnswer(t, "two"), `2`)
+	b = framedtest.AppendFrame(b, framedtest.Specialize, framedtest.SpecializeHeader(t, "index.handler", f.TaskRoot, f.FunctionEnv("index.handler", nil), 0), nil)
+	b = framedtest.AppendFrame(b, framedtest.Invoke, framedtest.InvokeHeader(t, "one", nil), []byte(`{"v":1}`))
+	b = framedtest.AppendFrame(b, framedtest.Invoke, framedtest.InvokeHeader(t, "two", nil), []byte(`{"v":2}`))
+	f.Write(t, b)
+	f.WantReady(t)
+	framedtest.WantResponse(t, f.WantAnswer(t, "one"), `1`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "two"), `2`)
 
 	// One frame a byte at a time.
-	frame := appendWireFrame(nil, ftInvoke, invokeHeader(t, "three", nil), []byte(`{"v":3}`))
+	frame := framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(t, "three", nil), []byte(`{"v":3}`))
 	for i := range frame {
-		f.write(t, frame[i:i+1])
+		f.Write(t, frame[i:i+1])
 		if i%16 == 0 {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	wantFramedResponse(t, f.wantAnswer(t, "three"), `3`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "three"), `3`)
 }
 
 func TestFramedSocketClosed(t *testing.T) {
@@ -783,18 +462,18 @@ func TestFramedSocketClosed(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		prepare func(t *testing.T, f *framedInst)
+		prepare func(t *testing.T, f *framedtest.Runtime)
 	}{
-		{"before SPECIALIZE", func(t *testing.T, f *framedInst) {}},
-		{"idle", func(t *testing.T, f *framedInst) {
-			f.specialize(t, "index.handler", f.functionEnv("index.handler", nil))
-			f.wantReady(t)
-			wantFramedResponse(t, f.invoke(t, `{"ms":0}`, nil), `"ok"`)
+		{"before SPECIALIZE", func(t *testing.T, f *framedtest.Runtime) {}},
+		{"idle", func(t *testing.T, f *framedtest.Runtime) {
+			f.Specialize(t, "index.handler", f.FunctionEnv("index.handler", nil), 0)
+			f.WantReady(t)
+			framedtest.WantResponse(t, f.Invoke(t, `{"ms":0}`, nil), `"ok"`)
 		}},
-		{"during an invocation", func(t *testing.T, f *framedInst) {
-			f.specialize(t, "index.handler", f.functionEnv("index.handler", nil))
-			f.wantReady(t)
-			f.send(t, ftInvoke, invokeHeader(t, "long", nil), []byte(`{"ms":30000}`))
+		{"during an invocation", func(t *testing.T, f *framedtest.Runtime) {
+			f.Specialize(t, "index.handler", f.FunctionEnv("index.handler", nil), 0)
+			f.WantReady(t)
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "long", nil), []byte(`{"ms":30000}`))
 		}},
 	}
 	for _, tc := range cases {
@@ -804,8 +483,8 @@ func TestFramedSocketClosed(t *testing.T) {
 			tc.prepare(t, f)
 			time.Sleep(100 * time.Millisecond)
 			began := time.Now()
-			f.conn.Close()
-			code := f.exitCode(t, 2*time.Second)
+			f.Conn.Close()
+			code := f.ExitCode(t, 2*time.Second)
 			if code != 0 && code != 1 {
 				t.Errorf("exit code = %d", code)
 			}
@@ -817,32 +496,36 @@ func TestFramedSocketClosed(t *testing.T) {
 func TestFramedProtocolErrors(t *testing.T) {
 	t.Parallel()
 	files := map[string]string{"index.js": `exports.handler = async () => 1;`}
-	specialized := func(t *testing.T, f *framedInst) {
-		f.specialize(t, "index.handler", f.functionEnv("index.handler", nil))
-		f.wantReady(t)
+	specialized := func(t *testing.T, f *framedtest.Runtime) {
+		f.Specialize(t, "index.handler", f.FunctionEnv("index.handler", nil), 0)
+		f.WantReady(t)
 	}
 	cases := []struct {
 		name    string
 		ready   bool
-		frame   func(f *framedInst) []byte
+		frame   func(f *framedtest.Runtime) []byte
 		message string
 	}{
-		{"length below 3", false, func(*framedInst) []byte { return []byte{0, 0, 0, 2, ftSpecialize, 0} }, "frame length 2"},
-		{"header longer than frame", false, func(*framedInst) []byte { return []byte{0, 0, 0, 5, ftSpecialize, 0, 9, '{', '}'} }, "header length 9"},
-		{"unknown type", true, func(*framedInst) []byte { return appendWireFrame(nil, 42, []byte(`{}`), nil) }, "type 42"},
-		{"runtime's own type", true, func(*framedInst) []byte { return appendWireFrame(nil, ftReady, []byte(`{}`), nil) }, "type 2"},
-		{"INVOKE before SPECIALIZE", false, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftInvoke, invokeHeader(t, "x", nil), []byte(`{}`))
+		{"length below 3", false, func(*framedtest.Runtime) []byte { return []byte{0, 0, 0, 2, framedtest.Specialize, 0} }, "frame length 2"},
+		{"header longer than frame", false, func(*framedtest.Runtime) []byte { return []byte{0, 0, 0, 5, framedtest.Specialize, 0, 9, '{', '}'} }, "header length 9"},
+		{"unknown type", true, func(*framedtest.Runtime) []byte { return framedtest.AppendFrame(nil, 42, []byte(`{}`), nil) }, "type 42"},
+		{"runtime's own type", true, func(*framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Ready, []byte(`{}`), nil)
+		}, "type 2"},
+		{"INVOKE before SPECIALIZE", false, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(t, "x", nil), []byte(`{}`))
 		}, "INVOKE before SPECIALIZE"},
-		{"second SPECIALIZE", true, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftSpecialize, specializeHeader(t, "index.handler", f.taskRoot, f.functionEnv("index.handler", nil)), nil)
+		{"second SPECIALIZE", true, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, framedtest.SpecializeHeader(t, "index.handler", f.TaskRoot, f.FunctionEnv("index.handler", nil), 0), nil)
 		}, "second SPECIALIZE"},
-		{"header not JSON", false, func(*framedInst) []byte { return appendWireFrame(nil, ftSpecialize, []byte(`{nope`), nil) }, "not JSON"},
-		{"SPECIALIZE without env", false, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftSpecialize, mustJSON(t, map[string]any{"handler": "index.handler", "taskRoot": f.taskRoot}), nil)
+		{"header not JSON", false, func(*framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, []byte(`{nope`), nil)
+		}, "not JSON"},
+		{"SPECIALIZE without env", false, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, framedtest.MustJSON(t, map[string]any{"handler": "index.handler", "taskRoot": f.TaskRoot}), nil)
 		}, "env"},
-		{"INVOKE without id", true, func(*framedInst) []byte {
-			return appendWireFrame(nil, ftInvoke, []byte(`{"deadline":1}`), []byte(`{}`))
+		{"INVOKE without id", true, func(*framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Invoke, []byte(`{"deadline":1}`), []byte(`{}`))
 		}, "id"},
 	}
 	for _, tc := range cases {
@@ -852,13 +535,8 @@ func TestFramedProtocolErrors(t *testing.T) {
 			if tc.ready {
 				specialized(t, f)
 			}
-			f.write(t, tc.frame(f))
-			if code := f.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
-			if msg := f.stderr.String(); !strings.Contains(msg, "protocol error") || !strings.Contains(msg, tc.message) {
-				t.Errorf("stderr = %q, want a protocol error mentioning %q", msg, tc.message)
-			}
+			f.Write(t, tc.frame(f))
+			f.WantProtocolError(t, tc.message)
 		})
 	}
 }
@@ -868,30 +546,7 @@ func TestFramedProtocolErrors(t *testing.T) {
 // itself, without blocking, right after the frame.
 func TestFramedConsoleBeforeResponse(t *testing.T) {
 	t.Parallel()
-	var pfd [2]int
-	if err := syscall.Pipe2(pfd[:], syscall.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.SetNonblock(pfd[0], true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(pfd[0]) })
-	var out []byte
-	drain := func() string {
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := syscall.Read(pfd[0], buf)
-			if n > 0 {
-				out = append(out, buf[:n]...)
-				continue
-			}
-			if err == nil || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
-				return string(out)
-			}
-			t.Fatalf("reading stdout: %v", err)
-		}
-	}
-
+	w, drain := framedtest.StdoutPipe(t)
 	f := startFramed(t, map[string]string{
 		"index.js": `
 console.log('during init');
@@ -905,24 +560,24 @@ exports.handler = async (e) => {
   console.log('padding', 'p'.repeat(e.pad));
   return 1;
 };`,
-	}, &framedOptions{stdout: os.NewFile(uintptr(pfd[1]), "stdout")})
-	f.specialize(t, "index.handler", f.functionEnv("index.handler", nil))
-	f.wantReady(t)
+	}, w)
+	f.SpecializeReady(t, "index.handler", nil, 0)
 	if got := drain(); !strings.Contains(got, "\tundefined\tINFO\tduring init\n") {
 		t.Fatalf("init log line not on stdout when READY was read: %q", got)
 	}
 
 	for i := range 5 {
 		id := fmt.Sprintf("console-%d", i)
-		f.send(t, ftInvoke, invokeHeader(t, id, nil), fmt.Appendf(nil, `{"pad":%d}`, 1+i*4000))
-		wantFramedResponse(t, f.wantAnswer(t, id), `1`)
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), fmt.Appendf(nil, `{"pad":%d}`, 1+i*4000))
+		framedtest.WantResponse(t, f.WantAnswer(t, id), `1`)
 		got := drain()
 		if !strings.Contains(got, id+"\tINFO\tpadding p") {
 			t.Fatalf("invocation %d: log lines not on stdout when the RESPONSE frame was read:\n%q", i, got)
 		}
 	}
 
-	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	out := drain()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	ts := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
 	id := regexp.QuoteMeta("console-0")
 	want := []string{
@@ -954,14 +609,14 @@ func BenchmarkWarmInvokeFramed(b *testing.B) {
 	}, nil)
 	const payload = `{"body":"hello world","headers":{"content-type":"text/plain"}}`
 	const want = `{"statusCode":200,"body":"hello world"}`
-	wantFramedResponse(b, f.invoke(b, payload, nil), want)
-	frame := appendWireFrame(nil, ftInvoke, invokeHeader(b, "bench", map[string]any{"deadline": time.Now().Add(time.Hour).UnixMilli()}), []byte(payload))
+	framedtest.WantResponse(b, f.Invoke(b, payload, nil), want)
+	frame := framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(b, "bench", map[string]any{"deadline": time.Now().Add(time.Hour).UnixMilli()}), []byte(payload))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		f.write(b, frame)
-		if fr := f.read(b); fr.typ != ftResponse || string(fr.body) != want {
-			b.Fatalf("got %d %s %s", fr.typ, fr.header, fr.body)
+		f.Write(b, frame)
+		if fr := f.Read(b); fr.Type != framedtest.Response || string(fr.Body) != want {
+			b.Fatalf("got %d %s %s", fr.Type, fr.Header, fr.Body)
 		}
 	}
 }

@@ -7,27 +7,29 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ternhq/tern/internal/runtime/framedtest"
 )
 
 // concurrentOverlap sends four INVOKEs at once to a bootstrap with
 // concurrency 4 whose handler sleeps event["ms"] and checks that they are
 // answered in the order they finish, well within the sum of the sleeps, and
 // that each one's output lines carry its own request id.
-func concurrentOverlap(t *testing.T, f *framedInst) {
+func concurrentOverlap(t *testing.T, f *framedtest.Runtime) {
 	t.Helper()
 	sleeps := map[string]int{"inv-a": 800, "inv-b": 200, "inv-c": 600, "inv-d": 400}
 	ids := []string{"inv-a", "inv-b", "inv-c", "inv-d"}
 	began := time.Now()
 	var batch []byte
 	for _, id := range ids {
-		batch = appendWireFrame(batch, ftInvoke, invokeHeader(t, id, nil), fmt.Appendf(nil, `{"ms":%d}`, sleeps[id]))
+		batch = framedtest.AppendFrame(batch, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), fmt.Appendf(nil, `{"ms":%d}`, sleeps[id]))
 	}
-	f.write(t, batch)
+	f.Write(t, batch)
 	var order []string
 	for range ids {
-		fr := f.read(t)
-		id := checkAnswer(t, fr)
-		wantResponse(t, fr, fmt.Sprintf(`{"ms": %d, "id": "%s"}`, sleeps[id], id))
+		fr := f.Read(t)
+		id := f.CheckAnswer(t, fr)
+		framedtest.WantResponse(t, fr, fmt.Sprintf(`{"ms": %d, "id": "%s"}`, sleeps[id], id))
 		order = append(order, id)
 	}
 	took := time.Since(began)
@@ -40,7 +42,7 @@ func concurrentOverlap(t *testing.T, f *framedInst) {
 	t.Logf("4 concurrent invocations (longest 800 ms, 2000 ms in all) answered in %v", took)
 
 	// Every line carries the id of the invocation that wrote it.
-	lines := waitStdout(t, f.proc, 3*len(ids))
+	lines := f.WaitLines(t, 3*len(ids))
 	re := regexp.MustCompile(`^\S+\t(inv-[a-d])\t(?:INFO\t)?(start|end) (\d+)$`)
 	seen := 0
 	for _, l := range lines {
@@ -76,7 +78,7 @@ async def handler(event, context):
 	}, nil, 4)
 	concurrentOverlap(t, f)
 	// Still serving, one at a time as well.
-	wantResponse(t, f.invoke(t, `{"ms":1}`, map[string]any{"id": "inv-e"}), `{"ms": 1, "id": "inv-e"}`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"ms":1}`, map[string]any{"id": "inv-e"}), `{"ms": 1, "id": "inv-e"}`)
 }
 
 func TestFramedConcurrencyThreads(t *testing.T) {
@@ -96,7 +98,7 @@ def handler(event, context):
 `,
 	}, nil, 4)
 	concurrentOverlap(t, f)
-	wantResponse(t, f.invoke(t, `{"ms":1}`, map[string]any{"id": "inv-e"}), `{"ms": 1, "id": "inv-e"}`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"ms":1}`, map[string]any{"id": "inv-e"}), `{"ms": 1, "id": "inv-e"}`)
 }
 
 func TestFramedConcurrencyErrors(t *testing.T) {
@@ -112,12 +114,12 @@ async def handler(event, context):
     return None
 `,
 	}, nil, 2)
-	f.send(t, ftInvoke, invokeHeader(t, "slow", nil), []byte(`{"ms":300,"fail":true}`))
-	f.send(t, ftInvoke, invokeHeader(t, "bad", nil), []byte(`{nope`))
-	wantError(t, f.wantAnswer(t, "bad"), ftError, "Runtime.InvalidEvent", "invalid event JSON")
-	f.send(t, ftInvoke, invokeHeader(t, "null", nil), []byte(`{}`))
-	wantResponse(t, f.wantAnswer(t, "null"), `null`)
-	wantError(t, f.wantAnswer(t, "slow"), ftError, "ValueError", "failed slow")
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "slow", nil), []byte(`{"ms":300,"fail":true}`))
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "bad", nil), []byte(`{nope`))
+	framedtest.WantError(t, f.WantAnswer(t, "bad"), framedtest.Error, "Runtime.InvalidEvent", "invalid event JSON")
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "null", nil), []byte(`{}`))
+	framedtest.WantResponse(t, f.WantAnswer(t, "null"), `null`)
+	framedtest.WantError(t, f.WantAnswer(t, "slow"), framedtest.Error, "ValueError", "failed slow")
 }
 
 func TestFramedConcurrencyProtocolErrors(t *testing.T) {
@@ -141,14 +143,9 @@ func TestFramedConcurrencyProtocolErrors(t *testing.T) {
 			t.Parallel()
 			f := startReady(t, tc.handler, files, nil, 2)
 			for _, id := range tc.ids {
-				f.send(t, ftInvoke, invokeHeader(t, id, nil), []byte(`{}`))
+				f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), []byte(`{}`))
 			}
-			if code := f.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
-			if msg := f.stderr.String(); !strings.Contains(msg, "protocol error") || !strings.Contains(msg, tc.message) {
-				t.Errorf("stderr = %q, want a protocol error mentioning %q", msg, tc.message)
-			}
+			f.WantProtocolError(t, tc.message)
 		})
 	}
 }
@@ -174,8 +171,8 @@ async def handler(event, context):
 		t.Run(fmt.Sprint("concurrency ", n), func(t *testing.T) {
 			t.Parallel()
 			f := startReady(t, "app.handler", files, nil, n)
-			wantResponse(t, f.invoke(t, `{}`, nil), `[true, "from init"]`)
-			wantResponse(t, f.invoke(t, `{}`, nil), `[true, "from init"]`)
+			framedtest.WantResponse(t, f.Invoke(t, `{}`, nil), `[true, "from init"]`)
+			framedtest.WantResponse(t, f.Invoke(t, `{}`, nil), `[true, "from init"]`)
 		})
 	}
 }

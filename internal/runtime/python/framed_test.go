@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ternhq/tern/internal/runtime/framedtest"
 )
 
 func TestFramedSpecialize(t *testing.T) {
@@ -34,7 +36,7 @@ def handler(event, context):
 		"extra/extra_mod.py":            `WHERE = "PYTHONPATH"`,
 		"python/lib/not-a-dir-marker.t": ``,
 	}, nil)
-	env := f.functionEnv("app.handler", map[string]string{
+	env := f.FunctionEnv("app.handler", map[string]string{
 		"TZ":         "Asia/Tokyo", // the harness started python with TZ=:UTC
 		"EMPTY":      "",
 		"TRICKY":     "a=b \"quoted\" \\ back\nslash é ☃",
@@ -42,11 +44,11 @@ def handler(event, context):
 	})
 	// A pooled instance may wait a long time for its function.
 	time.Sleep(200 * time.Millisecond)
-	if !f.running() {
+	if !f.Running() {
 		t.Fatal("python exited while waiting for SPECIALIZE")
 	}
-	f.specialize(t, "app.handler", env, 0)
-	f.wantReady(t)
+	f.Specialize(t, "app.handler", env, 0)
+	f.WantReady(t)
 
 	var got struct {
 		Env     map[string]string `json:"env"`
@@ -55,7 +57,7 @@ def handler(event, context):
 		Modules []string          `json:"modules"`
 		GMTOff  int               `json:"gmtoff"`
 	}
-	decodeResponse(t, f.invoke(t, `{}`, nil), &got)
+	framedtest.DecodeResponse(t, f.Invoke(t, `{}`, nil), &got)
 	if !maps.Equal(got.Env, env) {
 		for _, k := range slices.Sorted(maps.Keys(got.Env)) {
 			if want, ok := env[k]; !ok || want != got.Env[k] {
@@ -68,20 +70,20 @@ def handler(event, context):
 			}
 		}
 	}
-	if got.Cwd != f.taskRoot {
-		t.Errorf("cwd = %q, want the task root %q", got.Cwd, f.taskRoot)
+	if got.Cwd != f.TaskRoot {
+		t.Errorf("cwd = %q, want the task root %q", got.Cwd, f.TaskRoot)
 	}
 	wantPath := []string{
-		f.taskRoot,
-		filepath.Join(f.taskRoot, "python"),
-		filepath.Join(f.taskRoot, filepath.FromSlash(site)),
-		filepath.Join(f.taskRoot, "extra"),
+		f.TaskRoot,
+		filepath.Join(f.TaskRoot, "python"),
+		filepath.Join(f.TaskRoot, filepath.FromSlash(site)),
+		filepath.Join(f.TaskRoot, "extra"),
 	}
 	if len(got.Path) < len(wantPath) || !slices.Equal(got.Path[:len(wantPath)], wantPath) {
 		t.Errorf("sys.path = %q, want it to begin with %q", got.Path, wantPath)
 	}
 	for _, p := range got.Path {
-		if strings.HasPrefix(p, filepath.Dir(f.taskRoot)+string(filepath.Separator)+"runtime") {
+		if strings.HasPrefix(p, filepath.Dir(f.TaskRoot)+string(filepath.Separator)+"runtime") {
 			t.Errorf("sys.path has the bootstrap's directory %q", p)
 		}
 	}
@@ -140,8 +142,8 @@ func TestFramedHandlerKinds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := startReady(t, tc.handler, tc.files, nil, 0)
-			wantResponse(t, f.invoke(t, tc.event, nil), tc.want)
-			if out := f.stdout.String(); out != "" {
+			framedtest.WantResponse(t, f.Invoke(t, tc.event, nil), tc.want)
+			if out := f.Stdout.String(); out != "" {
 				t.Errorf("unexpected output: %q", out)
 			}
 		})
@@ -155,12 +157,12 @@ func TestFramedSequentialInvocations(t *testing.T) {
 	}, nil, 0)
 	pid := -1
 	for i := 1; i <= 20; i++ {
-		id := f.nextID()
+		id := f.NextID()
 		var v struct {
 			N, Pid, I int
 			ID        string
 		}
-		decodeResponse(t, f.invoke(t, fmt.Sprintf(`{"i":%d}`, i), map[string]any{"id": id}), &v)
+		framedtest.DecodeResponse(t, f.Invoke(t, fmt.Sprintf(`{"i":%d}`, i), map[string]any{"id": id}), &v)
 		if v.N != i || v.I != i || v.ID != id {
 			t.Fatalf("invocation %d (%s): %+v", i, id, v)
 		}
@@ -169,7 +171,7 @@ func TestFramedSequentialInvocations(t *testing.T) {
 		}
 		pid = v.Pid
 	}
-	if !f.running() {
+	if !f.Running() {
 		t.Fatal("python exited")
 	}
 }
@@ -193,14 +195,14 @@ def handler(event, context):
     return event
 `,
 	}, nil, 0)
-	wantResponse(t, f.invoke(t, `{"m":"none"}`, nil), `null`)
-	wantResponse(t, f.invoke(t, `{"m":"tuple"}`, nil), `[1, "two", [3.5, null, true]]`)
-	wantError(t, f.invoke(t, `{"m":"set"}`, nil), ftError, "Runtime.SerializationError", "Unable to marshal response: Object of type set is not JSON serializable")
-	wantError(t, f.invoke(t, `{"m":"cycle"}`, nil), ftError, "Runtime.SerializationError", "Circular reference")
-	wantError(t, f.invoke(t, `{not json`, nil), ftError, "Runtime.InvalidEvent", "invalid event JSON")
-	wantError(t, f.invoke(t, ``, nil), ftError, "Runtime.InvalidEvent", "invalid event JSON")
-	wantResponse(t, f.invoke(t, `{"m":"echo","v":[1,{"a":"b"}]}`, nil), `{"m": "echo", "v": [1, {"a": "b"}]}`)
-	if !f.running() {
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"none"}`, nil), `null`)
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"tuple"}`, nil), `[1, "two", [3.5, null, true]]`)
+	framedtest.WantError(t, f.Invoke(t, `{"m":"set"}`, nil), framedtest.Error, "Runtime.SerializationError", "Unable to marshal response: Object of type set is not JSON serializable")
+	framedtest.WantError(t, f.Invoke(t, `{"m":"cycle"}`, nil), framedtest.Error, "Runtime.SerializationError", "Circular reference")
+	framedtest.WantError(t, f.Invoke(t, `{not json`, nil), framedtest.Error, "Runtime.InvalidEvent", "invalid event JSON")
+	framedtest.WantError(t, f.Invoke(t, ``, nil), framedtest.Error, "Runtime.InvalidEvent", "invalid event JSON")
+	framedtest.WantResponse(t, f.Invoke(t, `{"m":"echo","v":[1,{"a":"b"}]}`, nil), `{"m": "echo", "v": [1, {"a": "b"}]}`)
+	if !f.Running() {
 		t.Fatal("python exited")
 	}
 }
@@ -254,7 +256,7 @@ def handler(event, c):
 	const trace = "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1"
 	id := "6f1c2b4e-8d3a-4c9b-a1e2-3f4a5b6c7d8e"
 	var got ctxResult
-	decodeResponse(t, f.invoke(t, `{}`, map[string]any{
+	framedtest.DecodeResponse(t, f.Invoke(t, `{}`, map[string]any{
 		"id":       id,
 		"deadline": time.Now().Add(10 * time.Second).UnixMilli(),
 		"trace":    trace,
@@ -266,7 +268,7 @@ def handler(event, c):
 		"identity": `{"cognitoIdentityId":"cid","cognitoIdentityPoolId":"pool"}`, // JSON text works too
 	}), &got)
 	if got.AwsRequestID != id || got.FunctionName != "fn" || got.FunctionVersion != "7" ||
-		got.MemoryLimitInMB != 256.0 || !got.MemoryIsInt || got.InvokedFunctionArn != testARN ||
+		got.MemoryLimitInMB != 256.0 || !got.MemoryIsInt || got.InvokedFunctionArn != framedtest.ARN ||
 		got.LogGroupName != "/tern/fn" || got.LogStreamName != "stream-1" {
 		t.Errorf("context = %+v", got)
 	}
@@ -288,7 +290,7 @@ def handler(event, c):
 	// Without the optional fields: the trace id is removed, no client
 	// context or identity; a deadline in the past leaves no time.
 	got = ctxResult{}
-	decodeResponse(t, f.invoke(t, `{}`, map[string]any{"deadline": time.Now().Add(-time.Second).UnixMilli()}), &got)
+	framedtest.DecodeResponse(t, f.Invoke(t, `{}`, map[string]any{"deadline": time.Now().Add(-time.Second).UnixMilli()}), &got)
 	if got.HasTrace || got.ClientContext != nil || got.Identity != nil || got.Remaining != 0 {
 		t.Errorf("second invocation context = %+v", got)
 	}
@@ -321,7 +323,7 @@ def handler(event, context):
     deeper()
 `,
 	}, nil, 0)
-	stack := wantError(t, f.invoke(t, `{}`, nil), ftError, "ValueError", "boom\nsecond line")
+	stack := framedtest.WantError(t, f.Invoke(t, `{}`, nil), framedtest.Error, "ValueError", "boom\nsecond line")
 	joined := strings.Join(stack, "")
 	if len(stack) != 2 || !strings.Contains(stack[0], "app.py") || !strings.Contains(stack[0], "in handler") ||
 		!strings.Contains(stack[1], "in deeper") || !strings.Contains(stack[1], `raise ValueError("boom\nsecond line")`) {
@@ -330,15 +332,15 @@ def handler(event, context):
 	if strings.Contains(joined, "bootstrap.py") {
 		t.Errorf("stackTrace has the bootstrap's frames: %q", stack)
 	}
-	wantError(t, f.invoke(t, `{"kind":"custom"}`, nil), ftError, "ValidationError", "nope")
-	wantError(t, f.invoke(t, `{"kind":"key"}`, nil), ftError, "KeyError", "'missing'")
-	stack = wantError(t, f.invoke(t, `{"kind":"async"}`, nil), ftError, "LookupError", "async boom")
+	framedtest.WantError(t, f.Invoke(t, `{"kind":"custom"}`, nil), framedtest.Error, "ValidationError", "nope")
+	framedtest.WantError(t, f.Invoke(t, `{"kind":"key"}`, nil), framedtest.Error, "KeyError", "'missing'")
+	stack = framedtest.WantError(t, f.Invoke(t, `{"kind":"async"}`, nil), framedtest.Error, "LookupError", "async boom")
 	if joined := strings.Join(stack, ""); !strings.Contains(joined, "in later") || strings.Contains(joined, "bootstrap.py") || strings.Contains(joined, "asyncio") {
 		t.Errorf("async stackTrace = %q", stack)
 	}
 	// An id that needs escaping still comes back as sent.
-	wantError(t, f.invoke(t, `{"kind":"custom"}`, map[string]any{"id": `we"ird\id é`}), ftError, "ValidationError", "nope")
-	if !f.running() {
+	framedtest.WantError(t, f.Invoke(t, `{"kind":"custom"}`, map[string]any{"id": `we"ird\id é`}), framedtest.Error, "ValidationError", "nope")
+	if !f.Running() {
 		t.Fatal("python exited")
 	}
 }
@@ -368,11 +370,11 @@ func TestFramedInitErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := startFramed(t, tc.files, nil)
-			f.specialize(t, tc.handler, f.functionEnv(tc.handler, nil), 0)
-			fr := f.read(t)
-			stack := wantError(t, fr, ftInitError, tc.errorType, tc.message)
-			if h := fr.headerFields(t); len(h) != 1 {
-				t.Errorf("INIT_ERROR header %s, want only type", fr.header)
+			f.Specialize(t, tc.handler, f.FunctionEnv(tc.handler, nil), 0)
+			fr := f.Read(t)
+			stack := framedtest.WantError(t, fr, framedtest.InitError, tc.errorType, tc.message)
+			if h := fr.HeaderFields(t); len(h) != 1 {
+				t.Errorf("INIT_ERROR header %s, want only type", fr.Header)
 			}
 			if strings.Contains(strings.Join(stack, ""), "bootstrap.py") {
 				t.Errorf("stackTrace has the bootstrap's frames: %q", stack)
@@ -383,10 +385,8 @@ func TestFramedInitErrors(t *testing.T) {
 			if tc.name == "raises while loading" && (len(stack) != 1 || !strings.Contains(stack[0], "x = 1 / 0")) {
 				t.Errorf("stackTrace = %q, want the module's frame only", stack)
 			}
-			if code := f.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
-			if out := f.stdout.String(); !strings.Contains(out, "\tundefined\tERROR\tInit Error \t{") {
+			f.WantExit(t, 1)
+			if out := f.Stdout.String(); !strings.Contains(out, "\tundefined\tERROR\tInit Error \t{") {
 				t.Errorf("stdout = %q, want an Init Error line", out)
 			}
 		})
@@ -395,12 +395,10 @@ func TestFramedInitErrors(t *testing.T) {
 	t.Run("task root missing", func(t *testing.T) {
 		t.Parallel()
 		f := startFramed(t, map[string]string{"app.py": ``}, nil)
-		missing := filepath.Join(f.taskRoot, "nope")
-		f.send(t, ftSpecialize, specializeHeader(t, "app.handler", missing, f.functionEnv("app.handler", nil), 0), nil)
-		wantError(t, f.read(t), ftInitError, "FileNotFoundError", "nope")
-		if code := f.exitCode(t, waitTimeout); code != 1 {
-			t.Errorf("exit code = %d, want 1", code)
-		}
+		missing := filepath.Join(f.TaskRoot, "nope")
+		f.Send(t, framedtest.Specialize, framedtest.SpecializeHeader(t, "app.handler", missing, f.FunctionEnv("app.handler", nil), 0), nil)
+		framedtest.WantError(t, f.Read(t), framedtest.InitError, "FileNotFoundError", "nope")
+		f.WantExit(t, 1)
 	})
 }
 
@@ -427,18 +425,18 @@ def handler(event, context):
 		t.Run(tc.how, func(t *testing.T) {
 			t.Parallel()
 			f := startReady(t, "app.handler", files, nil, 0)
-			f.send(t, ftInvoke, invokeHeader(t, "exit-1", nil), []byte(`{"how":"`+tc.how+`"}`))
-			if fr, err := f.tryRead(waitTimeout); err == nil {
-				t.Errorf("got frame type %d %s %s, want none (the process ends)", fr.typ, fr.header, fr.body)
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "exit-1", nil), []byte(`{"how":"`+tc.how+`"}`))
+			if fr, err := f.TryRead(framedtest.WaitTimeout); err == nil {
+				t.Errorf("got frame type %d %s %s, want none (the process ends)", fr.Type, fr.Header, fr.Body)
 			}
-			if code := f.exitCode(t, waitTimeout); code != tc.code {
+			if code := f.ExitCode(t, framedtest.WaitTimeout); code != tc.code {
 				t.Errorf("exit code = %d, want %d", code, tc.code)
 			}
-			if out := f.stdout.String(); !strings.Contains(out, "\texit-1\tabout to exit\n") {
+			if out := f.Stdout.String(); !strings.Contains(out, "\texit-1\tabout to exit\n") {
 				t.Errorf("stdout = %q", out)
 			}
-			if tc.how == "message" && !strings.Contains(f.stdout.String(), "\texit-1\tgoodbye\n") {
-				t.Errorf("stdout = %q, want the exit message", f.stdout.String())
+			if tc.how == "message" && !strings.Contains(f.Stdout.String(), "\texit-1\tgoodbye\n") {
+				t.Errorf("stdout = %q, want the exit message", f.Stdout.String())
 			}
 		})
 	}
@@ -458,13 +456,13 @@ def handler(e, c):
 
 	// A 3 MB result, read in pieces.
 	const size = 3 << 20
-	before := f.conn.reads.Load()
-	fr := f.invoke(t, fmt.Sprintf(`{"n":%d}`, size), nil)
-	reads := f.conn.reads.Load() - before
-	if fr.typ != ftResponse || len(fr.body) != size {
-		t.Fatalf("got frame type %d with %d bytes, want RESPONSE of %d", fr.typ, len(fr.body), size)
+	before := f.Conn.Reads.Load()
+	fr := f.Invoke(t, fmt.Sprintf(`{"n":%d}`, size), nil)
+	reads := f.Conn.Reads.Load() - before
+	if fr.Type != framedtest.Response || len(fr.Body) != size {
+		t.Fatalf("got frame type %d with %d bytes, want RESPONSE of %d", fr.Type, len(fr.Body), size)
 	}
-	if want := `"` + strings.Repeat("x", size-2) + `"`; string(fr.body) != want {
+	if want := `"` + strings.Repeat("x", size-2) + `"`; string(fr.Body) != want {
 		t.Fatal("large response corrupted")
 	}
 	t.Logf("3 MB response frame read in %d reads", reads)
@@ -472,14 +470,14 @@ def handler(e, c):
 	// A 3 MB event, sent in pieces with pauses: the bootstrap must put it
 	// back together.
 	s := strings.Repeat("abcdefgh", size/8)
-	event := mustJSON(t, map[string]string{"s": s})
+	event := framedtest.MustJSON(t, map[string]string{"s": s})
 	id := "large-event"
-	frame := appendWireFrame(nil, ftInvoke, invokeHeader(t, id, nil), event)
+	frame := framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), event)
 	for _, cut := range [][2]int{{0, 2}, {2, 6}, {6, 40}, {40, 1 << 20}, {1 << 20, len(frame)}} {
-		f.write(t, frame[cut[0]:cut[1]])
+		f.Write(t, frame[cut[0]:cut[1]])
 		time.Sleep(20 * time.Millisecond)
 	}
-	wantResponse(t, f.wantAnswer(t, id), fmt.Sprintf(`{"len": %d, "head": "abc", "tail": "fgh"}`, len(s)))
+	framedtest.WantResponse(t, f.WantAnswer(t, id), fmt.Sprintf(`{"len": %d, "head": "abc", "tail": "fgh"}`, len(s)))
 }
 
 func TestFramedPipelinedAndSplitFrames(t *testing.T) {
@@ -490,23 +488,23 @@ func TestFramedPipelinedAndSplitFrames(t *testing.T) {
 	// SPECIALIZE and two INVOKEs in one write: handled in order, one at a
 	// time.
 	var b []byte
-	b = appendWireFrame(b, ftSpecialize, specializeHeader(t, "app.handler", f.taskRoot, f.functionEnv("app.handler", nil), 0), nil)
-	b = appendWireFrame(b, ftInvoke, invokeHeader(t, "one", nil), []byte(`{"v":1}`))
-	b = appendWireFrame(b, ftInvoke, invokeHeader(t, "two", nil), []byte(`{"v":2}`))
-	f.write(t, b)
-	f.wantReady(t)
-	wantResponse(t, f.wantAnswer(t, "one"), `1`)
-	wantResponse(t, f.wantAnswer(t, "two"), `2`)
+	b = framedtest.AppendFrame(b, framedtest.Specialize, framedtest.SpecializeHeader(t, "app.handler", f.TaskRoot, f.FunctionEnv("app.handler", nil), 0), nil)
+	b = framedtest.AppendFrame(b, framedtest.Invoke, framedtest.InvokeHeader(t, "one", nil), []byte(`{"v":1}`))
+	b = framedtest.AppendFrame(b, framedtest.Invoke, framedtest.InvokeHeader(t, "two", nil), []byte(`{"v":2}`))
+	f.Write(t, b)
+	f.WantReady(t)
+	framedtest.WantResponse(t, f.WantAnswer(t, "one"), `1`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "two"), `2`)
 
 	// One frame a byte at a time.
-	frame := appendWireFrame(nil, ftInvoke, invokeHeader(t, "three", nil), []byte(`{"v":3}`))
+	frame := framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(t, "three", nil), []byte(`{"v":3}`))
 	for i := range frame {
-		f.write(t, frame[i:i+1])
+		f.Write(t, frame[i:i+1])
 		if i%16 == 0 {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	wantResponse(t, f.wantAnswer(t, "three"), `3`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "three"), `3`)
 }
 
 func TestFramedSocketClosed(t *testing.T) {
@@ -517,38 +515,38 @@ func TestFramedSocketClosed(t *testing.T) {
 		"cpu.py":   "def handler(e, c):\n    while True:\n        pass\n",
 		"quiet.py": "def handler(e, c):\n    return 'ok'\n",
 	}
-	ready := func(handler string, concurrency int) func(t *testing.T, f *framedInst) {
-		return func(t *testing.T, f *framedInst) {
-			f.specialize(t, handler, f.functionEnv(handler, nil), concurrency)
-			f.wantReady(t)
+	ready := func(handler string, concurrency int) func(t *testing.T, f *framedtest.Runtime) {
+		return func(t *testing.T, f *framedtest.Runtime) {
+			f.Specialize(t, handler, f.FunctionEnv(handler, nil), concurrency)
+			f.WantReady(t)
 		}
 	}
 	cases := []struct {
 		name    string
-		prepare func(t *testing.T, f *framedInst)
+		prepare func(t *testing.T, f *framedtest.Runtime)
 	}{
-		{"before SPECIALIZE", func(t *testing.T, f *framedInst) {}},
-		{"idle", func(t *testing.T, f *framedInst) {
+		{"before SPECIALIZE", func(t *testing.T, f *framedtest.Runtime) {}},
+		{"idle", func(t *testing.T, f *framedtest.Runtime) {
 			ready("app.handler", 0)(t, f)
-			wantResponse(t, f.invoke(t, `{"ms":0}`, nil), `"ok"`)
+			framedtest.WantResponse(t, f.Invoke(t, `{"ms":0}`, nil), `"ok"`)
 		}},
-		{"during an invocation", func(t *testing.T, f *framedInst) {
+		{"during an invocation", func(t *testing.T, f *framedtest.Runtime) {
 			ready("app.handler", 0)(t, f)
-			f.send(t, ftInvoke, invokeHeader(t, "long", nil), []byte(`{"ms":30000}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "long", nil), []byte(`{"ms":30000}`))
 		}},
-		{"during a busy loop", func(t *testing.T, f *framedInst) {
+		{"during a busy loop", func(t *testing.T, f *framedtest.Runtime) {
 			ready("cpu.handler", 0)(t, f)
-			f.send(t, ftInvoke, invokeHeader(t, "spin", nil), []byte(`{}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "spin", nil), []byte(`{}`))
 		}},
-		{"during async invocations", func(t *testing.T, f *framedInst) {
+		{"during async invocations", func(t *testing.T, f *framedtest.Runtime) {
 			ready("aio.handler", 4)(t, f)
-			f.send(t, ftInvoke, invokeHeader(t, "a1", nil), []byte(`{"ms":30000}`))
-			f.send(t, ftInvoke, invokeHeader(t, "a2", nil), []byte(`{"ms":30000}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "a1", nil), []byte(`{"ms":30000}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "a2", nil), []byte(`{"ms":30000}`))
 		}},
-		{"during thread invocations", func(t *testing.T, f *framedInst) {
+		{"during thread invocations", func(t *testing.T, f *framedtest.Runtime) {
 			ready("app.handler", 4)(t, f)
-			f.send(t, ftInvoke, invokeHeader(t, "t1", nil), []byte(`{"ms":30000}`))
-			f.send(t, ftInvoke, invokeHeader(t, "t2", nil), []byte(`{"ms":30000}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "t1", nil), []byte(`{"ms":30000}`))
+			f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "t2", nil), []byte(`{"ms":30000}`))
 		}},
 	}
 	for _, tc := range cases {
@@ -558,8 +556,8 @@ func TestFramedSocketClosed(t *testing.T) {
 			tc.prepare(t, f)
 			time.Sleep(100 * time.Millisecond)
 			began := time.Now()
-			f.conn.Close()
-			code := f.exitCode(t, 2*time.Second)
+			f.Conn.Close()
+			code := f.ExitCode(t, 2*time.Second)
 			if code != 0 && code != 1 {
 				t.Errorf("exit code = %d", code)
 			}
@@ -574,35 +572,41 @@ func TestFramedProtocolErrors(t *testing.T) {
 	cases := []struct {
 		name    string
 		ready   bool
-		frame   func(f *framedInst) []byte
+		frame   func(f *framedtest.Runtime) []byte
 		message string
 	}{
-		{"length below 3", false, func(*framedInst) []byte { return []byte{0, 0, 0, 2, ftSpecialize, 0} }, "frame length 2"},
-		{"header longer than frame", false, func(*framedInst) []byte { return []byte{0, 0, 0, 5, ftSpecialize, 0, 9, '{', '}'} }, "header length 9"},
-		{"unknown type", true, func(*framedInst) []byte { return appendWireFrame(nil, 42, []byte(`{}`), nil) }, "type 42"},
-		{"runtime's own type", true, func(*framedInst) []byte { return appendWireFrame(nil, ftReady, []byte(`{}`), nil) }, "type 2"},
-		{"INVOKE before SPECIALIZE", false, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftInvoke, invokeHeader(t, "x", nil), []byte(`{}`))
+		{"length below 3", false, func(*framedtest.Runtime) []byte { return []byte{0, 0, 0, 2, framedtest.Specialize, 0} }, "frame length 2"},
+		{"header longer than frame", false, func(*framedtest.Runtime) []byte { return []byte{0, 0, 0, 5, framedtest.Specialize, 0, 9, '{', '}'} }, "header length 9"},
+		{"unknown type", true, func(*framedtest.Runtime) []byte { return framedtest.AppendFrame(nil, 42, []byte(`{}`), nil) }, "type 42"},
+		{"runtime's own type", true, func(*framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Ready, []byte(`{}`), nil)
+		}, "type 2"},
+		{"INVOKE before SPECIALIZE", false, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(t, "x", nil), []byte(`{}`))
 		}, "INVOKE before SPECIALIZE"},
-		{"second SPECIALIZE", true, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftSpecialize, specializeHeader(t, "app.handler", f.taskRoot, f.functionEnv("app.handler", nil), 0), nil)
+		{"second SPECIALIZE", true, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, framedtest.SpecializeHeader(t, "app.handler", f.TaskRoot, f.FunctionEnv("app.handler", nil), 0), nil)
 		}, "second SPECIALIZE"},
-		{"header not JSON", false, func(*framedInst) []byte { return appendWireFrame(nil, ftSpecialize, []byte(`{nope`), nil) }, "not JSON"},
-		{"header not an object", false, func(*framedInst) []byte { return appendWireFrame(nil, ftSpecialize, []byte(`[1]`), nil) }, "not a JSON object"},
-		{"SPECIALIZE without env", false, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftSpecialize, mustJSON(t, map[string]any{"handler": "app.handler", "taskRoot": f.taskRoot}), nil)
+		{"header not JSON", false, func(*framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, []byte(`{nope`), nil)
+		}, "not JSON"},
+		{"header not an object", false, func(*framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, []byte(`[1]`), nil)
+		}, "not a JSON object"},
+		{"SPECIALIZE without env", false, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, framedtest.MustJSON(t, map[string]any{"handler": "app.handler", "taskRoot": f.TaskRoot}), nil)
 		}, "env"},
-		{"SPECIALIZE without taskRoot", false, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftSpecialize, mustJSON(t, map[string]any{"handler": "app.handler", "env": map[string]string{}}), nil)
+		{"SPECIALIZE without taskRoot", false, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, framedtest.MustJSON(t, map[string]any{"handler": "app.handler", "env": map[string]string{}}), nil)
 		}, "taskRoot"},
-		{"concurrency below 1", false, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftSpecialize, specializeHeader(t, "app.handler", f.taskRoot, map[string]string{}, -1), nil)
+		{"concurrency below 1", false, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, framedtest.SpecializeHeader(t, "app.handler", f.TaskRoot, map[string]string{}, -1), nil)
 		}, "concurrency"},
-		{"concurrency not an integer", false, func(f *framedInst) []byte {
-			return appendWireFrame(nil, ftSpecialize, mustJSON(t, map[string]any{"handler": "app.handler", "taskRoot": f.taskRoot, "env": map[string]string{}, "concurrency": 1.5}), nil)
+		{"concurrency not an integer", false, func(f *framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Specialize, framedtest.MustJSON(t, map[string]any{"handler": "app.handler", "taskRoot": f.TaskRoot, "env": map[string]string{}, "concurrency": 1.5}), nil)
 		}, "concurrency"},
-		{"INVOKE without id", true, func(*framedInst) []byte {
-			return appendWireFrame(nil, ftInvoke, []byte(`{"deadline":1}`), []byte(`{}`))
+		{"INVOKE without id", true, func(*framedtest.Runtime) []byte {
+			return framedtest.AppendFrame(nil, framedtest.Invoke, []byte(`{"deadline":1}`), []byte(`{}`))
 		}, "id"},
 	}
 	for _, tc := range cases {
@@ -610,16 +614,11 @@ func TestFramedProtocolErrors(t *testing.T) {
 			t.Parallel()
 			f := startFramed(t, files, nil)
 			if tc.ready {
-				f.specialize(t, "app.handler", f.functionEnv("app.handler", nil), 0)
-				f.wantReady(t)
+				f.Specialize(t, "app.handler", f.FunctionEnv("app.handler", nil), 0)
+				f.WantReady(t)
 			}
-			f.write(t, tc.frame(f))
-			if code := f.exitCode(t, waitTimeout); code != 1 {
-				t.Errorf("exit code = %d, want 1", code)
-			}
-			if msg := f.stderr.String(); !strings.Contains(msg, "protocol error") || !strings.Contains(msg, tc.message) {
-				t.Errorf("stderr = %q, want a protocol error mentioning %q", msg, tc.message)
-			}
+			f.Write(t, tc.frame(f))
+			f.WantProtocolError(t, tc.message)
 		})
 	}
 }
@@ -629,7 +628,7 @@ func TestFramedProtocolErrors(t *testing.T) {
 // test reads the pipe itself, without blocking, right after the frame.
 func TestFramedOutputBeforeResponse(t *testing.T) {
 	t.Parallel()
-	w, drain := stdoutPipe(t)
+	w, drain := framedtest.StdoutPipe(t)
 	f := startFramed(t, map[string]string{
 		"app.py": `
 import logging, sys
@@ -656,9 +655,9 @@ def handler(event, context):
     sys.stdout.write("no newline")
     return 1
 `,
-	}, &framedOptions{stdout: w})
-	f.specialize(t, "app.handler", f.functionEnv("app.handler", nil), 0)
-	f.wantReady(t)
+	}, w)
+	f.Specialize(t, "app.handler", f.FunctionEnv("app.handler", nil), 0)
+	f.WantReady(t)
 	if got := drain(); !strings.Contains(got, "\tundefined\tduring init\n") {
 		t.Fatalf("init output not on stdout when READY was read: %q", got)
 	}
@@ -666,8 +665,8 @@ def handler(event, context):
 	const perInvocation = 12
 	for i := range 5 {
 		id := fmt.Sprintf("console-%d", i)
-		f.send(t, ftInvoke, invokeHeader(t, id, nil), fmt.Appendf(nil, `{"pad":%d}`, 1+i*4000))
-		wantResponse(t, f.wantAnswer(t, id), `1`)
+		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), fmt.Appendf(nil, `{"pad":%d}`, 1+i*4000))
+		framedtest.WantResponse(t, f.WantAnswer(t, id), `1`)
 		got := drain()
 		if !strings.Contains(got, "\t"+id+"\tpadding p") || !strings.HasSuffix(got, "\t"+id+"\tno newline\n") {
 			t.Fatalf("invocation %d: output not on stdout when the RESPONSE frame was read:\n%q", i, got)
@@ -708,8 +707,8 @@ func TestFramedErrorLogged(t *testing.T) {
 	f := startReady(t, "app.handler", map[string]string{
 		"app.py": "def handler(e, c):\n    raise RuntimeError('logged')\n",
 	}, nil, 0)
-	wantError(t, f.invoke(t, `{}`, map[string]any{"id": "err-1"}), ftError, "RuntimeError", "logged")
-	lines := waitStdout(t, f.proc, 1)
+	framedtest.WantError(t, f.Invoke(t, `{}`, map[string]any{"id": "err-1"}), framedtest.Error, "RuntimeError", "logged")
+	lines := f.WaitLines(t, 1)
 	l := lines[len(lines)-1]
 	if !strings.Contains(l, "\terr-1\tERROR\tInvoke Error \t{") || !strings.Contains(l, `"errorMessage": "logged"`) {
 		t.Errorf("stdout line %q, want the Invoke Error line", l)
@@ -727,14 +726,14 @@ func BenchmarkWarmInvokeFramed(b *testing.B) {
 			f := startReady(b, "app.handler", map[string]string{"app.py": bc.code}, nil, 0)
 			const payload = `{"body":"hello world","headers":{"content-type":"text/plain"}}`
 			const want = `{"statusCode": 200, "body": "hello world"}`
-			wantResponse(b, f.invoke(b, payload, nil), want)
-			frame := appendWireFrame(nil, ftInvoke, invokeHeader(b, "6f1c2b4e-8d3a-4c9b-a1e2-3f4a5b6c7d8e", map[string]any{"deadline": time.Now().Add(time.Hour).UnixMilli()}), []byte(payload))
+			framedtest.WantResponse(b, f.Invoke(b, payload, nil), want)
+			frame := framedtest.AppendFrame(nil, framedtest.Invoke, framedtest.InvokeHeader(b, "6f1c2b4e-8d3a-4c9b-a1e2-3f4a5b6c7d8e", map[string]any{"deadline": time.Now().Add(time.Hour).UnixMilli()}), []byte(payload))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				f.write(b, frame)
-				if fr := f.read(b); fr.typ != ftResponse || string(fr.body) != want {
-					b.Fatalf("got %d %s %s", fr.typ, fr.header, fr.body)
+				f.Write(b, frame)
+				if fr := f.Read(b); fr.Type != framedtest.Response || string(fr.Body) != want {
+					b.Fatalf("got %d %s %s", fr.Type, fr.Header, fr.Body)
 				}
 			}
 		})
