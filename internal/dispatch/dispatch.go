@@ -481,3 +481,42 @@ func (d *Dispatcher) Stats() []Stats {
 	}
 	return out
 }
+
+// Lease is a place on an instance held for one invocation that its caller
+// runs itself (the gateway proxying to an HTTP app). Release must be called
+// once.
+type Lease struct {
+	Instance Instance
+	Cold     bool
+	p        *pool
+	s        *slot
+}
+
+// Lease takes a place on an instance of v as Invoke does: from an idle or
+// partly busy instance, else queued while one starts.
+func (d *Dispatcher) Lease(ctx context.Context, v *registry.Version) (*Lease, error) {
+	wait := min(d.cfg.MaxQueueWait, v.Manifest.Timeout.D())
+	p, s, cold, err := d.acquire(ctx, v, wait)
+	if err != nil {
+		if p != nil {
+			p.ctr.record(nil, err)
+		}
+		return nil, err
+	}
+	return &Lease{Instance: s.inst, Cold: cold, p: p, s: s}, nil
+}
+
+// Release ends the lease with the invocation's outcome: a timeout or a
+// crash discards the instance, anything else gives its place back.
+func (l *Lease) Release(err error) {
+	out := &Outcome{Result: &runtime.Result{}, Cold: l.Cold, Instance: l.Instance.ID()}
+	if l.Cold {
+		out.Init = l.Instance.InitDuration()
+	}
+	if errors.Is(err, runtime.ErrTimeout) || errors.Is(err, runtime.ErrCrashed) || errors.Is(err, runtime.ErrStopped) {
+		l.p.discard(l.s)
+	} else {
+		l.p.release(l.s)
+	}
+	l.p.ctr.record(out, err)
+}

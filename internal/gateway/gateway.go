@@ -20,9 +20,16 @@ type Functions interface {
 	Resolve(name string) (*registry.Version, error)
 }
 
-// Invoker runs an invocation.
+// Invoker runs an invocation, or leases an instance for the gateway to
+// proxy to (runtime http).
 type Invoker interface {
 	InvokeRequest(ctx context.Context, v *registry.Version, req *dispatch.Request) (*dispatch.Outcome, error)
+	Lease(ctx context.Context, v *registry.Version) (*dispatch.Lease, error)
+}
+
+// proxier is an instance that serves HTTP itself.
+type proxier interface {
+	Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, path string, deadline time.Time, cold bool) error
 }
 
 var (
@@ -66,6 +73,9 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 	if err != nil {
 		return err
 	}
+	if v.Manifest.Runtime == "http" {
+		return g.proxy(w, r, v, rid)
+	}
 	body, err := readBody(w, r, g.maxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -101,6 +111,27 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 		g.log.Debug("gateway: writing response", "request_id", rid, "err", err)
 	}
 	return nil
+}
+
+// proxy streams r to an instance of an HTTP app and its answer back.
+func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, v *registry.Version, rid string) error {
+	if r.ContentLength > g.maxBodyBytes {
+		return &http.MaxBytesError{Limit: g.maxBodyBytes}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, g.maxBodyBytes)
+	lease, err := g.inv.Lease(r.Context(), v)
+	if err != nil {
+		return err
+	}
+	px, ok := lease.Instance.(proxier)
+	if !ok {
+		lease.Release(nil)
+		return apierror.New(http.StatusBadGateway, apierror.CodeFunctionCrashed, "the instance does not serve HTTP")
+	}
+	deadline := time.Now().Add(v.Manifest.Timeout.D())
+	err = px.Proxy(w, r, rid, "/fn/"+r.PathValue("name"), rawPath(r.URL.EscapedPath()), deadline, lease.Cold)
+	lease.Release(err)
+	return err
 }
 
 // TraceHeader returns the caller's X-Amzn-Trace-Id when it is in the X-Ray

@@ -5,14 +5,19 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ternhq/tern/internal/logs"
 )
 
 // Runtime http: the package runs a command that serves HTTP on $PORT. Tern
@@ -204,4 +209,78 @@ func textual(ct string) bool {
 	ct = strings.ToLower(ct)
 	return ct == "" || strings.HasPrefix(ct, "text/") || strings.Contains(ct, "json") || strings.Contains(ct, "xml") ||
 		strings.Contains(ct, "javascript") || strings.Contains(ct, "x-www-form-urlencoded")
+}
+
+// Proxy serves r with the app, streaming the request and response bodies,
+// as one invocation with request id rid: START, END and REPORT lines, the
+// app's output tagged with rid, and the function's timeout from deadline.
+// prefix is what the app's paths are relative to (X-Forwarded-Prefix) and
+// path the rest of the escaped request path. Errors: ErrTimeout (the
+// instance was killed), ErrCrashed (the app went away) or the client's
+// context error; nothing has been written to w for those unless the
+// response had begun.
+func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, path string, deadline time.Time, cold bool) error {
+	if i.httpAddr == "" {
+		return fmt.Errorf("runtime: %s is not an http app", i.id)
+	}
+	c := &call{inv: &Invocation{RequestID: rid, Deadline: deadline}, result: make(chan *Result, 1)}
+	i.lastReq.Store(&rid)
+	i.cmu.Lock()
+	i.calls[rid] = c
+	i.cmu.Unlock()
+	defer func() {
+		i.cmu.Lock()
+		delete(i.calls, rid)
+		i.cmu.Unlock()
+	}()
+	i.platform(rid, "START RequestId: "+rid+" Version: "+strconv.Itoa(i.spec.Version))
+	start := time.Now()
+
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
+	var proxyErr error
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = i.httpAddr
+			pr.Out.URL.RawPath = path
+			if p, err := url.PathUnescape(path); err == nil {
+				pr.Out.URL.Path = p
+			} else {
+				pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
+			}
+			pr.Out.Host = r.Host
+			pr.SetXForwarded()
+			pr.Out.Header.Set("X-Forwarded-Prefix", prefix)
+			pr.Out.Header.Set("X-Tern-Request-Id", rid)
+		},
+		Transport:     i.httpClient.Transport,
+		FlushInterval: -1, // stream
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			proxyErr = err
+		},
+	}
+	rp.ServeHTTP(w, r.WithContext(ctx))
+	dur := time.Since(start)
+
+	var err error
+	switch {
+	case proxyErr == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		i.Stop()
+		i.platform(rid, fmt.Sprintf("%s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339Nano), i.spec.Timeout.Seconds()))
+		err = ErrTimeout
+	case r.Context().Err() != nil:
+		err = context.Cause(r.Context())
+	default:
+		err = fmt.Errorf("%w: %v", ErrCrashed, proxyErr)
+	}
+	i.drainOutput()
+	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
+	if cold {
+		rep.InitDuration = i.initDuration
+	}
+	i.l.cfg.Logs.WriteReport(i.entry(rid, logs.StreamPlatform, ""), rep)
+	i.invocations.Add(1)
+	return err
 }

@@ -3,8 +3,12 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ternhq/tern/internal/testserver"
 )
@@ -15,6 +19,14 @@ http.createServer((req, res) => {
   req.on("data", (c) => body += c);
   req.on("end", () => {
     if (req.url === "/crash") process.exit(1);
+    if (req.url === "/hang") return;
+    if (req.url === "/stream") {
+      res.writeHead(200, {"content-type": "text/plain"});
+      res.write("first\n");
+      setTimeout(() => res.end("second\n"), 400);
+      return;
+    }
+    if (req.url === "/size") { res.end(String(body.length)); return; }
     res.setHeader("Set-Cookie", ["a=1", "b=2"]);
     res.writeHead(req.url.startsWith("/missing") ? 404 : 200, {"content-type": "application/json", "x-app": "yes"});
     res.end(JSON.stringify({method: req.method, url: req.url, prefix: req.headers["x-forwarded-prefix"] || null,
@@ -70,9 +82,54 @@ func TestHTTPRuntime(t *testing.T) {
 	if status != 200 || json.Unmarshal(body, &again) != nil || again.Pid == got.Pid {
 		t.Errorf("after the crash: %d %s (pid before %d)", status, body, got.Pid)
 	}
+	// Bodies stream: the first chunk arrives before the app ends its answer.
+	start := time.Now()
+	resp, err := http.Get(s.URL() + "/fn/web/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 6)
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first\n" {
+		t.Fatalf("first chunk %q %v", first, err)
+	}
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Errorf("the first chunk took %s: the response was buffered", d)
+	}
+	rest, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(rest) != "second\n" {
+		t.Errorf("rest %q", rest)
+	}
+	// A large request body goes through.
+	status, _, body = s.Do("POST", "/fn/web/size", strings.NewReader(strings.Repeat("x", 3<<20)), nil)
+	if status != 200 || string(body) != strconv.Itoa(3<<20) {
+		t.Errorf("large body: %d %s", status, body)
+	}
 	// A command that never listens is an init error.
 	s.Deploy(map[string]string{"tern.yaml": "name: deaf\nruntime: http\ncommand: exit 3\n"})
 	if status, _, body := s.Do("GET", "/fn/deaf", nil, nil); status != 502 || !strings.Contains(string(body), "Runtime.ExitError") {
 		t.Errorf("deaf app: %d %s", status, body)
+	}
+}
+
+func TestHTTPRuntimeTimeout(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: slowweb\nruntime: http\ncommand: node server.js\ntimeout: 1s\n",
+		"server.js": httpApp,
+	})
+	start := time.Now()
+	if status, _, body := s.Do("GET", "/fn/slowweb/hang", nil, nil); status != 504 {
+		t.Fatalf("hang: %d %s", status, body)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("timeout took %s", d)
+	}
+	if status, _, _ := s.Do("GET", "/fn/slowweb/ok", nil, nil); status != 200 {
+		t.Errorf("after the timeout: %d", status)
+	}
+	st, err := s.Client.Stats(context.Background(), "slowweb")
+	if err != nil || st.Counts.Timeouts != 1 || st.Counts.Invocations != 2 {
+		t.Errorf("stats %+v %v", st, err)
 	}
 }
