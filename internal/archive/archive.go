@@ -103,6 +103,9 @@ type Info struct {
 	ExpandedSize int64  // real decompressed bytes (measured, not the headers' claims)
 	Entries      int
 	Manifest     []byte // contents of the root-level "tern.yaml" entry
+	// Files are the package's regular files and links by cleaned path,
+	// true when executable.
+	Files map[string]bool
 }
 
 // Inspect validates an uploaded archive completely without writing to disk.
@@ -135,12 +138,19 @@ func Inspect(r io.ReaderAt, size int64, lim Limits) (*Info, error) {
 	if n != size {
 		return nil, invalid("", "archive is %d bytes, not the %d announced", n, size)
 	}
+	files := make(map[string]bool, len(p.entries))
+	for _, e := range p.entries {
+		if e.kind != kindDir {
+			files[e.name] = e.exec
+		}
+	}
 	return &Info{
 		SHA256:       hex.EncodeToString(h.Sum(nil)),
 		Size:         size,
 		ExpandedSize: p.expanded,
 		Entries:      len(p.zr.File),
 		Manifest:     manifest.Bytes(),
+		Files:        files,
 	}, nil
 }
 

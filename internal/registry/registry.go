@@ -369,6 +369,9 @@ func (r *Registry) Deploy(ctx context.Context, pkg io.ReaderAt, size int64) (*Ve
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if err := m.CheckEntryPoint(info.Files); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	// Serialise with Delete on this node, so that a delete cannot remove
 	// code this deploy found stored and is about to record.
 	r.writeMu.Lock()

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -114,10 +115,10 @@ func TestProvidedAWSLambdaGo(t *testing.T) {
 		t.Errorf("stats %+v %v", st, err)
 	}
 
-	// A package without an executable bootstrap.
-	s.Deploy(map[string]string{"tern.yaml": "name: nobin\nruntime: provided\n", "README": "no bootstrap here"})
-	status, _, body = s.Do("GET", "/fn/nobin", nil, nil)
-	if status != 502 || !strings.Contains(string(body), "Runtime.InvalidEntrypoint") {
+	// A package without an executable bootstrap is refused at deploy.
+	zip := testserver.Zip(t, [2]string{"tern.yaml", "name: nobin\nruntime: provided\n"}, [2]string{"README", "no bootstrap here"})
+	status, _, body = s.Do("POST", "/v1/functions", bytes.NewReader(zip), map[string]string{"Authorization": "Bearer " + s.Token()})
+	if status != 400 || !strings.Contains(string(body), "Runtime.InvalidEntrypoint") {
 		t.Errorf("no bootstrap: %d %s", status, body)
 	}
 }

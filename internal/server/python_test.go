@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -62,10 +63,16 @@ def handler(event, context):
 			t.Errorf("logs lack %q:\n%s", want, all)
 		}
 	}
-	// Init errors come back as such.
-	s.Deploy(map[string]string{"tern.yaml": "name: pybad\nruntime: python\nhandler: missing.handler\n", "app.py": "x = 1\n"})
+	// A handler module the package lacks is refused at deploy; a function
+	// the module lacks is an init error at the first call.
+	zip := testserver.Zip(t, [2]string{"tern.yaml", "name: pybad\nruntime: python\nhandler: missing.handler\n"}, [2]string{"app.py", "x = 1\n"})
+	status, _, body = s.Do("POST", "/v1/functions", bytes.NewReader(zip), map[string]string{"Authorization": "Bearer " + s.Token()})
+	if status != 400 || !strings.Contains(string(body), "Runtime.ImportModuleError") {
+		t.Fatalf("missing module: %d %s", status, body)
+	}
+	s.Deploy(map[string]string{"tern.yaml": "name: pybad\nruntime: python\nhandler: app.nothere\n", "app.py": "x = 1\n"})
 	status, _, body = s.Do("GET", "/fn/pybad", nil, nil)
-	if status != 502 || !strings.Contains(string(body), "Runtime.ImportModuleError") {
-		t.Fatalf("init error: %d %s", status, body)
+	if status != 502 || !strings.Contains(string(body), "Runtime.HandlerNotFound") {
+		t.Fatalf("missing function: %d %s", status, body)
 	}
 }

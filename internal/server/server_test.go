@@ -609,3 +609,13 @@ func TestMissingRuntimeAnswers503(t *testing.T) {
 		t.Fatalf("status %d body %s", status, body)
 	}
 }
+
+// A nodejs handler file the package lacks is refused at deploy.
+func TestMissingHandlerFileRefusedAtDeploy(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	zip := testserver.Zip(t, [2]string{"tern.yaml", "name: nofile\nruntime: nodejs\nhandler: main.handler\n"}, [2]string{"index.js", "exports.handler = async () => 1;"})
+	status, _, body := s.Do("POST", "/v1/functions", bytes.NewReader(zip), map[string]string{"Authorization": "Bearer " + s.Token()})
+	if status != 400 || !strings.Contains(string(body), "invalid_manifest") || !strings.Contains(string(body), "main.js") {
+		t.Fatalf("%d %s", status, body)
+	}
+}
