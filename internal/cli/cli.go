@@ -86,6 +86,7 @@ func (e *env) root() *cobra.Command {
 		e.statsCmd(),
 		e.aliasCmd(),
 		e.rollbackCmd(),
+		e.doctorCmd(),
 	)
 	return root
 }
