@@ -312,39 +312,3 @@ func TestCLIAliasAndRollback(t *testing.T) {
 		t.Fatalf("alias rm: %d %q", code, out)
 	}
 }
-
-func TestCLIInit(t *testing.T) {
-	s := testserver.Start(t, testserver.Config(t.TempDir()))
-	t.Setenv("TERN_SERVER", s.URL())
-	t.Setenv("TERN_TOKEN", s.Token())
-	root := t.TempDir()
-	for _, c := range []struct{ runtime, dir, want string }{
-		{"nodejs", "node-fn", `"hello":"node-fn"`},
-		{"python", "py_fn", `"hello": "py_fn"`},
-	} {
-		dir := filepath.Join(root, c.dir)
-		if code, out, errOut := run(t, "", "init", dir, "--runtime", c.runtime); code != 0 || !strings.Contains(out, "created "+c.runtime) {
-			t.Fatalf("init %s: %d %q %q", c.runtime, code, out, errOut)
-		}
-		if code, out, errOut := run(t, "", "deploy", dir); code != 0 {
-			t.Fatalf("deploy %s: %d %q %q", c.runtime, code, out, errOut)
-		}
-		status, _, body := s.Do("GET", "/fn/"+c.dir+"/p", nil, nil)
-		if status != 200 || !strings.Contains(string(body), c.want) {
-			t.Errorf("%s: %d %s", c.runtime, status, body)
-		}
-		// Never overwrites.
-		if code, _, errOut := run(t, "", "init", dir, "--runtime", c.runtime); code != 1 || !strings.Contains(errOut, "already exists") {
-			t.Errorf("second init: %d %q", code, errOut)
-		}
-	}
-	if code, out, _ := run(t, "", "init", filepath.Join(root, "gofn"), "--runtime", "provided"); code != 0 || !strings.Contains(out, "main.go") {
-		t.Errorf("init provided: %d %q", code, out)
-	}
-	if code, _, _ := run(t, "", "init", filepath.Join(root, "x"), "--runtime", "cobol"); code != 2 {
-		t.Errorf("unknown runtime: exit %d", code)
-	}
-	if code, _, _ := run(t, "", "init", filepath.Join(root, "y"), "--name", "bad name!"); code != 2 {
-		t.Errorf("bad name: exit %d", code)
-	}
-}

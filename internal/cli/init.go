@@ -13,10 +13,17 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// templates are the files `tern init` writes for each runtime (and style).
+// readmeDeploy is the line every template's README.md ends with; {{dir}} is
+// the folder as given to tern init.
+const readmeDeploy = "tern deploy {{dir}} && curl localhost:8080/fn/{{name}}"
+
+// templates are the files `tern init` writes for each kind of function (a
+// runtime, or nodejs-http for an Express-style nodejs handler). {{name}} is
+// the function's name and {{dir}} the folder as given.
 var templates = map[string]map[string]string{
 	"nodejs": {
 		"tern.yaml": "name: {{name}}\nruntime: nodejs\nhandler: index.handler\nmemory: 256\ntimeout: 30s\n",
+		"README.md": "# {{name}}\n\nA Node.js function with a Lambda-style handler. Deploy and call it: `" + readmeDeploy + "`\n",
 		"index.js": `// A Lambda-style handler: the event is the HTTP request (function URL
 // payload 2.0) when called through /fn/{{name}}, or the JSON you invoke it with.
 exports.handler = async (event, context) => {
@@ -31,14 +38,16 @@ exports.handler = async (event, context) => {
 	},
 	"nodejs-http": {
 		"tern.yaml": "name: {{name}}\nruntime: nodejs\nhandler: index.handler\nstyle: http\n",
-		"index.js": `// An Express-style handler: (req, res).
-exports.handler = async (req, res) => {
+		"README.md": "# {{name}}\n\nA Node.js function with an Express-style (req, res) handler. Deploy and call it: `" + readmeDeploy + "`\n",
+		"index.js": `// An Express-style handler: (req, res), built from the HTTP request.
+module.exports = (req, res) => {
   res.status(200).json({ hello: "{{name}}", method: req.method, path: req.path, query: req.query });
 };
 `,
 	},
 	"python": {
 		"tern.yaml": "name: {{name}}\nruntime: python\nhandler: app.handler\nmemory: 256\ntimeout: 30s\n",
+		"README.md": "# {{name}}\n\nA Python function with a Lambda-style handler. Deploy and call it: `" + readmeDeploy + "`\n",
 		"app.py": `import json
 import logging
 
@@ -49,22 +58,24 @@ def handler(event, context):
     """A Lambda-style handler: the event is the HTTP request (function URL
     payload 2.0) when called through /fn/{{name}}, or the JSON you invoke it with."""
     logger.info("invoked %s", context.aws_request_id)
+    path = event.get("rawPath") if isinstance(event, dict) else None
     return {
         "statusCode": 200,
         "headers": {"content-type": "application/json"},
-        "body": json.dumps({"hello": "{{name}}", "path": event.get("rawPath")}),
+        "body": json.dumps({"hello": "{{name}}", "path": path}),
     }
 `,
 	},
-	"provided": {
+	"go": {
 		"tern.yaml":   "name: {{name}}\nruntime: provided\n",
 		".ternignore": "*.go\ngo.mod\ngo.sum\n",
+		"README.md": "# {{name}}\n\nA Go function (aws-lambda-go) for runtime provided. Build the bootstrap executable, then deploy and call it: " +
+			"`(cd {{dir}} && go mod tidy && CGO_ENABLED=0 GOOS=linux go build -tags lambda.norpc -o bootstrap .) && " + readmeDeploy + "`\n",
+		"go.mod": "module {{name}}\n\ngo 1.26\n\nrequire github.com/aws/aws-lambda-go v1.55.1\n",
 		"main.go": `// A Go function for Tern's provided runtime, written as for AWS Lambda.
-// Build the executable Tern runs, then deploy:
+// Tern runs the executable named bootstrap; build it with
 //
-//	go mod init {{name}} && go mod tidy
-//	CGO_ENABLED=0 go build -tags lambda.norpc -o bootstrap .
-//	tern deploy
+//	go mod tidy && CGO_ENABLED=0 GOOS=linux go build -tags lambda.norpc -o bootstrap .
 package main
 
 import (
@@ -83,53 +94,65 @@ func handle(ctx context.Context, req events.LambdaFunctionURLRequest) (events.La
 func main() { lambda.Start(handle) }
 `,
 	},
+	"http": {
+		"tern.yaml": "name: {{name}}\nruntime: http\ncommand: node server.js\nconcurrency: 8\n",
+		"README.md": "# {{name}}\n\nA plain Node.js HTTP server (runtime http) listening on $PORT. Deploy and call it: `" + readmeDeploy + "`\n",
+		"server.js": `// Runtime http: Tern starts this server and proxies /fn/{{name}}/... to it
+// (the /fn/{{name}} prefix removed). It must listen on $PORT.
+const http = require("http");
+
+http
+  .createServer((req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ hello: "{{name}}", method: req.method, url: req.url }));
+  })
+  .listen(Number(process.env.PORT), "127.0.0.1");
+`,
+	},
 }
 
-var nameRe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+var funcNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 func (e *env) initCmd() *cobra.Command {
-	var runtime, name, style string
+	var runtime, style, dir string
 	cmd := &cobra.Command{
-		Use:   "init [DIR]",
-		Short: "Create a function folder: tern.yaml and a handler for a runtime",
-		Long:  "Create DIR (default: the current folder) with a tern.yaml and a hello-world handler for --runtime nodejs (default), python or provided (Go with aws-lambda-go). Existing files are never overwritten.",
-		Args:  maxArgs(1),
+		Use:   "init NAME",
+		Short: "Create a function folder: tern.yaml, a hello-world handler and a README",
+		Long: "Create the folder --dir (default: ./NAME) with a tern.yaml naming the function NAME, a hello-world handler " +
+			"and a README.md saying how to deploy and call it. --runtime is nodejs (default; --style http for an " +
+			"Express-style (req, res) handler), python, go (runtime provided with aws-lambda-go; provided is an alias) " +
+			"or http (a plain Node.js HTTP server on $PORT). Existing files are never overwritten.",
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := "."
-			if len(args) == 1 {
-				dir = args[0]
+			name := args[0]
+			if !funcNameRe.MatchString(name) {
+				return usageError{fmt.Errorf("name %q: use letters, digits, - and _, starting with a letter or digit (at most 64)", name)}
 			}
 			key := runtime
-			switch {
-			case style == "http" && runtime == "nodejs":
+			if key == "provided" {
+				key = "go"
+			}
+			if _, ok := templates[key]; !ok || key == "nodejs-http" {
+				return usageError{fmt.Errorf("--runtime: want nodejs, python, go or http, got %q", runtime)}
+			}
+			switch style {
+			case "", "lambda":
+			case "http":
+				if key != "nodejs" {
+					return usageError{fmt.Errorf("--style http is only for --runtime nodejs")}
+				}
 				key = "nodejs-http"
-			case style != "" && style != "lambda":
-				return usageError{fmt.Errorf("--style %s: only --runtime nodejs has style http", style)}
+			default:
+				return usageError{fmt.Errorf("--style: want lambda or http, got %q", style)}
 			}
-			files, ok := templates[key]
-			if !ok {
-				return usageError{fmt.Errorf("--runtime: want nodejs, python or provided, got %q", runtime)}
+			if dir == "" {
+				dir = name
 			}
-			if name == "" {
-				abs, err := filepath.Abs(dir)
-				if err != nil {
-					return err
-				}
-				name = strings.Trim(nameRe.ReplaceAllString(filepath.Base(abs), "-"), "-_")
-				if len(name) > 64 {
-					name = name[:64]
-				}
-				if name == "" {
-					name = "hello"
-				}
-			}
-			if !regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`).MatchString(name) {
-				return usageError{fmt.Errorf("--name %q: use letters, digits, - and _ (at most 64)", name)}
-			}
+			files := templates[key]
 			names := make([]string, 0, len(files))
 			for f := range files {
 				names = append(names, f)
-				if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+				if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 					return fmt.Errorf("%s already exists; tern init never overwrites files", filepath.Join(dir, f))
 				} else if !errors.Is(err, fs.ErrNotExist) {
 					return err
@@ -139,15 +162,24 @@ func (e *env) initCmd() *cobra.Command {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
+			r := strings.NewReplacer("{{name}}", name, "{{dir}}", dir)
 			for _, f := range names {
-				body := strings.ReplaceAll(files[f], "{{name}}", name)
-				if err := os.WriteFile(filepath.Join(dir, f), []byte(body), 0o644); err != nil {
+				// O_EXCL: a file that appeared since the check is not overwritten either.
+				fh, err := os.OpenFile(filepath.Join(dir, f), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if err != nil {
+					return err
+				}
+				_, err = fh.WriteString(r.Replace(files[f]))
+				if cerr := fh.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(e.stdout, "created %s function %q in %s: %s\n", runtime, name, dir, strings.Join(names, ", "))
-			if runtime == "provided" {
-				fmt.Fprintln(e.stdout, "build it as main.go says, then: tern deploy", dir)
+			fmt.Fprintf(e.stdout, "created %s function %q in %s: %s\n", key, name, dir, strings.Join(names, ", "))
+			if key == "go" {
+				fmt.Fprintf(e.stdout, "next: (cd %s && go mod tidy && CGO_ENABLED=0 GOOS=linux go build -tags lambda.norpc -o bootstrap .) && tern deploy %s\n", dir, dir)
 			} else {
 				fmt.Fprintln(e.stdout, "next: tern deploy", dir)
 			}
@@ -155,8 +187,8 @@ func (e *env) initCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&runtime, "runtime", "nodejs", "nodejs, python or provided")
-	f.StringVar(&name, "name", "", "function name (default: the folder's name)")
+	f.StringVar(&runtime, "runtime", "nodejs", "nodejs, python, go (alias provided) or http")
 	f.StringVar(&style, "style", "", "http for an Express-style (req, res) nodejs handler")
+	f.StringVar(&dir, "dir", "", "folder to create (default: ./NAME)")
 	return cmd
 }
