@@ -69,7 +69,7 @@ func (e *env) burstRound(ctx context.Context, t *benchkit.Tern, name string) (*b
 	n := e.cfg.burst
 
 	// Let the instance pool refill after the previous deletes.
-	res.poolBefore, res.poolReady = waitPool(ctx, t.PID(), e.cfg.poolSize)
+	res.poolBefore, res.poolReady = waitPool(ctx, t.PID(), e.cfg.poolSize*e.pooledRuntimes())
 	benchkit.Logf("burst %s: tern has %d pooled node processes (pool size %d, ready: %v)", name, res.poolBefore, e.cfg.poolSize, res.poolReady)
 
 	if err := e.deployNamed(ctx, t, name); err != nil {

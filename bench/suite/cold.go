@@ -59,7 +59,7 @@ func (e *env) coldPhase(ctx context.Context, t *benchkit.Tern) (*coldResult, err
 	}()
 
 	// Start from a full pool: tern has just started and fills it now.
-	res.poolBefore, res.poolReady = waitPool(ctx, t.PID(), e.cfg.poolSize)
+	res.poolBefore, res.poolReady = waitPool(ctx, t.PID(), e.cfg.poolSize*e.pooledRuntimes())
 	benchkit.Logf("cold: %d fresh Tern functions (+1 warm-up), gap %s; %d pooled node processes (ready: %v)",
 		n, e.cfg.gap, res.poolBefore, res.poolReady)
 	busy0, wall0 := benchkit.MachineBusy(), time.Now()

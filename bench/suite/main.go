@@ -13,7 +13,11 @@
 //     many concurrent requests released together, next to the same burst
 //     against the node server spawned at the same moment;
 //  4. idle memory: tern serve's RSS with no functions and after deploying
-//     many (none running, pool off), and the deploy throughput.
+//     many (none running, pool off), and the deploy throughput;
+//  5. runtimes (only with -phases runtimes): cold start and warm latency at
+//     c=1 for each runtime (nodejs, python, provided with an aws-lambda-go
+//     bootstrap, http with a node server), next to `node -e 0` and
+//     `python3 -c pass`.
 //
 // Run it from the module root:
 //
@@ -55,6 +59,8 @@ type config struct {
 	deployC     int
 	poolSize    int
 	settle      time.Duration
+	rtColdN     int
+	rtDuration  time.Duration
 	ternBin     string
 	nodeBin     string
 	out         string
@@ -69,6 +75,8 @@ const (
 	phaseWarm   = "warm"
 	phaseBurst  = "burst"
 	phaseMemory = "memory"
+	// phaseRuntimes is not in the default list: it runs when asked for.
+	phaseRuntimes = "runtimes"
 )
 
 // helloBody is what the benchmark handler (and the Go baseline) answers.
@@ -88,12 +96,14 @@ func main() {
 	flag.IntVar(&cfg.deployC, "deploy-c", 4, "concurrent uploads in the idle-memory phase")
 	flag.IntVar(&cfg.poolSize, "pool-size", 2, "tern serve --pool-size for the cold, warm and burst phases (the memory phase uses 0)")
 	flag.DurationVar(&cfg.settle, "settle", 3*time.Second, "wait before each RSS reading in the memory phase")
+	flag.IntVar(&cfg.rtColdN, "rt-cold", 10, "runtimes phase: cold starts measured per runtime (fresh functions, after one unmeasured warm-up)")
+	flag.DurationVar(&cfg.rtDuration, "rt-duration", 5*time.Second, "runtimes phase: measured window of the warm c=1 load per runtime (after -warmup)")
 	flag.StringVar(&cfg.ternBin, "tern", "", "tern binary (default: go build ./cmd/tern into a temp dir)")
 	flag.StringVar(&cfg.nodeBin, "node", "node", "node binary, for the baselines and for tern's instances")
 	flag.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
 	flag.DurationVar(&cfg.timeout, "timeout", 0, "hard bound on the whole run (default: derived from the other flags)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (tern's data dirs and logs) for inspection")
-	flag.StringVar(&phases, "phases", "cold,warm,burst,memory", "comma-separated phases to run (in this order whatever the order given)")
+	flag.StringVar(&phases, "phases", "cold,warm,burst,memory", "comma-separated phases to run (in this order whatever the order given); runtimes is extra: cold,warm,burst,runtimes,memory")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintln(os.Stderr, "usage: suite [flags]; see -h")
@@ -110,10 +120,10 @@ func main() {
 	cfg.phases = map[string]bool{}
 	for _, f := range strings.Split(phases, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case phaseCold, phaseWarm, phaseBurst, phaseMemory:
+		case phaseCold, phaseWarm, phaseBurst, phaseMemory, phaseRuntimes:
 			cfg.phases[f] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bad -phases value %q: want cold, warm, burst or memory\n", f)
+			fmt.Fprintf(os.Stderr, "bad -phases value %q: want cold, warm, burst, runtimes or memory\n", f)
 			os.Exit(2)
 		}
 	}
@@ -130,12 +140,20 @@ func main() {
 	case cfg.poolSize < 0 || cfg.poolSize > 64:
 		fmt.Fprintln(os.Stderr, "-pool-size must be in 0..64")
 		os.Exit(2)
+	case cfg.rtColdN < 1 || cfg.rtDuration <= 0:
+		fmt.Fprintln(os.Stderr, "-rt-cold and -rt-duration must be positive")
+		os.Exit(2)
 	}
 	if cfg.timeout == 0 {
 		expected := time.Duration(cfg.coldN+1)*(cfg.gap+time.Second) +
 			time.Duration(3*len(cfg.levels))*(cfg.warmup+cfg.duration) +
 			time.Duration(cfg.burstRounds)*30*time.Second + // burst
 			time.Duration(cfg.functions)*50*time.Millisecond + 2*cfg.settle
+		if cfg.phases[phaseRuntimes] {
+			// Four series of cold starts, four warm loads, the Go build.
+			expected += 4*time.Duration(cfg.rtColdN+1)*(cfg.gap+2*time.Second) +
+				4*(cfg.warmup+cfg.rtDuration) + time.Minute
+		}
 		cfg.timeout = 3*time.Minute + 2*expected
 	}
 
@@ -191,6 +209,7 @@ type results struct {
 	warm  []*benchkit.LoadResult
 	burst *burstResult
 	mem   *memResult
+	rt    *rtResult
 }
 
 func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
@@ -244,8 +263,9 @@ func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
 	}
 
 	var res results
-	// Phases 1-3 share one tern serve with the instance pool on.
-	if cfg.phases[phaseCold] || cfg.phases[phaseWarm] || cfg.phases[phaseBurst] {
+	// Phases 1-3 and the runtimes phase share one tern serve with the
+	// instance pool on.
+	if cfg.phases[phaseCold] || cfg.phases[phaseWarm] || cfg.phases[phaseBurst] || cfg.phases[phaseRuntimes] {
 		t, err := e.startTern(ctx, "tern-pool", cfg.poolSize)
 		if err != nil {
 			return err
@@ -263,6 +283,11 @@ func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
 		if cfg.phases[phaseBurst] {
 			if res.burst, err = e.burstPhase(ctx, t); err != nil {
 				return fmt.Errorf("burst phase: %w", err)
+			}
+		}
+		if cfg.phases[phaseRuntimes] {
+			if res.rt, err = e.runtimesPhase(ctx, t); err != nil {
+				return fmt.Errorf("runtimes phase: %w", err)
 			}
 		}
 		if t.Exited() {

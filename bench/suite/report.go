@@ -27,15 +27,17 @@ func ratio(a, b float64) string {
 
 func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
 
+// busyRow is one line of the report's CPU table.
+type busyRow struct {
+	phase string
+	share float64
+	wall  time.Duration
+}
+
 func (e *env) report(res *results) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	ncpu := runtime.NumCPU()
-	type busyRow struct {
-		phase string
-		share float64
-		wall  time.Duration
-	}
 	var busy []busyRow
 
 	p("## Results\n\n")
@@ -45,13 +47,13 @@ func (e *env) report(res *results) string {
 	p("- command: `%s`\n", benchkit.CommandLine("./bench/suite"))
 	p("- load average (1/5/15 min) at start: %s, at end: %s; the run took %s\n", e.loadStart, benchkit.LoadAvg(), time.Since(e.startTime).Round(time.Second))
 	var run []string
-	for _, ph := range []string{phaseCold, phaseWarm, phaseBurst, phaseMemory} {
+	for _, ph := range []string{phaseCold, phaseWarm, phaseBurst, phaseRuntimes, phaseMemory} {
 		if e.cfg.phases[ph] {
 			run = append(run, ph)
 		}
 	}
 	p("- phases run: %s\n", strings.Join(run, ", "))
-	p("- phases 1–3: one `tern serve --pool-size %d`; phase 4: a fresh `tern serve --pool-size 0`; each with a new data dir, on 127.0.0.1; "+
+	p("- phases 1–3 and 5 (runtimes): one `tern serve --pool-size %d`; phase 4: a fresh `tern serve --pool-size 0`; each with a new data dir, on 127.0.0.1; "+
 		"the load generator, tern, its instances and the baselines all share this machine's %d CPUs\n", e.cfg.poolSize, ncpu)
 	p("- handler everywhere: bench/hello (`200`, body `hello`); the node baseline is bench/baseline/server.js (same handler module), " +
 		"the Go baseline bench/goecho (net/http, writes `hello`); both baselines run with the environment tern gives its instances\n")
@@ -226,6 +228,10 @@ func (e *env) report(res *results) string {
 		busy = append(busy, busyRow{fmt.Sprintf("4. %d deploys", m.n), m.busy, m.wall})
 	}
 
+	if rt := res.rt; rt != nil {
+		busy = e.reportRuntimes(&b, rt, busy)
+	}
+
 	// CPU.
 	p("\n### CPU: which phases are CPU-bound\n\n")
 	p("Machine busy time (/proc/stat, all processes) as a share of %d CPUs over each phase; at %.0f%% or more the phase is CPU-bound here, "+
@@ -260,7 +266,7 @@ func ternName(log string) string {
 	if len(parts) >= 2 {
 		switch parts[len(parts)-2] {
 		case "tern-pool":
-			return "tern serve (phases 1–3)"
+			return "tern serve (phases 1–3, 5)"
 		case "tern-mem":
 			return "tern serve (phase 4)"
 		}
@@ -306,4 +312,87 @@ func allReady(rounds []*burstRound) bool {
 		}
 	}
 	return true
+}
+
+// reportRuntimes writes section 5 and returns busy with its rows added.
+func (e *env) reportRuntimes(b *strings.Builder, rt *rtResult, busy []busyRow) []busyRow {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	n := e.cfg.rtColdN
+	p("\n### 5. Runtimes\n\n")
+	p("One series per runtime, on the `tern serve --pool-size %d` of phases 1–3. Cold: %d fresh functions of that runtime, each deployed through the API "+
+		"(packages zipped in memory beforehand) and called once on a new connection, the next deploy sent after the previous first call was answered "+
+		"and a gap of **%s**, as in phase 1 (one unmeasured warm-up first; the series' functions are deleted after it). Warm: closed loop at **c=1** "+
+		"over a keep-alive connection against the series' last function, %s warm-up (unmeasured) and %s measured. Each series starts when tern's "+
+		"child processes are just its pools of pre-started generic instances (%s). "+
+		"A 200 with body `hello` counts, except for go, whose echo function answers JSON: any 200 counts there.\n\n",
+		e.cfg.poolSize, n, e.cfg.gap, e.cfg.warmup, e.cfg.rtDuration, rtPoolNote(rt))
+	p("| runtime | cold n | cold p50 | cold p95 | warm requests | warm req/s | warm p50 | warm p99 | warm errors |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rt.rows {
+		if r.skipped != "" {
+			p("| %s | not run: %s | | | | | | | |\n", r.label, r.skipped)
+			continue
+		}
+		w := r.warm
+		p("| %s | %d | **%s** | %s | %d | **%.0f** | %s | %s | %d |\n", r.label, len(r.cold),
+			benchkit.Ms(pct(r.cold, 50)), benchkit.Ms(pct(r.cold, 95)), w.OK, w.RPS(),
+			benchkit.Us(benchkit.Percentile(w.Lat, 50)), benchkit.Us(benchkit.Percentile(w.Lat, 99)), w.Failed())
+	}
+	ref := func(name string, ds []time.Duration) {
+		if len(ds) == 0 {
+			return
+		}
+		p("| reference: %s, spawn → exit | %d | %s | %s | | | | | |\n", name, len(ds), benchkit.Ms(pct(ds, 50)), benchkit.Ms(pct(ds, 95)))
+	}
+	ref("`node -e 0`", rt.nodeE0)
+	ref("`python3 -c pass`", rt.pyPass)
+
+	p("\n- cold = the first call after the deploy, client side (request sent → body read); nodejs and python specialise a pooled generic "+
+		"instance when one is there, go (`provided`) starts the `bootstrap` executable (no pool), http runs `node server.js` through `/bin/sh -c` "+
+		"and waits until $PORT accepts connections (no pool); percentiles are nearest-rank over %d values (p95 = the %s)\n", n, ordinal(rank(n, 95)))
+	p("- references: %d runs each (after one unmeasured), in the environment tern gives its instances; `python3` is the interpreter behind python3 on PATH, "+
+		"which Tern starts directly too (%s)\n", n, rtPyName(rt))
+	p("- go: internal/server/testdata/lambdago (aws-lambda-go v1.55.1, `events.LambdaFunctionURLResponse` with a JSON body) built with " +
+		"`CGO_ENABLED=0 go build -mod=mod -tags lambda.norpc` as `bootstrap`, zipped with mode 0755\n")
+	for _, r := range rt.rows {
+		if r.skipped != "" {
+			continue
+		}
+		p("- %s: package %.1f KiB, deploy p50 %s; before the series tern had %d child processes (full pools: %d); "+
+			"machine busy %.0f%% over the cold series (%s, gaps included)", r.runtime, float64(rt.pkgBytes[r.runtime])/1024,
+			benchkit.Ms(pct(r.deploy, 50)), r.poolBefore, r.poolWant, 100*r.coldBusy, r.coldWall.Round(time.Millisecond))
+		if w := r.warm; w.HaveCPU {
+			share := busyShare(w.Busy, w.Window)
+			p(", %.0f%% during the warm window; server-side CPU per request %s (tern %s + its instances and pools %s)",
+				100*share, benchkit.Us(w.PerReq(w.ServerCPU+w.FuncCPU)), benchkit.Us(w.PerReq(w.ServerCPU)), benchkit.Us(w.PerReq(w.FuncCPU)))
+			if r.runtime == "http" {
+				p("; the app's node runs under `/bin/sh -c`, a grandchild of tern, and is not counted")
+			}
+			busy = append(busy, busyRow{"5. runtimes: " + r.runtime + " warm c=1", share, w.Window})
+		}
+		p("\n")
+		busy = append(busy, busyRow{"5. runtimes: " + r.runtime + " cold series (with gaps)", r.coldBusy, r.coldWall})
+		if w := r.warm; w.Failed() > 0 || w.WarmBad > 0 {
+			p("- %s warm: %d failed in the window (%d non-200, %d wrong body, %d transport errors), %d during warm-up; first: %s\n",
+				r.runtime, w.Failed(), w.Non200, w.BadBody, w.Errors, w.WarmBad, w.FirstBad)
+		}
+	}
+	return busy
+}
+
+// rtPoolNote says whether every series started from full pools.
+func rtPoolNote(rt *rtResult) string {
+	for _, r := range rt.rows {
+		if r.skipped == "" && !r.poolReady {
+			return "NOT confirmed for every series; see the notes below"
+		}
+	}
+	return "confirmed before every series"
+}
+
+func rtPyName(rt *rtResult) string {
+	if rt.pyBin == "" {
+		return "none here: " + rt.pyErr
+	}
+	return "`" + rt.pyBin + "`"
 }
