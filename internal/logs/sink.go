@@ -95,20 +95,25 @@ func (s *Sink) run() {
 	for {
 		select {
 		case it := <-s.ch:
+			// Sleep through the linger without listening, so that entries
+			// arriving meanwhile do not each wake this goroutine; then take
+			// what came.
 			batch = append(batch[:0], it)
 			timer.Reset(linger)
+			select {
+			case <-timer.C:
+			case <-s.stop:
+				timer.Stop()
+			}
 		fill:
 			for len(batch) < cap(batch) {
 				select {
 				case it := <-s.ch:
 					batch = append(batch, it)
-				case <-timer.C:
-					break fill
-				case <-s.stop:
+				default:
 					break fill
 				}
 			}
-			timer.Stop()
 			s.publish(batch)
 		case <-s.stop:
 			// Flush what is queued, then stop.
