@@ -36,6 +36,7 @@ const (
 	CodeUnavailable      = "unavailable"
 	CodeNoRuntime        = "runtime_unavailable"
 	CodeInvalidAlias     = "invalid_alias"
+	CodeBadGateway       = "bad_gateway"
 	CodeNoPrevious       = "no_previous_version"
 	CodeInternal         = "internal"
 	CodeClientClosed     = "client_closed"
@@ -85,6 +86,8 @@ func Classify(err error) (int, string) {
 		return http.StatusBadGateway, CodeFunctionCrashed
 	case errors.Is(err, dispatch.ErrGone):
 		return http.StatusNotFound, CodeFunctionDeleted
+	case errors.Is(err, runtime.ErrAppConnection):
+		return http.StatusBadGateway, CodeBadGateway
 	case errors.Is(err, runtime.ErrUnavailable):
 		return http.StatusServiceUnavailable, CodeNoRuntime
 	case errors.Is(err, dispatch.ErrClosed):

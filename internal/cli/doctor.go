@@ -48,10 +48,16 @@ func (e *env) doctorCmd() *cobra.Command {
 func doctorChecks() []check {
 	var out []check
 	if p, err := exec.LookPath("node"); err != nil {
-		out = append(out, check{"runtime nodejs: node", "missing", "install Node.js 18 or later (Debian: apt-get install nodejs)", true})
+		out = append(out, check{"runtime nodejs: node ≥ 18", "missing", "install Node.js 18 or later (Debian: apt-get install nodejs), or start tern serve with --node", true})
 	} else {
 		v, _ := exec.Command(p, "--version").Output()
-		out = append(out, check{"runtime nodejs: node", "ok", p + " " + strings.TrimSpace(string(v)), true})
+		ver := strings.TrimSpace(string(v))
+		status := "ok"
+		var major int
+		if _, err := fmt.Sscanf(ver, "v%d", &major); err != nil || major < 18 {
+			status = "too old"
+		}
+		out = append(out, check{"runtime nodejs: node ≥ 18", status, p + " " + ver, true})
 	}
 	if p, err := python.Interpreter(); err != nil {
 		out = append(out, check{"runtime python: python3 ≥ 3.9", "missing", err.Error(), true})

@@ -10,7 +10,7 @@ func TestDoctor(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("doctor on a host with node and python: exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"runtime nodejs: node", "runtime python: python3", "runtime http: /bin/sh", "isolation"} {
+	for _, want := range []string{"runtime nodejs: node ≥ 18", "runtime python: python3", "runtime http: /bin/sh", "isolation"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("doctor does not report %q:\n%s", want, out)
 		}

@@ -131,6 +131,10 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, v *registry.Vers
 	deadline := time.Now().Add(v.Manifest.Timeout.D())
 	err = px.Proxy(w, r, rid, "/fn/"+r.PathValue("name"), rawPath(r.URL.EscapedPath()), deadline, lease.Cold)
 	lease.Release(err)
+	if errors.Is(err, runtime.ErrAborted) {
+		// The response was under way: all that is left is to cut it.
+		panic(http.ErrAbortHandler)
+	}
 	return err
 }
 

@@ -12,6 +12,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -20,11 +23,13 @@ import (
 	"github.com/ternhq/tern/internal/logs"
 )
 
-// Runtime http: the package runs a command that serves HTTP on $PORT. Tern
-// starts it, waits until the port answers, and turns each invocation's
-// function URL event back into an HTTP request to it (a direct invocation
-// is a POST of its payload to /), and the app's response into the
-// structured function URL result. Bodies are buffered, not streamed.
+// Runtime http: the package runs a command that serves HTTP on $PORT
+// (listening on 127.0.0.1). Tern starts it and waits until the port
+// answers. HTTP triggers are proxied to it with streaming bodies (Proxy).
+// An invocation that carries an event instead (a direct invocation) is
+// turned into a request: a function URL event becomes that HTTP request,
+// any other payload a POST of it to /; the app's response becomes the
+// structured function URL result, buffered.
 
 // startHTTPApp starts spec's command with PORT set and waits until it
 // accepts connections.
@@ -35,16 +40,28 @@ func (l *Launcher) startHTTPApp(ctx context.Context, spec Spec) (*Instance, erro
 		return nil, err
 	}
 	spec.Env = withEnv(spec.Env, "PORT", strconv.Itoa(port))
+	if _, ok := spec.Env["PATH"]; !ok {
+		// The interpreters Tern found go first, so that "node server.js"
+		// means the node Tern runs.
+		spec.Env["PATH"] = l.interpreterPath()
+	}
 	inst, err := launch(l, &spec, "/bin/sh", []string{"-c", spec.Command}, false)
 	if err != nil {
 		return nil, err
 	}
 	inst.httpAddr = "127.0.0.1:" + strconv.Itoa(port)
-	inst.httpClient = &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: max(spec.Concurrency, 1),
-		DisableCompression:  true,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	}}
+	inst.httpClient = &http.Client{
+		Transport: &http.Transport{
+			MaxIdleConnsPerHost: max(spec.Concurrency, 1),
+			DisableCompression:  true,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			// Below Node's 5 s keep-alive, so Tern does not send a request
+			// on a connection the app is closing.
+			IdleConnTimeout: 4 * time.Second,
+		},
+		// A redirect is the app's answer, not something Tern follows.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	for {
 		conn, err := net.DialTimeout("tcp", inst.httpAddr, 100*time.Millisecond)
 		if err == nil {
@@ -129,11 +146,17 @@ func (i *Instance) doHTTP(ctx context.Context, inv *Invocation) (*Result, error)
 				return nil, fmt.Errorf("event body: %w", err)
 			}
 		}
-		target := "http://" + i.httpAddr + ev.RawPath
-		if ev.RawQueryString != "" {
-			target += "?" + ev.RawQueryString
+		path := ev.RawPath
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
 		}
-		if req, err = http.NewRequestWithContext(ctx, ev.RequestContext.HTTP.Method, target, bytes.NewReader(body)); err != nil {
+		u := &url.URL{Scheme: "http", Host: i.httpAddr, RawQuery: ev.RawQueryString}
+		if p, err := url.PathUnescape(path); err == nil {
+			u.Path, u.RawPath = p, path
+		} else {
+			u.Path = path
+		}
+		if req, err = http.NewRequestWithContext(ctx, ev.RequestContext.HTTP.Method, u.String(), bytes.NewReader(body)); err != nil {
 			return nil, err
 		}
 		for k, v := range ev.Headers {
@@ -256,24 +279,52 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 		},
 		Transport:     i.httpClient.Transport,
 		FlushInterval: -1, // stream
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Del("X-Tern-Request-Id") // Tern's, set on the response already
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			proxyErr = err
 		},
 	}
-	rp.ServeHTTP(w, r.WithContext(ctx))
+	aborted := false
+	func() {
+		// Once the app's status line is out, ReverseProxy reports a broken
+		// body copy (deadline, client gone, app gone) by panicking with
+		// http.ErrAbortHandler; the accounting below must still run.
+		defer func() {
+			if p := recover(); p != nil {
+				if p != http.ErrAbortHandler {
+					panic(p)
+				}
+				aborted = true
+			}
+		}()
+		rp.ServeHTTP(w, r.WithContext(ctx))
+	}()
 	dur := time.Since(start)
 
 	var err error
+	var tooBig *http.MaxBytesError
 	switch {
-	case proxyErr == nil:
+	case proxyErr == nil && !aborted:
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		i.Stop()
 		i.platform(rid, fmt.Sprintf("%s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339Nano), i.spec.Timeout.Seconds()))
 		err = ErrTimeout
 	case r.Context().Err() != nil:
 		err = context.Cause(r.Context())
+	case errors.As(proxyErr, &tooBig):
+		err = tooBig // the client's body was too large: the app is fine
+	case i.exitedSoon():
+		err = fmt.Errorf("%w: the app exited", ErrCrashed)
+	case i.isStopped():
+		err = ErrStopped
 	default:
-		err = fmt.Errorf("%w: %v", ErrCrashed, proxyErr)
+		err = fmt.Errorf("%w: %v", ErrAppConnection, proxyErr)
+	}
+	if aborted {
+		err = fmt.Errorf("%w: %w", ErrAborted, errOr(err, ErrAppConnection))
 	}
 	i.drainOutput()
 	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
@@ -283,4 +334,45 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	i.l.cfg.Logs.WriteReport(i.entry(rid, logs.StreamPlatform, ""), rep)
 	i.invocations.Add(1)
 	return err
+}
+
+// exitedSoon reports whether the app's process exits within a moment (a
+// connection error from an app that is going away).
+func (i *Instance) exitedSoon() bool {
+	select {
+	case <-i.proc.Done():
+		return true
+	case <-time.After(50 * time.Millisecond):
+		return false
+	}
+}
+
+func (i *Instance) isStopped() bool {
+	select {
+	case <-i.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// interpreterPath is a PATH with the directories of the interpreters Tern
+// found first.
+func (l *Launcher) interpreterPath() string {
+	var dirs []string
+	for _, k := range l.kinds {
+		if k.path != "" {
+			dirs = append(dirs, filepath.Dir(k.path))
+		}
+	}
+	sort.Strings(dirs)
+	dirs = append(dirs, "/usr/local/bin", "/usr/bin", "/bin")
+	return strings.Join(slices.Compact(dirs), ":")
 }

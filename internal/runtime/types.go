@@ -16,6 +16,12 @@ var (
 	ErrCrashed = errors.New("function instance crashed")
 	// ErrStopped: the instance was stopped by Tern (shutdown, delete).
 	ErrStopped = errors.New("instance stopped")
+	// ErrAppConnection: an http app's connection failed while the app
+	// runs on (the instance is kept).
+	ErrAppConnection = errors.New("app connection failed")
+	// ErrAborted: a proxied response broke after it had begun; the client's
+	// connection must be aborted. It wraps the cause.
+	ErrAborted = errors.New("response aborted")
 	// ErrNotDelivered: the instance died or disconnected before it took the
 	// event; the function never saw it, so it may be retried elsewhere.
 	ErrNotDelivered = errors.New("event not delivered")

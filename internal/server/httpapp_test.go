@@ -27,6 +27,12 @@ http.createServer((req, res) => {
       return;
     }
     if (req.url === "/size") { res.end(String(body.length)); return; }
+    if (req.url === "/forever") {
+      res.writeHead(200, {"content-type": "text/plain"});
+      setInterval(() => res.write("tick\n"), 50);
+      return;
+    }
+    if (req.url === "/redir") { res.writeHead(302, {"location": "/elsewhere"}); res.end(); return; }
     res.setHeader("Set-Cookie", ["a=1", "b=2"]);
     res.writeHead(req.url.startsWith("/missing") ? 404 : 200, {"content-type": "application/json", "x-app": "yes"});
     res.end(JSON.stringify({method: req.method, url: req.url, prefix: req.headers["x-forwarded-prefix"] || null,
@@ -131,5 +137,67 @@ func TestHTTPRuntimeTimeout(t *testing.T) {
 	st, err := s.Client.Stats(context.Background(), "slowweb")
 	if err != nil || st.Counts.Timeouts != 1 || st.Counts.Invocations != 2 {
 		t.Errorf("stats %+v %v", st, err)
+	}
+}
+
+// A response cut mid-stream (the function's timeout passes while the app
+// streams) kills the app and frees its place; a chunked body over the limit
+// is a 413 and leaves the app alone; redirects are the app's answer.
+func TestHTTPRuntimeEdges(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: edgy\nruntime: http\ncommand: node server.js\ntimeout: 1s\nscale:\n  max: 1\n",
+		"server.js": httpApp,
+	})
+	resp, err := http.Get(s.URL() + "/fn/edgy/forever")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, _ = io.ReadAll(resp.Body) // ends when Tern cuts it
+	resp.Body.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the stream was not cut at the timeout: %s", d)
+	}
+	st, err := s.Client.Stats(context.Background(), "edgy")
+	if err != nil || st.Counts.Timeouts != 1 {
+		t.Fatalf("stats after the cut: %+v %v", st, err)
+	}
+	// Its place is free again: with scale.max 1, this call needs it.
+	status, _, body := s.Do("GET", "/fn/edgy/ok", nil, nil)
+	if status != 200 {
+		t.Fatalf("after the cut: %d %s", status, body)
+	}
+	var before struct{ Pid int }
+	_ = json.Unmarshal(body, &before)
+
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := []byte(strings.Repeat("x", 1<<20))
+		for range 7 {
+			if _, err := pw.Write(chunk); err != nil {
+				break
+			}
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", s.URL()+"/fn/edgy/size", pr)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("7 MB chunked body: %d, want 413", resp.StatusCode)
+	}
+	status, _, body = s.Do("GET", "/fn/edgy/ok", nil, nil)
+	var after struct{ Pid int }
+	if status != 200 || json.Unmarshal(body, &after) != nil || after.Pid != before.Pid {
+		t.Errorf("the app did not survive an oversized request: %d %s (pid before %d)", status, body, before.Pid)
+	}
+
+	out, err := s.Client.Invoke(context.Background(), "edgy", []byte(`{"version":"2.0","rawPath":"/redir","requestContext":{"http":{"method":"GET"}}}`))
+	if err != nil || !strings.Contains(string(out), `"statusCode":302`) {
+		t.Errorf("a redirect was followed: %s %v", out, err)
 	}
 }
