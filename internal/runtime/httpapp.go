@@ -246,17 +246,8 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	if i.httpAddr == "" {
 		return fmt.Errorf("runtime: %s is not an http app", i.id)
 	}
-	c := &call{inv: &Invocation{RequestID: rid, Deadline: deadline}, result: make(chan *Result, 1)}
-	i.lastReq.Store(&rid)
-	i.cmu.Lock()
-	i.calls[rid] = c
-	i.cmu.Unlock()
-	defer func() {
-		i.cmu.Lock()
-		delete(i.calls, rid)
-		i.cmu.Unlock()
-	}()
-	i.platform(rid, "START RequestId: "+rid+" Version: "+strconv.Itoa(i.spec.Version))
+	_, done := i.begin(&Invocation{RequestID: rid, Deadline: deadline})
+	defer done()
 	start := time.Now()
 
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)

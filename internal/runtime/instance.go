@@ -173,6 +173,23 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_
 	return i, nil
 }
 
+// begin registers an invocation in progress (its output is tagged with its
+// request id) and writes its START line; done unregisters it.
+func (i *Instance) begin(inv *Invocation) (c *call, done func()) {
+	c = &call{inv: inv, result: make(chan *Result, 1)}
+	rid := inv.RequestID
+	i.lastReq.Store(&rid)
+	i.cmu.Lock()
+	i.calls[rid] = c
+	i.cmu.Unlock()
+	i.platform(rid, "START RequestId: "+rid+" Version: "+strconv.Itoa(i.spec.Version))
+	return c, func() {
+		i.cmu.Lock()
+		delete(i.calls, rid)
+		i.cmu.Unlock()
+	}
+}
+
 // call returns the invocation in progress with request id rid, or nil.
 func (i *Instance) call(rid string) *call {
 	i.cmu.Lock()
@@ -338,18 +355,9 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 	if inv.TraceID == "" {
 		inv.TraceID = NewTraceID(time.Now())
 	}
-	c := &call{inv: inv, result: make(chan *Result, 1)}
+	c, done := i.begin(inv)
+	defer done()
 	rid := inv.RequestID
-	i.lastReq.Store(&rid)
-	i.cmu.Lock()
-	i.calls[rid] = c
-	i.cmu.Unlock()
-	defer func() {
-		i.cmu.Lock()
-		delete(i.calls, rid)
-		i.cmu.Unlock()
-	}()
-	i.platform(rid, "START RequestId: "+rid+" Version: "+strconv.Itoa(i.spec.Version))
 
 	timer := time.NewTimer(time.Until(inv.Deadline))
 	defer timer.Stop()
