@@ -19,8 +19,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/ternhq/tern/internal/logs"
 )
 
 // Runtime http: the package runs a command that serves HTTP on $PORT
@@ -301,7 +299,6 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	case proxyErr == nil && !aborted:
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		i.Stop()
-		i.platform(rid, fmt.Sprintf("%s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339Nano), i.spec.Timeout.Seconds()))
 		err = ErrTimeout
 	case r.Context().Err() != nil:
 		err = context.Cause(r.Context())
@@ -317,13 +314,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	if aborted {
 		err = fmt.Errorf("%w: %w", ErrAborted, errOr(err, ErrAppConnection))
 	}
-	i.drainOutput()
-	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
-	if cold {
-		rep.InitDuration = i.initDuration
-	}
-	i.l.cfg.Logs.WriteReport(i.entry(rid, logs.StreamPlatform, ""), rep)
-	i.invocations.Add(1)
+	i.end(rid, dur, cold, err)
 	return err
 }
 

@@ -190,6 +190,21 @@ func (i *Instance) begin(inv *Invocation) (c *call, done func()) {
 	}
 }
 
+// end writes an invocation's last lines (after its output): a timeout
+// notice, END and REPORT.
+func (i *Instance) end(rid string, dur time.Duration, cold bool, err error) {
+	i.drainOutput()
+	if errors.Is(err, ErrTimeout) {
+		i.platform(rid, fmt.Sprintf("%s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339Nano), i.spec.Timeout.Seconds()))
+	}
+	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
+	if cold {
+		rep.InitDuration = i.initDuration
+	}
+	i.l.cfg.Logs.WriteReport(i.entry(rid, logs.StreamPlatform, ""), rep)
+	i.invocations.Add(1)
+}
+
 // call returns the invocation in progress with request id rid, or nil.
 func (i *Instance) call(rid string) *call {
 	i.cmu.Lock()
@@ -363,17 +378,7 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 	defer timer.Stop()
 	start := time.Now()
 	res, err := i.await(c, timer.C)
-	dur := time.Since(start)
-	i.drainOutput()
-	if errors.Is(err, ErrTimeout) {
-		i.platform(rid, fmt.Sprintf("%s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339Nano), i.spec.Timeout.Seconds()))
-	}
-	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
-	if cold {
-		rep.InitDuration = i.initDuration
-	}
-	i.l.cfg.Logs.WriteReport(i.entry(rid, logs.StreamPlatform, ""), rep)
-	i.invocations.Add(1)
+	i.end(rid, time.Since(start), cold, err)
 	return res, err
 }
 
