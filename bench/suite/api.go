@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -28,26 +27,7 @@ func functionZip(name string, index []byte) ([]byte, error) {
 // functionZipWith is functionZip with extra manifest lines.
 func functionZipWith(name, extra string, index []byte) ([]byte, error) {
 	manifest := "name: " + name + "\nruntime: nodejs\nhandler: index.handler\n" + extra
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		body []byte
-	}{{"tern.yaml", []byte(manifest)}, {"index.js", index}} {
-		h := &zip.FileHeader{Name: f.name, Method: zip.Deflate, Modified: zipTime}
-		h.SetMode(0o644)
-		w, err := zw.CreateHeader(h)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := w.Write(f.body); err != nil {
-			return nil, err
-		}
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return zipPackage(zipEntry{"tern.yaml", []byte(manifest), 0o644}, zipEntry{"index.js", index, 0o644})
 }
 
 // deploy uploads a package (POST /v1/functions) and returns how long the

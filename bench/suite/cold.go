@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"time"
 
 	"github.com/ternhq/tern/bench/internal/benchkit"
@@ -133,25 +131,5 @@ func (e *env) coldPhase(ctx context.Context, t *benchkit.Tern) (*coldResult, err
 // nodeE0 times `node -e 0` from spawn to exit, in the environment tern
 // gives its instances.
 func (e *env) nodeE0(ctx context.Context) (time.Duration, error) {
-	cmd := exec.Command(e.nodeBin, "-e", "0")
-	cmd.Env = benchkit.InstanceEnv()
-	s := time.Now()
-	c, err := e.cs.Start("node -e 0", cmd, false)
-	if err != nil {
-		return 0, err
-	}
-	select {
-	case <-c.Done():
-	case <-time.After(20 * time.Second):
-		c.Stop(0)
-		return 0, errors.New("still running after 20s")
-	case <-ctx.Done():
-		c.Stop(0)
-		return 0, context.Cause(ctx)
-	}
-	d := time.Since(s)
-	if code := c.ExitCode(); code != 0 {
-		return 0, fmt.Errorf("exit status %d", code)
-	}
-	return d, nil
+	return e.spawnToExit(ctx, "node -e 0", e.nodeBin, "-e", "0")
 }
