@@ -75,6 +75,7 @@ func (i *Instance) sendInvoke(inv *Invocation) error {
 // protocol error closes the socket, which ends the runtime.
 func (i *Instance) readFrames() {
 	defer i.readers.Done()
+	defer close(i.framesDone)
 	defer i.conn.Close()
 	r := bufio.NewReaderSize(i.conn, 64<<10)
 	for {

@@ -41,12 +41,13 @@ type Instance struct {
 	httpClient *http.Client
 
 	// framed: the runtime speaks docs/runtime-protocol.md on conn.
-	framed bool
-	fatal  atomic.Bool // the runtime said it exits after an answer
-	conn   net.Conn
-	wmu    sync.Mutex // one frame written at a time
-	booted chan struct{}
-	bootOK sync.Once
+	framed     bool
+	fatal      atomic.Bool   // the runtime said it exits after an answer
+	framesDone chan struct{} // closed when readFrames has read everything
+	conn       net.Conn
+	wmu        sync.Mutex // one frame written at a time
+	booted     chan struct{}
+	bootOK     sync.Once
 
 	next     chan *call // HTTP mode: Invoke hands an event to the pending /next
 	ready    chan struct{}
@@ -86,15 +87,16 @@ func newID() string {
 // when it is specialised.
 func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_ *Instance, err error) {
 	i := &Instance{
-		id:      newID(),
-		l:       l,
-		framed:  framed,
-		booted:  make(chan struct{}),
-		next:    make(chan *call),
-		ready:   make(chan struct{}),
-		initErr: make(chan *FunctionError, 1),
-		stopped: make(chan struct{}),
-		calls:   make(map[string]*call),
+		id:         newID(),
+		l:          l,
+		framed:     framed,
+		booted:     make(chan struct{}),
+		next:       make(chan *call),
+		ready:      make(chan struct{}),
+		initErr:    make(chan *FunctionError, 1),
+		stopped:    make(chan struct{}),
+		calls:      make(map[string]*call),
+		framesDone: make(chan struct{}),
 	}
 	i.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,8 +168,10 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_
 		go i.readFrames()
 	}
 	go func() {
-		// Whatever ends the process, its servers go with it.
+		// Whatever ends the process, its servers go with it; the socket
+		// once the frames sent before the exit are read.
 		<-i.proc.Done()
+		i.awaitFrames()
 		i.closeServer()
 	}()
 	return i, nil
@@ -294,6 +298,7 @@ func (i *Instance) waitReady(ctx context.Context, begin time.Time) error {
 	case fe := <-i.initErr:
 		return &InitError{FunctionError: *fe, Duration: time.Since(begin)}
 	case <-i.proc.Done():
+		i.awaitFrames()
 		select {
 		case fe := <-i.initErr: // posted just before exiting
 			return &InitError{FunctionError: *fe, Duration: time.Since(begin)}
@@ -421,6 +426,7 @@ func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
 		i.Stop()
 		return nil, ErrTimeout
 	case <-i.proc.Done():
+		i.awaitFrames()
 		select {
 		case r := <-c.result: // answered, then exited
 			return r, nil
@@ -437,6 +443,19 @@ func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
 			return nil, i.unanswered()
 		}
 		return nil, ErrStopped
+	}
+}
+
+// awaitFrames waits, briefly, until a framed runtime that exited has had
+// all its frames read: an answer or init error it sent just before exiting
+// is still in the socket when its exit is seen.
+func (i *Instance) awaitFrames() {
+	if !i.framed {
+		return
+	}
+	select {
+	case <-i.framesDone:
+	case <-time.After(time.Second):
 	}
 }
 
