@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ternhq/tern/bench/internal/benchkit"
+	"github.com/ternhq/tern/internal/api"
 )
 
 // zipTime is every entry's modification time, so packages differ only in
@@ -54,26 +55,8 @@ func (e *env) remove(ctx context.Context, t *benchkit.Tern, name string) error {
 	return err
 }
 
-// stats is GET /v1/functions/{name}/stats.
-type stats struct {
-	Counts struct {
-		Invocations    int64 `json:"invocations"`
-		ColdStarts     int64 `json:"coldStarts"`
-		WarmStarts     int64 `json:"warmStarts"`
-		Queued         int64 `json:"queued"`
-		Throttled      int64 `json:"throttled"`
-		FunctionErrors int64 `json:"functionErrors"`
-		Timeouts       int64 `json:"timeouts"`
-		Crashes        int64 `json:"crashes"`
-	} `json:"counts"`
-	Instances []struct {
-		Version   int `json:"version"`
-		Instances int `json:"instances"`
-		Idle      int `json:"idle"`
-		Starting  int `json:"starting"`
-		Queued    int `json:"queued"`
-	} `json:"instances"`
-}
+// stats is GET /v1/functions/{name}/stats, as the API writes it.
+type stats = api.StatsView
 
 func (e *env) stats(ctx context.Context, t *benchkit.Tern, name string) (*stats, error) {
 	_, b, err := t.API(ctx, e.api, http.MethodGet, "/v1/functions/"+url.PathEscape(name)+"/stats", nil)
