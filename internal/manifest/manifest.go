@@ -63,6 +63,10 @@ type Manifest struct {
 	Timeout     Duration          `yaml:"timeout" json:"timeout"`
 	Environment map[string]string `yaml:"environment" json:"environment,omitempty"`
 	Scale       Scale             `yaml:"scale" json:"scale"`
+	// Triggers are the event sources besides HTTP and direct invocation.
+	Triggers []Trigger `yaml:"triggers,omitempty" json:"triggers,omitempty"`
+	// Async governs asynchronous invocations of the function.
+	Async Async `yaml:"async,omitempty" json:"async"`
 }
 
 // Scale controls how many instances of a function may run.
@@ -203,6 +207,8 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 				"reserved": intField(&m.Scale.Reserved),
 			})...)
 		},
+		"triggers": func(v *yaml.Node, field string) error { return decodeTriggers(v, field, &m.Triggers) },
+		"async":    func(v *yaml.Node, field string) error { return decodeAsync(v, field, &m.Async) },
 	})
 }
 
@@ -356,7 +362,11 @@ func describe(n *yaml.Node) string {
 }
 
 // ApplyDefaults fills every zero field that has a default: memory 256,
-// timeout 30s, scale.max 10, scale.idle 5m (scale.min defaults to 0).
+// timeout 30s, scale.max 10, scale.idle 5m (scale.min defaults to 0),
+// missed "skip" on schedule triggers, batch 10, maxReceives 5 and
+// concurrency 2 on queue triggers, and, when the manifest has triggers or
+// sets anything in async, async.maxAge 6h, async.backoff 1m and
+// async.concurrency scale.max (async.retries stays nil: see RetryCount).
 func (m *Manifest) ApplyDefaults() {
 	if m.Memory == 0 {
 		m.Memory = DefaultMemory
@@ -379,6 +389,7 @@ func (m *Manifest) ApplyDefaults() {
 	if m.Scale.Idle == 0 {
 		m.Scale.Idle = DefaultScaleIdle
 	}
+	m.applyEventDefaults()
 }
 
 // Validate checks every rule and returns nil or errors.Join of one
@@ -481,6 +492,7 @@ func (m *Manifest) Validate() error {
 		add("scale.reserved", "must be at least scale.min (%d)", m.Scale.Min)
 	}
 
+	m.validateEvents(add)
 	return errors.Join(errs...)
 }
 
@@ -535,5 +547,12 @@ func (m *Manifest) Clone() *Manifest {
 	if m.Environment != nil {
 		c.Environment = maps.Clone(m.Environment)
 	}
+	if m.Triggers != nil {
+		c.Triggers = make([]Trigger, len(m.Triggers))
+		for i, t := range m.Triggers {
+			c.Triggers[i] = t.clone()
+		}
+	}
+	c.Async = m.Async.clone()
 	return &c
 }
