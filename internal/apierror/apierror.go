@@ -40,6 +40,7 @@ const (
 	CodeNoPrevious       = "no_previous_version"
 	CodeInternal         = "internal"
 	CodeClientClosed     = "client_closed"
+	CodeConflict         = "conflict"
 )
 
 // Error is an error with its HTTP status and code decided by the handler.

@@ -49,6 +49,9 @@ func (e *env) serveCmd() *cobra.Command {
 	f.Int64Var(&cfg.LogsMaxBytes, "logs-max-bytes", cfg.LogsMaxBytes, "how many bytes of function logs are kept")
 	f.StringVar(&cfg.NodePath, "node", "", "node binary for nodejs functions (default: node on PATH)")
 	f.IntVar(&cfg.PoolSize, "pool-size", cfg.PoolSize, "pre-started generic instances per runtime, for fast cold starts (0: off)")
+	f.Int64Var(&cfg.Events.MaxEventBytes, "max-event-size", cfg.Events.MaxEventBytes, "largest async event, queue message or CloudEvent, bytes")
+	f.Int64Var(&cfg.Events.MaxBacklogBytes, "max-async-backlog", cfg.Events.MaxBacklogBytes, "refuse new async events (429) while this many bytes wait")
+	f.DurationVar(&cfg.DedupeWindow, "dedupe-window", cfg.DedupeWindow, "how long idempotency keys, schedule ticks and CloudEvent ids are remembered")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

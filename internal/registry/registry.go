@@ -88,6 +88,9 @@ type Config struct {
 	// OnChange, when set, is called (from the registry's goroutines, never
 	// under its lock) after a function's current version changes.
 	OnChange func(Change)
+	// CheckManifest, when set, checks what a manifest refers to outside
+	// itself (topics, other functions) before a deploy is recorded.
+	CheckManifest func(ctx context.Context, m *manifest.Manifest) error
 }
 
 // Registry is the in-memory view of all functions backed by the store.
@@ -371,6 +374,11 @@ func (r *Registry) Deploy(ctx context.Context, pkg io.ReaderAt, size int64) (*Ve
 	}
 	if err := m.CheckEntryPoint(info.Files); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if r.cfg.CheckManifest != nil {
+		if err := r.cfg.CheckManifest(ctx, m); err != nil {
+			return nil, err
+		}
 	}
 	// Serialise with Delete on this node, so that a delete cannot remove
 	// code this deploy found stored and is about to record.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ternhq/tern/internal/archive"
 	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/events"
 )
 
 // Config is everything `tern serve` can be told.
@@ -48,6 +49,11 @@ type Config struct {
 	// PoolSize is how many generic instances per runtime are kept started
 	// to make cold starts cheap; 0 turns the pools off.
 	PoolSize int
+	// Events bounds async events, queue messages and CloudEvents.
+	Events events.Config
+	// DedupeWindow is how long idempotency keys, schedule ticks and
+	// CloudEvent ids are remembered.
+	DedupeWindow time.Duration
 }
 
 // DefaultDataDir is the user's data directory for Tern (XDG).
@@ -66,6 +72,8 @@ func DefaultConfig() Config {
 		LogsMaxAge:       7 * 24 * time.Hour,
 		LogsMaxBytes:     1 << 30,
 		PoolSize:         2,
+		Events:           events.Config{MaxEventBytes: 1 << 20, MaxBacklogBytes: 1 << 30},
+		DedupeWindow:     time.Hour,
 	}
 }
 
@@ -134,6 +142,16 @@ func (c *Config) Validate() error {
 	}
 	if c.LogsMaxAge <= 0 || c.LogsMaxBytes <= 0 {
 		errs = append(errs, errors.New("logs retention: age and size must be positive"))
+	}
+	// The embedded NATS carries up to 8 MB per message, headers included.
+	if c.Events.MaxEventBytes < 0 || c.Events.MaxEventBytes > 7<<20 {
+		errs = append(errs, errors.New("max-event-size: must be between 1 byte and 7 MiB"))
+	}
+	if c.Events.MaxBacklogBytes < 0 {
+		errs = append(errs, errors.New("max-async-backlog: must not be negative"))
+	}
+	if c.DedupeWindow < 0 || c.DedupeWindow > 24*time.Hour {
+		errs = append(errs, errors.New("dedupe-window: must be between 0 (default 1h) and 24h"))
 	}
 	return errors.Join(errs...)
 }

@@ -21,8 +21,10 @@ import (
 	"github.com/ternhq/tern/internal/apierror"
 	"github.com/ternhq/tern/internal/auth"
 	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/events"
 	"github.com/ternhq/tern/internal/gateway"
 	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/manifest"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 	"github.com/ternhq/tern/internal/store"
@@ -37,6 +39,7 @@ type Server struct {
 	registry *registry.Registry
 	sink     *logs.Sink
 	disp     *dispatch.Dispatcher
+	events   *events.Service
 	launcher *runtime.Launcher
 	http     *http.Server
 	ln       net.Listener
@@ -82,6 +85,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		SyncAlways:   cfg.SyncAlways,
 		LogsMaxAge:   cfg.LogsMaxAge,
 		LogsMaxBytes: cfg.LogsMaxBytes,
+		DedupeWindow: cfg.DedupeWindow,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -112,15 +116,24 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	s.registry = registry.New(registry.Config{
 		CacheDir: filepath.Join(cfg.DataDir, "code"),
 		Limits:   cfg.Package,
-		OnChange: func(c registry.Change) { s.disp.FunctionChanged(c.Name, c.Current) },
+		OnChange: func(c registry.Change) {
+			s.disp.FunctionChanged(c.Name, c.Current)
+			s.events.FunctionChanged(c.Name, c.Current)
+		},
+		CheckManifest: func(ctx context.Context, m *manifest.Manifest) error { return s.events.CheckManifest(ctx, m) },
 	}, s.store.Functions, s.store.Code, log)
 	s.disp = dispatch.New(cfg.Dispatch, &starter{reg: s.registry, launcher: launcher}, log)
 	s.disp.Start()
 	s.stops = append(s.stops, s.disp.Close)
+	// Events stop before the dispatcher: running async invocations
+	// finish (or are given back) while instances still run.
+	s.events = events.New(cfg.Events, s.store, s.registry, s.disp, log)
+	s.stops = append(s.stops, s.events.Close)
 	if err := s.registry.Start(ctx); err != nil {
 		return nil, err
 	}
 	s.stops = append(s.stops, func(context.Context) error { s.registry.Close(); return nil })
+	s.events.Start()
 
 	tok, created, err := auth.LoadOrCreate(cfg.DataDir)
 	if err != nil {
@@ -149,7 +162,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		MaxPackageBytes: cfg.Package.MaxBytes,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		Streams:         streams,
-	}, s.registry, s.disp, s.store.JS, log)
+	}, s.registry, s.disp, s.events, s.store.JS, log)
 	mux.Handle("/v1/", auth.Require(tok, a.Handler()))
 	mux.Handle("/v1/debug/pprof/", auth.Require(tok, debugHandler()))
 

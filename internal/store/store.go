@@ -32,6 +32,25 @@ const (
 	// LogsStream holds function log lines on subjects LogsSubjectPrefix+<function>.
 	LogsStream        = "TERN_LOGS"
 	LogsSubjectPrefix = "tern.logs."
+
+	// AsyncStream is a work queue of asynchronous invocations on subjects
+	// AsyncSubjectPrefix+<function>, and of delayed retries waiting on
+	// DelaySubjectPrefix+<function>.<request>.<attempt> until the server
+	// moves them to the function's subject at their time.
+	AsyncStream        = "TERN_ASYNC"
+	AsyncSubjectPrefix = "tern.async."
+	DelaySubjectPrefix = "tern.delay."
+	// DeadLetterStream keeps events that failed for good, on subjects
+	// DeadLetterSubjectPrefix+<function>.
+	DeadLetterStream        = "TERN_DLQ"
+	DeadLetterSubjectPrefix = "tern.dlq."
+	// TopicStreamPrefix+<topic> is the stream of a queue topic; it holds
+	// TopicSubjectPrefix+<topic> and <that>.redrive.<function> (dead
+	// letters sent back to one function).
+	TopicStreamPrefix  = "TERN_TOPIC_"
+	TopicSubjectPrefix = "tern.topic."
+	// SchedulesBucket remembers the last tick fired per schedule.
+	SchedulesBucket = "tern_schedules"
 )
 
 // Config says which NATS to use and how to set up Tern's streams.
@@ -51,6 +70,11 @@ type Config struct {
 	LogsMaxBytes int64
 	// Replicas for buckets and streams (1 for one node, 3 on a cluster).
 	Replicas int
+	// DedupeWindow is how long the async stream remembers message ids
+	// (idempotency keys, schedule ticks, CloudEvent ids).
+	DedupeWindow time.Duration
+	// DeadLetterMaxAge bounds how long dead letters are kept.
+	DeadLetterMaxAge time.Duration
 }
 
 // Store is an open connection to NATS with Tern's buckets and streams set up.
@@ -59,6 +83,7 @@ type Store struct {
 	JS        jetstream.JetStream
 	Functions jetstream.KeyValue
 	Code      jetstream.ObjectStore
+	Schedules jetstream.KeyValue
 
 	log       *slog.Logger
 	ns        *server.Server // nil when external
@@ -116,6 +141,9 @@ func (s *Store) startEmbedded(cfg Config) error {
 		SyncInterval: time.Second, // the default would be two minutes
 		SyncAlways:   cfg.SyncAlways,
 		DontListen:   true,
+		// Async events may be as large as 1 MB plus headers; NATS's
+		// default maximum payload is exactly 1 MB.
+		MaxPayload: 8 << 20,
 	}
 	if cfg.ClientListen != "" {
 		host, port, err := splitHostPort(cfg.ClientListen)
@@ -190,6 +218,62 @@ func (s *Store) setup(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("store: stream %s: %w", LogsStream, err)
 	}
+	return s.setupEvents(ctx, cfg)
+}
+
+// setupEvents creates the async work queue, the dead-letter stream and
+// the schedules bucket.
+func (s *Store) setupEvents(ctx context.Context, cfg Config) error {
+	if cfg.DedupeWindow <= 0 {
+		cfg.DedupeWindow = time.Hour
+	}
+	if cfg.DeadLetterMaxAge <= 0 {
+		cfg.DeadLetterMaxAge = 14 * 24 * time.Hour
+	}
+	// Accepted events are never dropped by a limit here: the accepting
+	// side refuses new ones when the backlog is too large. Delayed
+	// retries are message schedules, which need roll-ups allowed and
+	// cannot use DiscardNew.
+	_, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              AsyncStream,
+		Description:       "Tern asynchronous invocations and their delayed retries",
+		Subjects:          []string{AsyncSubjectPrefix + ">", DelaySubjectPrefix + ">"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.WorkQueuePolicy,
+		Discard:           jetstream.DiscardOld,
+		Duplicates:        cfg.DedupeWindow,
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
+		Replicas:          cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: stream %s: %w", AsyncStream, err)
+	}
+	_, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeadLetterStream,
+		Description: "Tern events that failed for good",
+		Subjects:    []string{DeadLetterSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      cfg.DeadLetterMaxAge,
+		Duplicates:  10 * time.Minute,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: stream %s: %w", DeadLetterStream, err)
+	}
+	kv, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      SchedulesBucket,
+		Description: "Tern: the last tick fired per schedule",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", SchedulesBucket, err)
+	}
+	s.Schedules = kv
 	return nil
 }
 
