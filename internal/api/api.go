@@ -64,16 +64,17 @@ type Config struct {
 
 // API is the /v1/ handler.
 type API struct {
-	cfg  Config
-	reg  Registry
-	disp Dispatcher
-	js   jetstream.JetStream
-	log  *slog.Logger
+	cfg    Config
+	reg    Registry
+	disp   Dispatcher
+	events Events
+	js     jetstream.JetStream
+	log    *slog.Logger
 }
 
 // New returns the API.
-func New(cfg Config, reg Registry, disp Dispatcher, js jetstream.JetStream, log *slog.Logger) *API {
-	return &API{cfg: cfg, reg: reg, disp: disp, js: js, log: log}
+func New(cfg Config, reg Registry, disp Dispatcher, ev Events, js jetstream.JetStream, log *slog.Logger) *API {
+	return &API{cfg: cfg, reg: reg, disp: disp, events: ev, js: js, log: log}
 }
 
 type handler func(w http.ResponseWriter, r *http.Request) error
@@ -103,6 +104,7 @@ func (a *API) Handler() http.Handler {
 	route("DELETE /v1/functions/{name}/aliases/{alias}", a.deleteAlias)
 	route("POST /v1/functions/{name}/rollback", a.rollback)
 	route("GET /v1/instances", a.instances)
+	a.eventRoutes(route)
 	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})
@@ -230,7 +232,15 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxPayloadBytes))
+	async, err := isAsync(r)
+	if err != nil {
+		return err
+	}
+	limit := a.cfg.MaxPayloadBytes
+	if async {
+		limit = a.events.MaxEventBytes()
+	}
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -243,6 +253,9 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !json.Valid(payload) {
 		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "the event is not valid JSON")
+	}
+	if async {
+		return a.invokeAsync(w, r, r.PathValue("name"), payload)
 	}
 	req := &dispatch.Request{RequestID: runtime.NewRequestID(), Payload: payload, TraceID: gateway.TraceHeader(r)}
 	// Lambda's Invoke API passes a client context as base64 JSON.

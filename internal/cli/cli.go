@@ -86,6 +86,10 @@ func (e *env) root() *cobra.Command {
 		e.statsCmd(),
 		e.aliasCmd(),
 		e.rollbackCmd(),
+		e.publishCmd(),
+		e.topicCmd(),
+		e.eventsCmd(),
+		e.dlqCmd(),
 		e.doctorCmd(),
 	)
 	return root

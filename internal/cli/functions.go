@@ -56,11 +56,12 @@ func (e *env) deployCmd() *cobra.Command {
 }
 
 func (e *env) invokeCmd() *cobra.Command {
-	var data string
+	var data, key string
+	var async bool
 	cmd := &cobra.Command{
 		Use:   "invoke NAME [-]",
 		Short: "Invoke a function directly and print its result",
-		Long:  "Invoke NAME with the event given by --data (JSON text, or @file), or read from standard input with '-'. A function error prints the error JSON and exits 1.",
+		Long:  "Invoke NAME (or NAME@ALIAS, NAME@VERSION) with the event given by --data (JSON text, or @file), or read from standard input with '-'. A function error prints the error JSON and exits 1. With --async the event is queued and its request id printed.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[1] != "-") {
 				return usageError{errors.New("usage: tern invoke NAME [--data JSON | --data @file | -]")}
@@ -76,6 +77,21 @@ func (e *env) invokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if async {
+				acc, err := c.InvokeAsync(cmd.Context(), args[0], payload, key)
+				if err != nil {
+					return err
+				}
+				note := ""
+				if acc.Duplicate {
+					note = " (a duplicate of an event accepted before)"
+				}
+				fmt.Fprintf(e.stdout, "queued %s%s\n", acc.RequestID, note)
+				return nil
+			}
+			if key != "" {
+				return usageError{errors.New("--idempotency-key is for --async invocations")}
+			}
 			out, err := c.Invoke(cmd.Context(), args[0], payload)
 			if err != nil {
 				return err
@@ -85,6 +101,8 @@ func (e *env) invokeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&data, "data", "d", "", "the event: JSON text, @file, or - for standard input")
+	cmd.Flags().BoolVar(&async, "async", false, "queue the event and return once it is stored (retries and dead letters as on Lambda)")
+	cmd.Flags().StringVar(&key, "idempotency-key", "", "with --async: events with the same key are stored once")
 	return cmd
 }
 
