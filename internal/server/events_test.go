@@ -12,19 +12,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/ternhq/tern/internal/archive"
 	"github.com/ternhq/tern/internal/client"
 	"github.com/ternhq/tern/internal/events"
 	"github.com/ternhq/tern/internal/testserver"
 )
 
-// recorderJS appends every event it gets to $OUT as one JSON line and
-// fails (throws) while $FAIL_FILE exists, or for queue records whose body
-// starts with "fail" (reported as batch item failures).
+// recorderJS appends every event it gets to $OUT as one JSON line (with
+// when it started and ended, after sleeping $SLEEP_MS) and fails (throws)
+// while $FAIL_FILE exists or for its first $FAIL_TIMES runs; queue
+// records whose body starts with "fail" are reported as batch item
+// failures.
 const recorderJS = `const fs = require("fs");
 exports.handler = async (event, context) => {
-  fs.appendFileSync(process.env.OUT, JSON.stringify({rid: context.awsRequestId, event}) + "\n");
-  if (process.env.FAIL_FILE && fs.existsSync(process.env.FAIL_FILE)) {
+  const start = Date.now();
+  if (process.env.SLEEP_MS) await new Promise(r => setTimeout(r, +process.env.SLEEP_MS));
+  fs.appendFileSync(process.env.OUT, JSON.stringify({rid: context.awsRequestId, start, end: Date.now(), event}) + "\n");
+  const runs = fs.readFileSync(process.env.OUT, "utf8").split("\n").filter(Boolean).length;
+  if ((process.env.FAIL_FILE && fs.existsSync(process.env.FAIL_FILE)) || runs <= +(process.env.FAIL_TIMES || 0)) {
     const e = new Error("failing on purpose"); e.name = "PurposeError"; throw e;
   }
   if (event.Records) {
@@ -35,8 +42,9 @@ exports.handler = async (event, context) => {
 };`
 
 type recorded struct {
-	RID   string          `json:"rid"`
-	Event json.RawMessage `json:"event"`
+	RID        string          `json:"rid"`
+	Start, End int64           // unix ms
+	Event      json.RawMessage `json:"event"`
 }
 
 // readRecords returns what a recorder function wrote so far.
@@ -64,7 +72,8 @@ func readRecords(t *testing.T, path string) []recorded {
 }
 
 // deployRecorder deploys a recorder function with extra manifest lines
-// and returns the file it writes to.
+// (lines indented by two spaces first add environment variables) and
+// returns the file it writes to.
 func deployRecorder(t *testing.T, s *testserver.Server, name, extra string) (out string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -418,5 +427,177 @@ func TestCloudEvents(t *testing.T) {
 		if status != 400 {
 			t.Errorf("%s: %d %s", bad, status, body)
 		}
+	}
+}
+
+func TestAsyncRetryThenSuccess(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	ctx := context.Background()
+	audit := deployRecorder(t, s, "audit", "")
+	out := deployRecorder(t, s, "twice", "  FAIL_TIMES: 2\nasync:\n  retries: 2\n  backoff: 1s\n  onSuccess: {function: audit}\n")
+	acc, err := s.Client.InvokeAsync(ctx, "twice", []byte(`{"job":1}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fails twice (after 1 s, then 2 s), succeeds the third time.
+	testserver.Eventually(t, 15*time.Second, "the success record reaches the destination", func() bool { return len(readRecords(t, audit)) == 1 })
+	runs := readRecords(t, out)
+	if len(runs) != 3 {
+		t.Fatalf("%d runs, want 3", len(runs))
+	}
+	if gap := runs[2].Start - runs[1].End; gap < 1500 {
+		t.Errorf("second retry came %d ms after the first, want about 2 s (doubling back-off)", gap)
+	}
+	var rec struct {
+		RequestContext struct {
+			RequestID, Condition   string
+			ApproximateInvokeCount int
+		}
+		ResponseContext struct{ ExecutedVersion string }
+		ResponsePayload struct{ OK bool }
+	}
+	if err := json.Unmarshal(readRecords(t, audit)[0].Event, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.RequestContext.Condition != "Success" || rec.RequestContext.RequestID != acc.RequestID ||
+		rec.RequestContext.ApproximateInvokeCount != 3 || !rec.ResponsePayload.OK || rec.ResponseContext.ExecutedVersion != "1" {
+		t.Errorf("success record: %s", readRecords(t, audit)[0].Event)
+	}
+	if l, err := s.Client.DeadLetters(ctx, "twice", 10); err != nil || len(l) != 0 {
+		t.Errorf("dead letters: %v %v", l, err)
+	}
+}
+
+func TestAsyncMaxEventAge(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	ctx := context.Background()
+	out := deployRecorder(t, s, "old", "async:\n  maxAge: 1s\n  backoff: 2s\n")
+	setFailing(t, out, true)
+	if _, err := s.Client.InvokeAsync(ctx, "old", []byte(`{}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	var letters []events.DeadLetter
+	testserver.Eventually(t, 15*time.Second, "the aged event is dead-lettered", func() bool {
+		var err error
+		letters, err = s.Client.DeadLetters(ctx, "old", 10)
+		return err == nil && len(letters) == 1
+	})
+	if l := letters[0]; l.ErrorType != "EventAgeExceeded" || l.Attempts != 1 {
+		t.Errorf("letter: %+v", l)
+	}
+	if n := len(readRecords(t, out)); n != 1 {
+		t.Errorf("%d runs, want 1 (the retry was too old to run)", n)
+	}
+}
+
+func TestAsyncConcurrencyBound(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	ctx := context.Background()
+	out := deployRecorder(t, s, "slow", "  SLEEP_MS: 300\nscale: {max: 10}\nasync:\n  concurrency: 2\n")
+	for i := range 8 {
+		if _, err := s.Client.InvokeAsync(ctx, "slow", []byte(fmt.Sprintf(`{"i":%d}`, i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testserver.Eventually(t, 20*time.Second, "eight slow events run", func() bool { return len(readRecords(t, out)) == 8 })
+	runs := readRecords(t, out)
+	most := 0
+	for _, a := range runs {
+		n := 0
+		for _, b := range runs {
+			if b.Start <= a.Start && a.Start < b.End {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	if most != 2 {
+		t.Errorf("at most %d ran at once, want 2 (async.concurrency)", most)
+	}
+}
+
+func TestScheduleMissedTicks(t *testing.T) {
+	for _, tc := range []struct {
+		missed string
+		want   int // ticks from the downtime fired after the restart
+	}{{"skip", 0}, {"last", 1}} {
+		t.Run(tc.missed, func(t *testing.T) {
+			t.Parallel()
+			cfg := testserver.Config(t.TempDir())
+			s := testserver.Start(t, cfg)
+			out := deployRecorder(t, s, "tick", "triggers:\n  - schedule: rate(2 seconds)\n    missed: "+tc.missed+"\n")
+			testserver.Eventually(t, 10*time.Second, "a tick", func() bool { return len(readRecords(t, out)) >= 1 })
+			s.Stop()
+			down := time.Now()
+			// Restart just after a tick that fell while no server ran, so
+			// that no other tick passes while the server starts.
+			missed := down.Add(time.Second).Truncate(2 * time.Second).Add(2 * time.Second)
+			time.Sleep(time.Until(missed.Add(300 * time.Millisecond)))
+			up := time.Now()
+			s = testserver.Start(t, cfg)
+			testserver.Eventually(t, 10*time.Second, "a tick after the restart", func() bool {
+				for _, r := range readRecords(t, out) {
+					if tickTime(t, r).After(up) {
+						return true
+					}
+				}
+				return false
+			})
+			s.Stop()
+			var during []time.Time
+			for _, r := range readRecords(t, out) {
+				if tt := tickTime(t, r); tt.After(down) && tt.Before(up) {
+					during = append(during, tt)
+				}
+			}
+			if len(during) != tc.want || (tc.want == 1 && !during[0].Equal(missed)) {
+				t.Errorf("missed: %s: ticks from the downtime fired: %v, want %d (the last one, %v)", tc.missed, during, tc.want, missed)
+			}
+		})
+	}
+}
+
+func tickTime(t *testing.T, r recorded) time.Time {
+	t.Helper()
+	var ev struct{ Time time.Time }
+	if err := json.Unmarshal(r.Event, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev.Time
+}
+
+func TestPlainNATSPublishReachesQueueTrigger(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.NATSListen = "127.0.0.1:0"
+	s := testserver.Start(t, cfg)
+	ctx := context.Background()
+	if _, err := s.Client.CreateTopic(ctx, events.TopicConfig{Name: "raw"}); err != nil {
+		t.Fatal(err)
+	}
+	out := deployRecorder(t, s, "reader", "triggers:\n  - queue: {topic: raw}\n")
+	nc, err := nats.Connect(s.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msg := nats.NewMsg("tern.topic.raw")
+	msg.Data = []byte("from a NATS client")
+	msg.Header.Set("Kind", "raw")
+	if err := nc.PublishMsg(msg); err != nil {
+		t.Fatal(err)
+	}
+	testserver.Eventually(t, 10*time.Second, "the message is delivered", func() bool { return len(readRecords(t, out)) == 1 })
+	var ev struct {
+		Records []struct {
+			Body              string
+			MessageID         string
+			MessageAttributes map[string]struct{ StringValue string }
+		}
+	}
+	if err := json.Unmarshal(readRecords(t, out)[0].Event, &ev); err != nil || len(ev.Records) != 1 {
+		t.Fatalf("event: %v", err)
+	}
+	if r := ev.Records[0]; r.Body != "from a NATS client" || r.MessageAttributes["Kind"].StringValue != "raw" || r.MessageID == "" {
+		t.Errorf("record: %+v", r)
 	}
 }

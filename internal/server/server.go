@@ -206,6 +206,10 @@ func (s *Server) Pooled() int { return s.launcher.Pooled() }
 // PoolSizes is how many generic instances wait per runtime.
 func (s *Server) PoolSizes() map[string]int { return s.launcher.PoolSizes() }
 
+// NATSURL is the embedded NATS server's client URL when --nats-listen
+// opened its port, else "".
+func (s *Server) NATSURL() string { return s.store.ClientURL() }
+
 // Token is the admin token.
 func (s *Server) Token() string { return s.token }
 

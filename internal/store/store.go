@@ -277,6 +277,15 @@ func (s *Store) setupEvents(ctx context.Context, cfg Config) error {
 	return nil
 }
 
+// ClientURL is the embedded server's client URL when its port is open
+// (--nats-listen), else "".
+func (s *Store) ClientURL() string {
+	if s.ns == nil || s.ns.Addr() == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
 // Close drains the connection and shuts the embedded server down. It is safe
 // to call more than once.
 func (s *Store) Close() error {
