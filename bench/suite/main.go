@@ -17,7 +17,12 @@
 //  5. runtimes (only with -phases runtimes): cold start and warm latency at
 //     c=1 for each runtime (nodejs, python, provided with an aws-lambda-go
 //     bootstrap, http with a node server), next to `node -e 0` and
-//     `python3 -c pass`.
+//     `python3 -c pass`;
+//  6. events (only with -phases events): asynchronous invocations
+//     (`X-Tern-Invocation-Type: Event`) on a tern serve of its own:
+//     accepted/s and executed/s next to synchronous invocations/s of the
+//     same function, and the time from the client's send to the handler's
+//     start at light load, async next to sync.
 //
 // Run it from the module root:
 //
@@ -61,6 +66,8 @@ type config struct {
 	settle      time.Duration
 	rtColdN     int
 	rtDuration  time.Duration
+	asyncEvents int
+	asyncRounds int
 	ternBin     string
 	nodeBin     string
 	out         string
@@ -77,6 +84,8 @@ const (
 	phaseMemory = "memory"
 	// phaseRuntimes is not in the default list: it runs when asked for.
 	phaseRuntimes = "runtimes"
+	// phaseEvents is not in the default list either.
+	phaseEvents = "events"
 )
 
 // helloBody is what the benchmark handler (and the Go baseline) answers.
@@ -98,12 +107,14 @@ func main() {
 	flag.DurationVar(&cfg.settle, "settle", 3*time.Second, "wait before each RSS reading in the memory phase")
 	flag.IntVar(&cfg.rtColdN, "rt-cold", 10, "runtimes phase: cold starts measured per runtime (fresh functions, after one unmeasured warm-up)")
 	flag.DurationVar(&cfg.rtDuration, "rt-duration", 5*time.Second, "runtimes phase: measured window of the warm c=1 load per runtime (after -warmup)")
+	flag.IntVar(&cfg.asyncEvents, "async-events", 5000, "events phase: invocations of each throughput run (async, and the sync baseline)")
+	flag.IntVar(&cfg.asyncRounds, "async-rounds", 3, "events phase: rounds of the throughput runs (one sync and one async run each)")
 	flag.StringVar(&cfg.ternBin, "tern", "", "tern binary (default: go build ./cmd/tern into a temp dir)")
 	flag.StringVar(&cfg.nodeBin, "node", "node", "node binary, for the baselines and for tern's instances")
 	flag.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
 	flag.DurationVar(&cfg.timeout, "timeout", 0, "hard bound on the whole run (default: derived from the other flags)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (tern's data dirs and logs) for inspection")
-	flag.StringVar(&phases, "phases", "cold,warm,burst,memory", "comma-separated phases to run (in this order whatever the order given); runtimes is extra: cold,warm,burst,runtimes,memory")
+	flag.StringVar(&phases, "phases", "cold,warm,burst,memory", "comma-separated phases to run (in this order whatever the order given); runtimes and events are extra: cold,warm,burst,runtimes,events,memory")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintln(os.Stderr, "usage: suite [flags]; see -h")
@@ -120,10 +131,10 @@ func main() {
 	cfg.phases = map[string]bool{}
 	for _, f := range strings.Split(phases, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case phaseCold, phaseWarm, phaseBurst, phaseMemory, phaseRuntimes:
+		case phaseCold, phaseWarm, phaseBurst, phaseMemory, phaseRuntimes, phaseEvents:
 			cfg.phases[f] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bad -phases value %q: want cold, warm, burst, runtimes or memory\n", f)
+			fmt.Fprintf(os.Stderr, "bad -phases value %q: want cold, warm, burst, runtimes, events or memory\n", f)
 			os.Exit(2)
 		}
 	}
@@ -143,6 +154,9 @@ func main() {
 	case cfg.rtColdN < 1 || cfg.rtDuration <= 0:
 		fmt.Fprintln(os.Stderr, "-rt-cold and -rt-duration must be positive")
 		os.Exit(2)
+	case cfg.asyncEvents < 1 || cfg.asyncEvents > 1000000 || cfg.asyncRounds < 1 || cfg.asyncRounds > 20:
+		fmt.Fprintln(os.Stderr, "-async-events must be in 1..1000000, -async-rounds in 1..20")
+		os.Exit(2)
 	}
 	if cfg.timeout == 0 {
 		expected := time.Duration(cfg.coldN+1)*(cfg.gap+time.Second) +
@@ -153,6 +167,10 @@ func main() {
 			// Four series of cold starts, four warm loads, the Go build.
 			expected += 4*time.Duration(cfg.rtColdN+1)*(cfg.gap+2*time.Second) +
 				4*(cfg.warmup+cfg.rtDuration) + time.Minute
+		}
+		if cfg.phases[phaseEvents] {
+			// Its waits for handler runs are bounded (evDrainMax each).
+			expected += time.Duration(cfg.asyncRounds+2)*evDrainMax + time.Duration(2*cfg.asyncRounds*cfg.asyncEvents)*time.Millisecond
 		}
 		cfg.timeout = 3*time.Minute + 2*expected
 	}
@@ -210,6 +228,7 @@ type results struct {
 	burst *burstResult
 	mem   *memResult
 	rt    *rtResult
+	ev    *eventsResult
 }
 
 func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
@@ -294,6 +313,13 @@ func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
 			return fmt.Errorf("tern serve exited during the run:\n%s", benchkit.Tail(t.LogPath, 20))
 		}
 		e.stopTern(t)
+	}
+
+	// The events phase gets a fresh tern serve of its own.
+	if cfg.phases[phaseEvents] {
+		if res.ev, err = e.eventsPhase(ctx); err != nil {
+			return fmt.Errorf("events phase: %w", err)
+		}
 	}
 
 	// Phase 4 gets a fresh tern serve with the pool off.

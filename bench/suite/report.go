@@ -47,14 +47,14 @@ func (e *env) report(res *results) string {
 	p("- command: `%s`\n", benchkit.CommandLine("./bench/suite"))
 	p("- load average (1/5/15 min) at start: %s, at end: %s; the run took %s\n", e.loadStart, benchkit.LoadAvg(), time.Since(e.startTime).Round(time.Second))
 	var run []string
-	for _, ph := range []string{phaseCold, phaseWarm, phaseBurst, phaseRuntimes, phaseMemory} {
+	for _, ph := range []string{phaseCold, phaseWarm, phaseBurst, phaseRuntimes, phaseEvents, phaseMemory} {
 		if e.cfg.phases[ph] {
 			run = append(run, ph)
 		}
 	}
 	p("- phases run: %s\n", strings.Join(run, ", "))
-	p("- phases 1–3 and 5 (runtimes): one `tern serve --pool-size %d`; phase 4: a fresh `tern serve --pool-size 0`; each with a new data dir, on 127.0.0.1; "+
-		"the load generator, tern, its instances and the baselines all share this machine's %d CPUs\n", e.cfg.poolSize, ncpu)
+	p("- phases 1–3 and 5 (runtimes): one `tern serve --pool-size %d`; phase 4: a fresh `tern serve --pool-size 0`; phase 6 (events): a fresh `tern serve --pool-size %d`; "+
+		"each with a new data dir, on 127.0.0.1; the load generator, tern, its instances and the baselines all share this machine's %d CPUs\n", e.cfg.poolSize, e.cfg.poolSize, ncpu)
 	p("- handler everywhere: bench/hello (`200`, body `hello`); the node baseline is bench/baseline/server.js (same handler module), " +
 		"the Go baseline bench/goecho (net/http, writes `hello`); both baselines run with the environment tern gives its instances\n")
 
@@ -231,6 +231,9 @@ func (e *env) report(res *results) string {
 	if rt := res.rt; rt != nil {
 		busy = e.reportRuntimes(&b, rt, busy)
 	}
+	if ev := res.ev; ev != nil {
+		busy = e.reportEvents(&b, ev, busy)
+	}
 
 	// CPU.
 	p("\n### CPU: which phases are CPU-bound\n\n")
@@ -269,6 +272,8 @@ func ternName(log string) string {
 			return "tern serve (phases 1–3, 5)"
 		case "tern-mem":
 			return "tern serve (phase 4)"
+		case "tern-events":
+			return "tern serve (phase 6, events)"
 		}
 	}
 	return "tern serve"
