@@ -354,7 +354,12 @@ func deployErr(t *testing.T, s *testserver.Server, files map[string]string) erro
 func TestScheduleFires(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
 	out := deployRecorder(t, s, "tick", "triggers:\n  - schedule: rate(1 second)\n")
+	fixed := deployRecorder(t, s, "fixed", "triggers:\n  - schedule: rate(1 second)\n    payload: {job: cleanup, keep: [1, 2]}\n")
 	testserver.Eventually(t, 10*time.Second, "three ticks", func() bool { return len(readRecords(t, out)) >= 3 })
+	testserver.Eventually(t, 10*time.Second, "a tick with a fixed payload", func() bool { return len(readRecords(t, fixed)) >= 1 })
+	if got := string(readRecords(t, fixed)[0].Event); got != `{"job":"cleanup","keep":[1,2]}` {
+		t.Errorf("fixed payload: %s", got)
+	}
 	times := map[string]bool{}
 	for _, r := range readRecords(t, out) {
 		var ev struct {
@@ -374,7 +379,7 @@ func TestScheduleFires(t *testing.T) {
 		times[ev.Time] = true
 	}
 	ov, err := s.Client.Events(context.Background())
-	if err != nil || len(ov.Schedules) != 1 || ov.Schedules[0].Function != "tick" || ov.Schedules[0].Next.IsZero() {
+	if err != nil || len(ov.Schedules) != 2 || ov.Schedules[0].Next.IsZero() {
 		t.Errorf("overview: %+v %v", ov, err)
 	}
 	// A wrong expression is refused at deploy.
