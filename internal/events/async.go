@@ -87,6 +87,19 @@ func (s *Service) Submit(ctx context.Context, ev Event) (*Accepted, error) {
 	if rid == "" {
 		rid = runtime.NewRequestID()
 	}
+	// JetStream de-duplicates by message id only while the stream still
+	// holds the message; the work queue drops it once run, and a restart
+	// forgets ids of dropped messages. The bucket remembers them for the
+	// whole window.
+	seenKey := ""
+	if msgID != "" {
+		seenKey = fullHash(msgID)
+		if e, err := s.seen.Get(ctx, seenKey); err == nil {
+			return &Accepted{RequestID: string(e.Value()), Duplicate: true}, nil
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%w: %w", errUnavailable, err)
+		}
+	}
 	if ev.Source == "" {
 		ev.Source = SourceAPI
 	}
@@ -108,6 +121,11 @@ func (s *Service) Submit(ctx context.Context, ev Event) (*Accepted, error) {
 	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: storing the event: %w", errUnavailable, err)
+	}
+	if seenKey != "" {
+		if _, err := s.seen.Put(ctx, seenKey, []byte(rid)); err != nil {
+			s.log.Warn("events: remembering an event id", "function", name, "err", err)
+		}
 	}
 	s.backlog.add(int64(len(ev.Payload)))
 	s.ensureAsyncWorker(name)
@@ -147,15 +165,6 @@ func (g *backlogGauge) add(n int64) {
 
 func asyncConsumer(name string) string { return "async_" + name }
 
-// asyncConcurrency is how many async events of a function run at once
-// on one node.
-func asyncConcurrency(m *manifest.Manifest) int {
-	if m.Async.Concurrency > 0 {
-		return m.Async.Concurrency
-	}
-	return max(m.Scale.Max, 1)
-}
-
 // ensureAsyncWorker starts the function's async worker on this node if
 // it is not running.
 func (s *Service) ensureAsyncWorker(name string) {
@@ -168,7 +177,7 @@ func (s *Service) ensureAsyncWorker(name string) {
 	if s.closed || s.async[name] != nil {
 		return
 	}
-	conc := asyncConcurrency(&v.Manifest)
+	conc := v.Manifest.AsyncConcurrency()
 	ctx, cancel := context.WithCancel(s.ctx)
 	w := &worker{cancel: cancel, done: make(chan struct{}), conc: conc}
 	s.async[name] = w
@@ -264,10 +273,14 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, conc int
 			<-slots
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			if consumerGone(err) {
 				return err
 			}
 			s.log.Debug("events: fetch", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
 		if got > 0 || len(slots) > 0 {
 			idleSince = time.Now()
@@ -314,10 +327,24 @@ type attemptResult struct {
 // or a dead letter.
 func (s *Service) runEvent(ctx context.Context, name string, msg jetstream.Msg) {
 	h := msg.Headers()
-	rid := h.Get(hdrRequestID)
-	if rid == "" {
-		rid = runtime.NewRequestID()
+	if h == nil {
+		h = nats.Header{}
 	}
+	md, err := msg.Metadata()
+	if err != nil {
+		s.log.Error("events: an async message without metadata", "function", name, "err", err)
+		_ = msg.NakWithDelay(s.cfg.ThrottleDelay)
+		return
+	}
+	// Events published by plain NATS clients carry none of Tern's
+	// headers: give them a stable request id and their store time.
+	if h.Get(hdrRequestID) == "" {
+		h.Set(hdrRequestID, derivedID("async", md.Stream, strconv.FormatUint(md.Sequence.Stream, 10)))
+	}
+	if h.Get(hdrEnqueued) == "" {
+		h.Set(hdrEnqueued, md.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
+	rid := h.Get(hdrRequestID)
 	attempt := headerInt(h, hdrAttempt, 1)
 	enqueued := headerTime(h, hdrEnqueued)
 	target := name
@@ -332,13 +359,13 @@ func (s *Service) runEvent(ctx context.Context, name string, msg jetstream.Msg) 
 			_ = msg.Ack()
 			return
 		}
-		s.deadLetter(ctx, name, msg, &attemptResult{errType: "ResourceNotFound", errMsg: err.Error()}, attempt, "async", "")
+		s.deadLetter(ctx, name, msg, h, &attemptResult{errType: "ResourceNotFound", errMsg: err.Error()}, attempt, "async", "")
 		return
 	}
 	m := &v.Manifest
 	if !enqueued.IsZero() && s.cfg.Now().Sub(enqueued) > m.Async.MaxAgeOrDefault() {
 		res := &attemptResult{v: v, errType: "EventAgeExceeded", errMsg: fmt.Sprintf("the event is older than async.maxAge (%s)", m.Async.MaxAgeOrDefault())}
-		s.finishFailed(ctx, name, msg, res, attempt-1, "EventAgeExceeded")
+		s.finishFailed(ctx, name, msg, h, res, attempt-1, "EventAgeExceeded")
 		return
 	}
 
@@ -348,23 +375,23 @@ func (s *Service) runEvent(ctx context.Context, name string, msg jetstream.Msg) 
 
 	switch {
 	case res.errType == "":
-		s.deliver(ctx, m.Async.OnSuccess, v, rid, attempt, "Success", msg.Data(), res)
+		s.deliver(ctx, m.Async.OnSuccess, v, rid, md, attempt, "Success", msg.Data(), res)
 		_ = msg.Ack()
 	case res.errType == errTypeThrottled, res.errType == errTypeStopping:
 		// Not the function's fault: try again later without using an
 		// attempt.
 		_ = msg.NakWithDelay(s.cfg.ThrottleDelay)
 	case !res.retryable:
-		s.finishFailed(ctx, name, msg, res, attempt, "RetriesExhausted")
+		s.finishFailed(ctx, name, msg, h, res, attempt, "RetriesExhausted")
 	case attempt <= m.Async.RetryCount():
-		if err := s.retryLater(ctx, name, msg, attempt, m.Async.BackoffOrDefault()); err != nil {
+		if err := s.retryLater(ctx, name, msg, h, md, attempt, m.Async.BackoffOrDefault()); err != nil {
 			s.log.Warn("events: scheduling a retry", "function", name, "request_id", rid, "err", err)
 			_ = msg.NakWithDelay(s.cfg.ThrottleDelay)
 			return
 		}
 		_ = msg.Ack()
 	default:
-		s.finishFailed(ctx, name, msg, res, attempt, "RetriesExhausted")
+		s.finishFailed(ctx, name, msg, h, res, attempt, "RetriesExhausted")
 	}
 }
 
@@ -417,14 +444,16 @@ func errorMessage(body []byte) string {
 
 // retryLater stores a copy of the event that the NATS server moves back
 // onto the function's subject after the back-off (doubling per attempt).
-// The copy's id makes storing it twice harmless.
-func (s *Service) retryLater(ctx context.Context, name string, msg jetstream.Msg, attempt int, backoff time.Duration) error {
+// The copy's subject and id name the message it replaces (its place in
+// the stream), so storing it twice for one message is harmless, and a
+// replayed event gets retries of its own.
+func (s *Service) retryLater(ctx context.Context, name string, msg jetstream.Msg, h nats.Header, md *jetstream.MsgMetadata, attempt int, backoff time.Duration) error {
 	delay := backoff << (attempt - 1)
-	rid := msg.Headers().Get(hdrRequestID)
+	seq := strconv.FormatUint(md.Sequence.Stream, 10)
 	next := strconv.Itoa(attempt + 1)
-	retry := nats.NewMsg(store.DelaySubjectPrefix + name + "." + shortHash(rid) + "." + next)
+	retry := nats.NewMsg(store.DelaySubjectPrefix + name + "." + seq + "." + next)
 	retry.Data = msg.Data()
-	for k, vs := range msg.Headers() {
+	for k, vs := range h {
 		if strings.HasPrefix(k, "Tern-") {
 			retry.Header[k] = vs
 		}
@@ -432,7 +461,7 @@ func (s *Service) retryLater(ctx context.Context, name string, msg jetstream.Msg
 	retry.Header.Set(hdrAttempt, next)
 	at := s.cfg.Now().Add(delay)
 	_, err := s.js.PublishMsg(ctx, retry,
-		jetstream.WithMsgID("retry:"+name+":"+rid+":"+next),
+		jetstream.WithMsgID("retry:"+name+":"+seq),
 		jetstream.WithScheduleAt(at),
 		jetstream.WithScheduleTarget(store.AsyncSubjectPrefix+name))
 	return err
@@ -440,27 +469,30 @@ func (s *Service) retryLater(ctx context.Context, name string, msg jetstream.Msg
 
 // finishFailed dead-letters an event that will not be tried again and
 // tells its onFailure destination.
-func (s *Service) finishFailed(ctx context.Context, name string, msg jetstream.Msg, res *attemptResult, attempts int, condition string) {
+func (s *Service) finishFailed(ctx context.Context, name string, msg jetstream.Msg, h nats.Header, res *attemptResult, attempts int, condition string) {
 	if res.v != nil {
-		s.deliver(ctx, res.v.Manifest.Async.OnFailure, res.v, msg.Headers().Get(hdrRequestID), attempts, condition, msg.Data(), res)
+		md, _ := msg.Metadata()
+		s.deliver(ctx, res.v.Manifest.Async.OnFailure, res.v, h.Get(hdrRequestID), md, attempts, condition, msg.Data(), res)
 	}
-	s.deadLetter(ctx, name, msg, res, attempts, "async", "")
+	s.deadLetter(ctx, name, msg, h, res, attempts, "async", "")
 }
 
 // deadLetter moves msg to the function's dead-letter subject, then acks
 // it. If storing the letter fails, the event is given back instead.
-func (s *Service) deadLetter(ctx context.Context, name string, msg jetstream.Msg, res *attemptResult, attempts int, kind, topic string) {
+func (s *Service) deadLetter(ctx context.Context, name string, msg jetstream.Msg, h nats.Header, res *attemptResult, attempts int, kind, topic string) {
 	dl := nats.NewMsg(store.DeadLetterSubjectPrefix + name)
 	dl.Data = msg.Data()
-	for k, vs := range msg.Headers() {
+	for k, vs := range h {
 		if !strings.HasPrefix(k, "Nats-") {
 			dl.Header[k] = vs
 		}
 	}
+	// One letter per function and message: two functions reading one
+	// topic each keep their own.
 	md, _ := msg.Metadata()
-	id := msg.Headers().Get(hdrRequestID)
+	id := name + ":" + h.Get(hdrRequestID)
 	if md != nil {
-		id = md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
+		id = name + ":" + md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
 	dl.Header.Set(hdrDLQKind, kind)
 	if topic != "" {
@@ -504,9 +536,15 @@ type recordResponse struct {
 
 // deliver sends the invocation record to a destination (if any).
 // Failing to is logged; it does not undo the event's outcome.
-func (s *Service) deliver(ctx context.Context, d *manifest.Destination, v *registry.Version, rid string, attempts int, condition string, payload []byte, res *attemptResult) {
+func (s *Service) deliver(ctx context.Context, d *manifest.Destination, v *registry.Version, rid string, md *jetstream.MsgMetadata, attempts int, condition string, payload []byte, res *attemptResult) {
 	if d == nil {
 		return
+	}
+	// The record's id names the message that ended (a replayed event's
+	// end is another record).
+	key := rid
+	if md != nil {
+		key = md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
 	rec := record{
 		Version:   "1.0",
@@ -533,11 +571,17 @@ func (s *Service) deliver(ctx context.Context, d *manifest.Destination, v *regis
 		}
 	}
 	body, err := json.Marshal(rec)
+	if err == nil && int64(len(body)) > s.cfg.MaxEventBytes {
+		// Keep the record within what a destination accepts: drop the
+		// payloads, not the record.
+		rec.RequestPayload, rec.ResponsePaylod = json.RawMessage("null"), nil
+		body, err = json.Marshal(rec)
+	}
 	if err == nil {
 		switch {
 		case d.Function != "":
 			_, err = s.Submit(ctx, Event{Function: d.Function, Payload: body, Source: SourceDestination,
-				msgID: "dest:" + condition + ":" + rid, requestID: derivedID("destination", condition, rid)})
+				msgID: "dest:" + condition + ":" + key, requestID: derivedID("destination", condition, key)})
 		case d.Topic != "":
 			_, err = s.Publish(ctx, d.Topic, body, nil)
 		}

@@ -37,7 +37,8 @@ type DeadLetter struct {
 func (s *Service) DeadLetters(ctx context.Context, fn string, limit int) ([]DeadLetter, error) {
 	out := []DeadLetter{}
 	cons, err := s.js.OrderedConsumer(ctx, store.DeadLetterStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{store.DeadLetterSubjectPrefix + fn},
+		FilterSubjects:    []string{store.DeadLetterSubjectPrefix + fn},
+		InactiveThreshold: 10 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading dead letters: %w", err)
@@ -103,17 +104,23 @@ func (s *Service) Replay(ctx context.Context, fn string, ids []uint64) ([]uint64
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	sent := []uint64{}
-	for _, id := range ids {
+	// Every id is checked before any letter is sent.
+	raws := make([]*jetstream.RawStreamMsg, len(ids))
+	for i, id := range ids {
 		raw, err := st.GetMsg(ctx, id)
 		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && raw.Subject != store.DeadLetterSubjectPrefix+fn) {
-			return sent, apierror.New(http.StatusNotFound, apierror.CodeNotFound, fmt.Sprintf("%s has no dead letter %d", fn, id))
+			return nil, apierror.New(http.StatusNotFound, apierror.CodeNotFound, fmt.Sprintf("%s has no dead letter %d; nothing was replayed", fn, id))
 		}
 		if err != nil {
-			return sent, fmt.Errorf("dead letter %d: %w", id, err)
+			return nil, fmt.Errorf("dead letter %d: %w", id, err)
 		}
+		raws[i] = raw
+	}
+	sent := []uint64{}
+	for i, id := range ids {
+		raw := raws[i]
 		if err := s.resend(ctx, fn, id, raw); err != nil {
-			return sent, fmt.Errorf("replaying dead letter %d: %w", id, err)
+			return sent, fmt.Errorf("replaying dead letter %d (after %d sent): %w", id, len(sent), err)
 		}
 		if err := st.DeleteMsg(ctx, id); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return sent, fmt.Errorf("removing replayed dead letter %d: %w", id, err)
@@ -129,7 +136,9 @@ func (s *Service) resend(ctx context.Context, fn string, id uint64, raw *jetstre
 	switch h.Get(hdrDLQKind) {
 	case "queue":
 		topic := h.Get(hdrDLQTopic)
-		if err := s.topicExists(ctx, topic); err != nil {
+		if _, err := s.js.Stream(ctx, topicStream(topic)); errors.Is(err, jetstream.ErrStreamNotFound) {
+			return apierror.New(http.StatusConflict, apierror.CodeConflict, fmt.Sprintf("dead letter %d came from topic %q, which no longer exists", id, topic))
+		} else if err != nil {
 			return err
 		}
 		subject = redriveSubject(topic, fn)

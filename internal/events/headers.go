@@ -76,6 +76,12 @@ func derivedID(parts ...string) string {
 	return fmt.Sprintf("%s-%s-%s-%s-%s", x[:8], x[8:12], x[12:16], x[16:20], x[20:])
 }
 
+// fullHash is a digest usable as a KV key.
+func fullHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
 // shortHash is a compact digest for message ids.
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))

@@ -231,6 +231,54 @@ func (s *Service) DeleteTopic(ctx context.Context, name string) error {
 	return nil
 }
 
+// trimTopic drops the messages every function reading the topic has
+// finished with. A topic nobody reads keeps everything (until its age
+// limit), for the first function that reads it.
+func (s *Service) trimTopic(ctx context.Context, topic string) {
+	st, err := s.js.Stream(ctx, topicStream(topic))
+	if err != nil {
+		return
+	}
+	floor, readers := uint64(0), 0
+	lister := st.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		if !strings.HasPrefix(ci.Name, "fn_") {
+			continue
+		}
+		if readers == 0 || ci.AckFloor.Stream < floor {
+			floor = ci.AckFloor.Stream
+		}
+		readers++
+	}
+	if lister.Err() != nil || readers == 0 || floor == 0 {
+		return
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
+		s.log.Debug("events: trimming a topic", "topic", topic, "err", err)
+	}
+}
+
+// trimTopics trims every topic.
+func (s *Service) trimTopics(ctx context.Context) {
+	names := s.js.StreamNames(ctx, jetstream.WithStreamListSubject(store.TopicSubjectPrefix+">"))
+	var topics []string
+	for n := range names.Name() {
+		if t, ok := strings.CutPrefix(n, store.TopicStreamPrefix); ok {
+			topics = append(topics, t)
+		}
+	}
+	for _, t := range topics {
+		s.trimTopic(ctx, t)
+	}
+}
+
+// consumerGone tells a fetch error that will not pass: the consumer or
+// its stream is gone.
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)
+}
+
 // Published is the answer to Publish.
 type Published struct {
 	MessageID string `json:"messageId"`
@@ -283,7 +331,7 @@ func newMessageID() string {
 
 // syncQueues starts (again) the queue workers of a function's current
 // version and removes the consumers of topics it no longer reads.
-func (s *Service) syncQueues(ctx context.Context, name string, m *manifest.Manifest) {
+func (s *Service) syncQueues(name string, m *manifest.Manifest) {
 	var want []string
 	for _, t := range m.Triggers {
 		if t.Queue != nil {
@@ -301,7 +349,7 @@ func (s *Service) syncQueues(ctx context.Context, name string, m *manifest.Manif
 	s.mu.Unlock()
 	for _, t := range had {
 		if !slices.Contains(want, t) {
-			s.deleteQueueConsumer(ctx, name, t)
+			s.later(func(ctx context.Context) { s.deleteQueueConsumer(ctx, name, t) })
 		}
 	}
 	for _, t := range m.Triggers {
@@ -312,6 +360,9 @@ func (s *Service) syncQueues(ctx context.Context, name string, m *manifest.Manif
 }
 
 func (s *Service) deleteQueueConsumer(ctx context.Context, fn, topic string) {
+	// What every reader has finished goes first, so that a function that
+	// reads the topic again later does not get it again.
+	s.trimTopic(ctx, topic)
 	err := s.js.DeleteConsumer(ctx, topicStream(topic), queueConsumer(fn))
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		s.log.Warn("events: removing a queue consumer", "function", fn, "topic", topic, "err", err)
@@ -367,8 +418,10 @@ func (s *Service) runQueue(ctx context.Context, fn string, q manifest.QueueTrigg
 		FilterSubjects: []string{topicSubject(q.Topic), redriveSubject(q.Topic, fn)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        s.cfg.AckWait,
-		MaxDeliver:     -1,
+		// Messages wait up to the window for their batch to fill before
+		// the worker keeps them alive.
+		AckWait:    s.cfg.AckWait + q.Window.D(),
+		MaxDeliver: -1,
 		// Failed messages wait out their back-off as pending.
 		MaxAckPending: batch*conc + 1000,
 	})
@@ -395,10 +448,14 @@ func (s *Service) queueLoop(ctx context.Context, fn string, q manifest.QueueTrig
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-				return err
+			if consumerGone(err) {
+				return err // startQueue makes it again
 			}
 			s.log.Debug("events: queue fetch", "function", fn, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
 			continue
 		}
 		if len(msgs) == 0 {
@@ -585,7 +642,7 @@ func (s *Service) runBatch(ctx context.Context, fn string, q manifest.QueueTrigg
 			r = &attemptResult{errType: "BatchItemFailure", errMsg: "the function reported this message as failed"}
 		}
 		if int(mds[i].NumDelivered) >= q.MaxReceives {
-			s.deadLetter(ctx, fn, m, r, int(mds[i].NumDelivered), "queue", q.Topic)
+			s.deadLetter(ctx, fn, m, m.Headers(), r, int(mds[i].NumDelivered), "queue", q.Topic)
 			continue
 		}
 		_ = m.NakWithDelay(redeliveryDelay(int(mds[i].NumDelivered)))

@@ -61,6 +61,12 @@ func scheduleKey(fn string, t manifest.Trigger) string {
 func (sc *scheduler) set(fn string, v *registry.Version) {
 	var list []*entry
 	now := sc.svc.cfg.Now()
+	sc.mu.Lock()
+	old := map[string]time.Time{}
+	for _, e := range sc.entries[fn] {
+		old[e.key] = e.next
+	}
+	sc.mu.Unlock()
 	if v != nil {
 		for i, t := range v.Manifest.Triggers {
 			if t.Schedule == "" {
@@ -74,9 +80,12 @@ func (sc *scheduler) set(fn string, v *registry.Version) {
 				continue
 			}
 			e := &entry{fn: fn, index: i, key: scheduleKey(fn, t), sched: s, trigger: t, next: s.Next(now)}
+			if next, ok := old[e.key]; ok {
+				e.next = next // a tick due but not fired yet still fires
+			}
 			list = append(list, e)
 			if t.Missed == manifest.MissedLast {
-				sc.catchUp(e, now)
+				sc.svc.later(func(ctx context.Context) { sc.catchUp(ctx, e, now) })
 			}
 		}
 	}
@@ -95,9 +104,7 @@ func (sc *scheduler) set(fn string, v *registry.Version) {
 
 // catchUp fires the most recent tick missed since the last one fired (by
 // any node), if there is one.
-func (sc *scheduler) catchUp(e *entry, now time.Time) {
-	ctx, cancel := context.WithTimeout(sc.svc.ctx, 5*time.Second)
-	defer cancel()
+func (sc *scheduler) catchUp(ctx context.Context, e *entry, now time.Time) {
 	kv, err := sc.svc.kv.Get(ctx, e.key)
 	if err != nil {
 		return // never fired: nothing was missed

@@ -57,6 +57,9 @@ type Config struct {
 	SweepInterval time.Duration
 	// IdleWorker is how long an async worker with nothing to do lives on.
 	IdleWorker time.Duration
+	// TrimInterval is how often topics drop what all their readers
+	// finished (default 10 s).
+	TrimInterval time.Duration
 	// TopicMaxAge and TopicMaxBytes are a new topic's retention defaults
 	// (4 days as SQS; 1 GiB).
 	TopicMaxAge   time.Duration
@@ -84,6 +87,9 @@ func (c *Config) applyDefaults() {
 	if c.IdleWorker <= 0 {
 		c.IdleWorker = 30 * time.Second
 	}
+	if c.TrimInterval <= 0 {
+		c.TrimInterval = 10 * time.Second
+	}
 	if c.TopicMaxAge <= 0 {
 		c.TopicMaxAge = 4 * 24 * time.Hour
 	}
@@ -102,6 +108,7 @@ type Service struct {
 	cfg  Config
 	js   jetstream.JetStream
 	kv   jetstream.KeyValue // last tick per schedule
+	seen jetstream.KeyValue // ids of accepted events (dedupe window)
 	fns  Functions
 	inv  Invoker
 	log  *slog.Logger
@@ -116,6 +123,13 @@ type Service struct {
 	runCtx    context.Context
 	runCancel context.CancelFunc
 	running   sync.WaitGroup
+
+	// jobs are store calls that function changes need (removing
+	// consumers, purging, catching up ticks), run in order by one
+	// goroutine so that the registry's watch never waits on them.
+	jobsMu  sync.Mutex
+	jobs    []func(context.Context)
+	jobWake chan struct{}
 
 	mu      sync.Mutex
 	async   map[string]*worker  // function -> its async worker here
@@ -139,13 +153,14 @@ func New(cfg Config, s *store.Store, fns Functions, inv Invoker, log *slog.Logge
 	runCtx, runCancel := context.WithCancel(context.Background())
 	svc := &Service{
 		runCtx: runCtx, runCancel: runCancel,
-		cfg: cfg, js: s.JS, kv: s.Schedules, fns: fns, inv: inv, log: log,
-		subs:   newSubscriptions(),
-		ctx:    ctx,
-		cancel: cancel,
-		async:  make(map[string]*worker),
-		queues: make(map[string]*worker),
-		topics: make(map[string][]string),
+		cfg: cfg, js: s.JS, kv: s.Schedules, seen: s.Dedupe, fns: fns, inv: inv, log: log,
+		subs:    newSubscriptions(),
+		jobWake: make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
+		async:   make(map[string]*worker),
+		queues:  make(map[string]*worker),
+		topics:  make(map[string][]string),
 	}
 	svc.sch = newScheduler(svc)
 	return svc
@@ -154,11 +169,47 @@ func New(cfg Config, s *store.Store, fns Functions, inv Invoker, log *slog.Logge
 // MaxEventBytes is the largest event or message accepted.
 func (s *Service) MaxEventBytes() int64 { return s.cfg.MaxEventBytes }
 
-// Start runs the scheduler and the sweeper until Close.
+// Start runs the scheduler, the sweeper and the job runner until Close.
 func (s *Service) Start() {
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sch.run(s.ctx) }()
 	go func() { defer s.wg.Done(); s.sweep() }()
+	go func() { defer s.wg.Done(); s.runJobs() }()
+}
+
+// later queues a job for the job runner.
+func (s *Service) later(job func(context.Context)) {
+	s.jobsMu.Lock()
+	s.jobs = append(s.jobs, job)
+	s.jobsMu.Unlock()
+	select {
+	case s.jobWake <- struct{}{}:
+	default:
+	}
+}
+
+// runJobs runs queued jobs in order until Close; jobs left then are
+// dropped (what they would do is done again on the next start).
+func (s *Service) runJobs() {
+	for {
+		s.jobsMu.Lock()
+		jobs := s.jobs
+		s.jobs = nil
+		s.jobsMu.Unlock()
+		for _, job := range jobs {
+			if s.ctx.Err() != nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+			job(ctx)
+			cancel()
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.jobWake:
+		}
+	}
 }
 
 // Close stops taking events, lets running invocations finish until ctx
@@ -169,38 +220,39 @@ func (s *Service) Close(ctx context.Context) error {
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
-	s.wg.Wait()
 	done := make(chan struct{})
-	go func() { s.running.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.running.Wait(); close(done) }()
 	select {
 	case <-done:
-		s.runCancel()
-		return nil
 	case <-ctx.Done():
+		s.log.Warn("events: running invocations did not finish in time; their events will run again")
 		s.runCancel()
 		<-done
-		return nil
 	}
+	s.runCancel()
+	return nil
 }
 
 // FunctionChanged brings the node's triggers in line with a function's
 // current version (nil: the function was deleted). The registry calls it.
 func (s *Service) FunctionChanged(name string, cur *registry.Version) {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
 	if cur == nil {
 		s.sch.set(name, nil)
 		s.subs.set(name, nil)
 		s.stopWorkers(name)
-		s.forget(ctx, name)
+		s.mu.Lock()
+		topics := s.topics[name]
+		delete(s.topics, name)
+		s.mu.Unlock()
+		s.later(func(ctx context.Context) { s.forget(ctx, name, topics) })
 		return
 	}
 	m := &cur.Manifest
 	s.sch.set(name, cur)
 	s.subs.set(name, m.Triggers)
-	s.syncQueues(ctx, name, m)
+	s.syncQueues(name, m)
 	s.mu.Lock()
-	if w := s.async[name]; w != nil && w.conc != asyncConcurrency(m) {
+	if w := s.async[name]; w != nil && w.conc != m.AsyncConcurrency() {
 		w.cancel() // the sweeper starts it again with the new bound
 	}
 	s.mu.Unlock()
@@ -223,11 +275,7 @@ func (s *Service) stopWorkers(name string) {
 // forget removes a deleted function's consumers and waiting events, as
 // Lambda drops the queued events of a deleted function. Dead letters stay
 // until they expire, for inspection.
-func (s *Service) forget(ctx context.Context, name string) {
-	s.mu.Lock()
-	topics := s.topics[name]
-	delete(s.topics, name)
-	s.mu.Unlock()
+func (s *Service) forget(ctx context.Context, name string, topics []string) {
 	if err := s.js.DeleteConsumer(ctx, store.AsyncStream, asyncConsumer(name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		s.log.Warn("events: deleting async consumer", "function", name, "err", err)
 	}

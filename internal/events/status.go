@@ -100,10 +100,19 @@ func subjectCounts(ctx context.Context, js jetstream.JetStream, stream, filter s
 // sweep starts async workers for functions with waiting events and no
 // worker on this node: events accepted by other nodes, retries the NATS
 // server moved back at their time, and events left from before a restart.
+// Every TrimInterval it also trims the topics of what their readers
+// finished.
 func (s *Service) sweep() {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
+	lastTrim := time.Now()
 	for {
+		if time.Since(lastTrim) >= s.cfg.TrimInterval {
+			lastTrim = time.Now()
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			s.trimTopics(ctx)
+			cancel()
+		}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 		counts, err := subjectCounts(ctx, s.js, store.AsyncStream, store.AsyncSubjectPrefix+">")
 		cancel()

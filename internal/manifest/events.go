@@ -115,8 +115,9 @@ type Async struct {
 	// Backoff is the wait before the first retry; it doubles for each
 	// next one (default 1m).
 	Backoff Duration `json:"backoff,omitempty" yaml:"backoff,omitempty"`
-	// Concurrency bounds the async invocations running at once on one
-	// server (default scale.max; see Manifest.AsyncConcurrency).
+	// Concurrency bounds the function's async invocations running at
+	// once, across all servers on one NATS (default scale.max; see
+	// Manifest.AsyncConcurrency).
 	Concurrency int          `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
 	OnSuccess   *Destination `json:"onSuccess,omitempty" yaml:"onSuccess,omitempty"`
 	OnFailure   *Destination `json:"onFailure,omitempty" yaml:"onFailure,omitempty"`

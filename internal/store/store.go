@@ -51,6 +51,10 @@ const (
 	TopicSubjectPrefix = "tern.topic."
 	// SchedulesBucket remembers the last tick fired per schedule.
 	SchedulesBucket = "tern_schedules"
+	// DedupeBucket remembers the ids of accepted events (idempotency
+	// keys, ticks, CloudEvent ids) for the dedupe window, also after the
+	// work queue has dropped the events themselves.
+	DedupeBucket = "tern_dedupe"
 )
 
 // Config says which NATS to use and how to set up Tern's streams.
@@ -84,6 +88,7 @@ type Store struct {
 	Functions jetstream.KeyValue
 	Code      jetstream.ObjectStore
 	Schedules jetstream.KeyValue
+	Dedupe    jetstream.KeyValue
 
 	log       *slog.Logger
 	ns        *server.Server // nil when external
@@ -274,6 +279,18 @@ func (s *Store) setupEvents(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("store: bucket %s: %w", SchedulesBucket, err)
 	}
 	s.Schedules = kv
+	kv, err = s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      DedupeBucket,
+		Description: "Tern: ids of accepted events, for the dedupe window",
+		History:     1,
+		TTL:         cfg.DedupeWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", DedupeBucket, err)
+	}
+	s.Dedupe = kv
 	return nil
 }
 
