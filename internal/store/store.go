@@ -55,6 +55,12 @@ const (
 	// keys, ticks, CloudEvent ids) for the dedupe window, also after the
 	// work queue has dropped the events themselves.
 	DedupeBucket = "tern_dedupe"
+	// UsageStream holds one usage record per invocation, on subjects
+	// UsageSubjectPrefix+<function> (JSON lines, several per message).
+	UsageStream        = "TERN_USAGE"
+	UsageSubjectPrefix = "tern.usage."
+	// UsageBucket keeps usage aggregates of closed hours.
+	UsageBucket = "tern_usage"
 )
 
 // Config says which NATS to use and how to set up Tern's streams.
@@ -79,6 +85,9 @@ type Config struct {
 	DedupeWindow time.Duration
 	// DeadLetterMaxAge bounds how long dead letters are kept.
 	DeadLetterMaxAge time.Duration
+	// UsageMaxAge bounds how long usage records are kept (aggregates of
+	// closed hours are kept apart, without a limit).
+	UsageMaxAge time.Duration
 }
 
 // Store is an open connection to NATS with Tern's buckets and streams set up.
@@ -89,6 +98,7 @@ type Store struct {
 	Code      jetstream.ObjectStore
 	Schedules jetstream.KeyValue
 	Dedupe    jetstream.KeyValue
+	Usage     jetstream.KeyValue
 
 	log       *slog.Logger
 	ns        *server.Server // nil when external
@@ -291,6 +301,38 @@ func (s *Store) setupEvents(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("store: bucket %s: %w", DedupeBucket, err)
 	}
 	s.Dedupe = kv
+	return s.setupUsage(ctx, cfg)
+}
+
+// setupUsage creates the usage stream and the bucket of hourly aggregates.
+func (s *Store) setupUsage(ctx context.Context, cfg Config) error {
+	if cfg.UsageMaxAge <= 0 {
+		cfg.UsageMaxAge = 90 * 24 * time.Hour
+	}
+	_, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        UsageStream,
+		Description: "Tern usage records, one per invocation",
+		Subjects:    []string{UsageSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      cfg.UsageMaxAge,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: stream %s: %w", UsageStream, err)
+	}
+	kv, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      UsageBucket,
+		Description: "Tern usage aggregates of closed hours",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", UsageBucket, err)
+	}
+	s.Usage = kv
 	return nil
 }
 
