@@ -18,6 +18,7 @@ import (
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/gateway"
 	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 )
@@ -257,7 +258,7 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) error {
 	if async {
 		return a.invokeAsync(w, r, r.PathValue("name"), payload)
 	}
-	req := &dispatch.Request{RequestID: runtime.NewRequestID(), Payload: payload, TraceID: gateway.TraceHeader(r)}
+	req := &dispatch.Request{RequestID: runtime.NewRequestID(), Payload: payload, TraceID: gateway.TraceHeader(r), Trigger: metering.TriggerAPI}
 	// Lambda's Invoke API passes a client context as base64 JSON.
 	if cc := r.Header.Get("X-Amz-Client-Context"); cc != "" {
 		b, err := base64.StdEncoding.DecodeString(cc)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 )
@@ -68,6 +69,9 @@ type Config struct {
 	// configured memory on this node (0: no cap).
 	MaxInstances int
 	MaxMemoryMB  int
+	// Usage, when set, gets a usage record of every throttled invocation
+	// (the runtime records those that ran).
+	Usage metering.Recorder
 }
 
 // DefaultConfig returns the defaults.
@@ -156,6 +160,7 @@ type Request struct {
 	TraceID         string // empty: a new one
 	ClientContext   string // JSON text, optional
 	CognitoIdentity string // JSON text, optional
+	Trigger         string // metering.Trigger*: what caused it
 }
 
 // InvokeRequest is Invoke with every field of a request.
@@ -164,7 +169,21 @@ func (d *Dispatcher) InvokeRequest(ctx context.Context, v *registry.Version, req
 	if p != nil {
 		p.ctr.record(out, err)
 	}
+	if errors.Is(err, ErrThrottled) {
+		d.meterThrottle(v, req.RequestID, req.Trigger)
+	}
 	return out, err
+}
+
+// meterThrottle records an invocation that found no room.
+func (d *Dispatcher) meterThrottle(v *registry.Version, rid, trigger string) {
+	if d.cfg.Usage == nil {
+		return
+	}
+	d.cfg.Usage.Record(&metering.Record{
+		Function: v.Function, Version: v.Number, RequestID: rid, Trigger: trigger,
+		Start: time.Now(), MemoryMB: v.Manifest.Memory, Outcome: metering.OutcomeThrottled,
+	})
 }
 
 func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, req *Request) (*pool, *Outcome, error) {
@@ -176,7 +195,7 @@ func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, req *Reque
 			return p, nil, err
 		}
 		inv := &runtime.Invocation{RequestID: req.RequestID, Payload: req.Payload, Deadline: time.Now().Add(timeout),
-			TraceID: req.TraceID, ClientContext: req.ClientContext, CognitoIdentity: req.CognitoIdentity}
+			TraceID: req.TraceID, ClientContext: req.ClientContext, CognitoIdentity: req.CognitoIdentity, Trigger: req.Trigger}
 		res, err := s.inst.Invoke(ctx, inv, cold)
 		out := &Outcome{Result: res, Cold: cold, Instance: s.inst.ID()}
 		if cold {
@@ -494,12 +513,15 @@ type Lease struct {
 
 // Lease takes a place on an instance of v as Invoke does: from an idle or
 // partly busy instance, else queued while one starts.
-func (d *Dispatcher) Lease(ctx context.Context, v *registry.Version) (*Lease, error) {
+func (d *Dispatcher) Lease(ctx context.Context, v *registry.Version, rid string) (*Lease, error) {
 	wait := min(d.cfg.MaxQueueWait, v.Manifest.Timeout.D())
 	p, s, cold, err := d.acquire(ctx, v, wait)
 	if err != nil {
 		if p != nil {
 			p.ctr.record(nil, err)
+		}
+		if errors.Is(err, ErrThrottled) {
+			d.meterThrottle(v, rid, metering.TriggerHTTP)
 		}
 		return nil, err
 	}

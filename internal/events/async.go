@@ -17,6 +17,7 @@ import (
 	"github.com/ternhq/tern/internal/apierror"
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/manifest"
+	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 	"github.com/ternhq/tern/internal/store"
@@ -370,7 +371,7 @@ func (s *Service) runEvent(ctx context.Context, name string, msg jetstream.Msg) 
 	}
 
 	stop := s.keepAlive(msg)
-	res := s.invoke(ctx, v, &dispatch.Request{RequestID: rid, Payload: msg.Data(), TraceID: h.Get(hdrTraceID)})
+	res := s.invoke(ctx, v, &dispatch.Request{RequestID: rid, Payload: msg.Data(), TraceID: h.Get(hdrTraceID), Trigger: triggerOf(h.Get(hdrSource))})
 	stop()
 
 	switch {
@@ -393,6 +394,19 @@ func (s *Service) runEvent(ctx context.Context, name string, msg jetstream.Msg) 
 	default:
 		s.finishFailed(ctx, name, msg, h, res, attempt, "RetriesExhausted")
 	}
+}
+
+// triggerOf names what caused an async event, for its usage record.
+func triggerOf(source string) string {
+	switch source {
+	case SourceSchedule:
+		return metering.TriggerSchedule
+	case SourceCloudEvent:
+		return metering.TriggerCloudEvent
+	case SourceDestination:
+		return metering.TriggerDestination
+	}
+	return metering.TriggerAsync
 }
 
 // Error types that are not the function's.

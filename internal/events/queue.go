@@ -22,6 +22,7 @@ import (
 	"github.com/ternhq/tern/internal/apierror"
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/manifest"
+	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/store"
 )
 
@@ -614,7 +615,7 @@ func (s *Service) runBatch(ctx context.Context, fn string, q manifest.QueueTrigg
 	for i, m := range msgs {
 		stops[i] = s.keepAlive(m)
 	}
-	res := s.invoke(ctx, v, &dispatch.Request{RequestID: newMessageID(), Payload: payload})
+	res := s.invoke(ctx, v, &dispatch.Request{RequestID: newMessageID(), Payload: payload, Trigger: metering.TriggerQueue})
 	for _, stop := range stops {
 		stop()
 	}

@@ -574,3 +574,33 @@ func TestRawPathKeepsEncoding(t *testing.T) {
 		}
 	}
 }
+
+func TestTraceHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name, amzn, traceparent, want string
+	}{
+		{"lambda header kept", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1", "", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"},
+		{"lambda header wins", "Root=1-5759e988-bd862e3fe1be46a994272793", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "Root=1-5759e988-bd862e3fe1be46a994272793"},
+		{"traceparent sampled", "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1"},
+		{"traceparent not sampled", "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=0"},
+		{"future version with more fields", "", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03-xyz", "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1"},
+		{"version ff", "", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ""},
+		{"upper case", "", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", ""},
+		{"zero trace id", "", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", ""},
+		{"short", "", "00-4bf92f35-00f067aa0ba902b7-01", ""},
+		{"bad lambda header", "nope", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			if tc.amzn != "" {
+				r.Header.Set("X-Amzn-Trace-Id", tc.amzn)
+			}
+			if tc.traceparent != "" {
+				r.Header.Set("Traceparent", tc.traceparent)
+			}
+			if got := TraceHeader(r); got != tc.want {
+				t.Errorf("TraceHeader = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

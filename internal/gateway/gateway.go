@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ternhq/tern/internal/apierror"
 	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 )
@@ -24,7 +26,7 @@ type Functions interface {
 // proxy to (runtime http).
 type Invoker interface {
 	InvokeRequest(ctx context.Context, v *registry.Version, req *dispatch.Request) (*dispatch.Outcome, error)
-	Lease(ctx context.Context, v *registry.Version) (*dispatch.Lease, error)
+	Lease(ctx context.Context, v *registry.Version, requestID string) (*dispatch.Lease, error)
 }
 
 // proxier is an instance that serves HTTP itself.
@@ -94,7 +96,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 	if err != nil {
 		return err
 	}
-	out, err := g.inv.InvokeRequest(r.Context(), v, &dispatch.Request{RequestID: rid, Payload: payload, TraceID: TraceHeader(r)})
+	out, err := g.inv.InvokeRequest(r.Context(), v, &dispatch.Request{RequestID: rid, Payload: payload, TraceID: TraceHeader(r), Trigger: metering.TriggerHTTP})
 	if err != nil {
 		return err
 	}
@@ -119,7 +121,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, v *registry.Vers
 		return &http.MaxBytesError{Limit: g.maxBodyBytes}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.maxBodyBytes)
-	lease, err := g.inv.Lease(r.Context(), v)
+	lease, err := g.inv.Lease(r.Context(), v, rid)
 	if err != nil {
 		return err
 	}
@@ -139,9 +141,14 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, v *registry.Vers
 }
 
 // TraceHeader returns the caller's X-Amzn-Trace-Id when it is in the X-Ray
-// form Lambda passes on, else "" (Tern then starts a trace).
+// form Lambda passes on, or the W3C traceparent in that form, else ""
+// (Tern then starts a trace). The function gets it as _X_AMZN_TRACE_ID;
+// a traceparent header also reaches it unchanged among the event's headers.
 func TraceHeader(r *http.Request) string {
 	t := r.Header.Get("X-Amzn-Trace-Id")
+	if t == "" {
+		return fromTraceparent(r.Header.Get("Traceparent"))
+	}
 	if !strings.HasPrefix(t, "Root=") || len(t) > 256 {
 		return ""
 	}
@@ -151,6 +158,40 @@ func TraceHeader(r *http.Request) string {
 		}
 	}
 	return t
+}
+
+// fromTraceparent turns a W3C traceparent ("00-<32 hex trace id>-<16 hex
+// parent id>-<2 hex flags>") into Lambda's trace header, which carries the
+// same ids: Root=1-<first 8 hex>-<last 24 hex>;Parent=<id>;Sampled=<0|1>.
+// Anything else gives "" (a new trace).
+func fromTraceparent(tp string) string {
+	parts := strings.Split(strings.TrimSpace(tp), "-")
+	if len(parts) < 4 || len(parts[0]) != 2 || parts[0] == "ff" || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 ||
+		(parts[0] == "00" && len(parts) != 4) {
+		return ""
+	}
+	for _, p := range parts[:4] {
+		if !isLowerHex(p) {
+			return ""
+		}
+	}
+	if strings.Trim(parts[1], "0") == "" || strings.Trim(parts[2], "0") == "" {
+		return "" // all-zero ids are invalid
+	}
+	sampled := "0"
+	if flags, _ := strconv.ParseUint(parts[3], 16, 8); flags&1 == 1 {
+		sampled = "1"
+	}
+	return "Root=1-" + parts[1][:8] + "-" + parts[1][8:] + ";Parent=" + parts[2] + ";Sampled=" + sampled
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // rawPath strips "/fn/<name>[@<qualifier>]" from an escaped request path.

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ternhq/tern/internal/metering"
 )
 
 // Runtime http: the package runs a command that serves HTTP on $PORT
@@ -244,8 +246,10 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	if i.httpAddr == "" {
 		return fmt.Errorf("runtime: %s is not an http app", i.id)
 	}
-	_, done := i.begin(&Invocation{RequestID: rid, Deadline: deadline})
+	inv := &Invocation{RequestID: rid, Deadline: deadline, Trigger: metering.TriggerHTTP}
+	_, done := i.begin(inv)
 	defer done()
+	cpu0, cpuOK := i.cpuTime()
 	start := time.Now()
 
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
@@ -315,6 +319,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 		err = fmt.Errorf("%w: %w", ErrAborted, errOr(err, ErrAppConnection))
 	}
 	i.end(rid, dur, cold, err)
+	i.meter(inv, start, dur, cpu0, cpuOK, cold, nil, err)
 	return err
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ternhq/tern/internal/jsonstr"
 	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/sandbox"
 )
 
@@ -381,10 +382,60 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 
 	timer := time.NewTimer(time.Until(inv.Deadline))
 	defer timer.Stop()
+	cpu0, cpuOK := i.cpuTime()
 	start := time.Now()
 	res, err := i.await(c, timer.C)
-	i.end(rid, time.Since(start), cold, err)
+	dur := time.Since(start)
+	i.end(rid, dur, cold, err)
+	i.meter(inv, start, dur, cpu0, cpuOK, cold, res, err)
 	return res, err
+}
+
+// cpuTime is the instance's CPU time so far, when the meter wants it.
+func (i *Instance) cpuTime() (time.Duration, bool) {
+	if i.l.cfg.Usage == nil {
+		return 0, false
+	}
+	return i.proc.CPUTime()
+}
+
+// meter hands the invocation's usage record to the usage recorder. An
+// event that never reached the function has none.
+func (i *Instance) meter(inv *Invocation, start time.Time, dur, cpu0 time.Duration, cpuOK, cold bool, res *Result, err error) {
+	u := i.l.cfg.Usage
+	if u == nil || errors.Is(err, ErrNotDelivered) {
+		return
+	}
+	r := &metering.Record{
+		Function: i.spec.Function, Version: i.spec.Version, RequestID: inv.RequestID, Trigger: inv.Trigger,
+		Start: start, DurationUS: dur.Microseconds(), BilledMS: metering.BilledMS(dur),
+		MemoryMB: i.spec.MemoryMB, MaxMemoryMB: int(i.proc.MaxRSS() >> 20), Cold: cold,
+		Outcome: outcome(res, err),
+	}
+	if cpuOK {
+		if cpu1, ok := i.proc.CPUTime(); ok && cpu1 >= cpu0 {
+			r.CPUUS = (cpu1 - cpu0).Microseconds()
+		}
+	}
+	if cold {
+		r.InitUS = i.initDuration.Microseconds()
+	}
+	u.Record(r)
+}
+
+// outcome classifies how an invocation ended, for metering.
+func outcome(res *Result, err error) string {
+	switch {
+	case err == nil && res != nil && res.Error != nil:
+		return metering.OutcomeError
+	case err == nil:
+		return metering.OutcomeSuccess
+	case errors.Is(err, ErrTimeout):
+		return metering.OutcomeTimeout
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return metering.OutcomeCanceled
+	}
+	return metering.OutcomeCrash
 }
 
 func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {

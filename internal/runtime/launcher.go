@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/runtime/nodejs"
 )
 
@@ -29,7 +30,9 @@ type Config struct {
 	PoolSize int
 	// Logs receives every instance's output.
 	Logs LogSink
-	Log  *slog.Logger
+	// Usage, when set, gets a usage record of every invocation that ran.
+	Usage metering.Recorder
+	Log   *slog.Logger
 }
 
 // kind is one runtime the Launcher can start: its command, and its pool

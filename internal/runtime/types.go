@@ -61,6 +61,9 @@ type Invocation struct {
 	// when the caller gave none.
 	ClientContext   string
 	CognitoIdentity string
+	// Trigger is what caused the invocation (metering.Trigger*), for its
+	// usage record.
+	Trigger string
 }
 
 // Result is what the function answered. Exactly one of Payload (success) or

@@ -30,3 +30,21 @@ func peakRSS(pid int) int64 {
 	}
 	return kb * 1024
 }
+
+// mainThreadCPU reads the CPU time pid's main thread has run (the first
+// field of /proc/<pid>/schedstat, in nanoseconds).
+func mainThreadCPU(pid int) (int64, bool) {
+	var buf [64]byte
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/schedstat")
+	if err != nil {
+		return 0, false
+	}
+	n, _ := f.Read(buf[:])
+	f.Close()
+	b := buf[:n]
+	if i := bytes.IndexByte(b, ' '); i >= 0 {
+		b = b[:i]
+	}
+	ns, err := strconv.ParseInt(string(b), 10, 64)
+	return ns, err == nil
+}

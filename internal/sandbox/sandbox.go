@@ -86,6 +86,19 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // ExitError describes how the process ended; valid after Done is closed.
 func (p *Process) ExitError() error { return p.waitErr }
 
+// CPUTime is the CPU time the process's main thread has used so far
+// (where a Node.js or Python handler runs), with nanosecond precision;
+// false once the process is gone.
+func (p *Process) CPUTime() (time.Duration, bool) {
+	select {
+	case <-p.done:
+		return 0, false
+	default:
+	}
+	ns, ok := mainThreadCPU(p.cmd.Process.Pid)
+	return time.Duration(ns), ok
+}
+
 // MaxRSS is the peak resident memory in bytes, measured by the kernel: from
 // /proc while the process runs, from its rusage after it exited. 0 if unknown.
 func (p *Process) MaxRSS() int64 {
