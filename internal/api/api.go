@@ -61,11 +61,14 @@ type Config struct {
 	// Streams, when done, ends every streaming answer (log follows); the
 	// server cancels it when shutdown starts.
 	Streams context.Context
+	// Prices turn usage into cost.
+	Prices metering.Prices
 }
 
 // API is the /v1/ handler.
 type API struct {
 	cfg    Config
+	deps   Deps
 	reg    Registry
 	disp   Dispatcher
 	events Events
@@ -73,9 +76,19 @@ type API struct {
 	log    *slog.Logger
 }
 
+// Deps are the parts the API calls.
+type Deps struct {
+	Registry   Registry
+	Dispatcher Dispatcher
+	Events     Events
+	// Usage is nil when metering is off.
+	Usage Usage
+	JS    jetstream.JetStream
+}
+
 // New returns the API.
-func New(cfg Config, reg Registry, disp Dispatcher, ev Events, js jetstream.JetStream, log *slog.Logger) *API {
-	return &API{cfg: cfg, reg: reg, disp: disp, events: ev, js: js, log: log}
+func New(cfg Config, deps Deps, log *slog.Logger) *API {
+	return &API{cfg: cfg, deps: deps, reg: deps.Registry, disp: deps.Dispatcher, events: deps.Events, js: deps.JS, log: log}
 }
 
 type handler func(w http.ResponseWriter, r *http.Request) error
@@ -106,6 +119,7 @@ func (a *API) Handler() http.Handler {
 	route("POST /v1/functions/{name}/rollback", a.rollback)
 	route("GET /v1/instances", a.instances)
 	a.eventRoutes(route)
+	route("GET /v1/usage", a.usage)
 	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})

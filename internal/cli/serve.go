@@ -52,6 +52,12 @@ func (e *env) serveCmd() *cobra.Command {
 	f.Int64Var(&cfg.Events.MaxEventBytes, "max-event-size", cfg.Events.MaxEventBytes, "largest async event, queue message or CloudEvent, bytes")
 	f.Int64Var(&cfg.Events.MaxBacklogBytes, "max-async-backlog", cfg.Events.MaxBacklogBytes, "refuse new async events (429) while this many bytes wait")
 	f.DurationVar(&cfg.DedupeWindow, "dedupe-window", cfg.DedupeWindow, "how long idempotency keys, schedule ticks and CloudEvent ids are remembered")
+	f.BoolVar(&cfg.Metering, "metering", cfg.Metering, "record every invocation's usage (tern usage, /metrics)")
+	f.Float64Var(&cfg.Prices.PerMillionRequests, "price-per-million-requests", cfg.Prices.PerMillionRequests, "USD per million requests, for tern usage")
+	f.Float64Var(&cfg.Prices.PerGBSecond, "price-per-gb-second", cfg.Prices.PerGBSecond, "USD per GB-second of configured memory × billed duration")
+	f.Int64Var(&cfg.Prices.FreeRequests, "free-requests", 0, "free requests per calendar month")
+	f.Float64Var(&cfg.Prices.FreeGBSeconds, "free-gb-seconds", 0, "free GB-seconds per calendar month")
+	f.DurationVar(&cfg.UsageMaxAge, "usage-max-age", cfg.UsageMaxAge, "how long usage records are kept (hourly aggregates stay)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

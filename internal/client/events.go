@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ternhq/tern/internal/events"
+	"github.com/ternhq/tern/internal/metering"
 )
 
 // doJSON sends v as JSON (nil: no body) and decodes the answer into out.
@@ -127,4 +128,40 @@ func (c *Client) Replay(ctx context.Context, fn string, ids []uint64) ([]uint64,
 		IDs []uint64 `json:"ids"`
 	}{ids}
 	return out.Replayed, c.doJSON(ctx, http.MethodPost, "/v1/functions/"+url.PathEscape(fn)+"/dlq/replay", req, &out)
+}
+
+// UsageQuery selects usage (see GET /v1/usage).
+type UsageQuery struct {
+	Since, Until string // a duration back from now ("24h") or an RFC 3339 time
+	By           string // function, day or hour
+	Function     string
+}
+
+func (q UsageQuery) values(format string) url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"since": q.Since, "until": q.Until, "by": q.By, "function": q.Function, "format": format} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	return v
+}
+
+// Usage returns usage and cost.
+func (c *Client) Usage(ctx context.Context, q UsageQuery) (*metering.Report, error) {
+	var r metering.Report
+	return &r, c.doJSON(ctx, http.MethodGet, "/v1/usage?"+q.values("").Encode(), nil, &r)
+}
+
+// UsageCSV returns usage and cost as CSV.
+func (c *Client) UsageCSV(ctx context.Context, q UsageQuery) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/usage?"+q.values("csv").Encode(), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return nil, readError(resp)
+	}
+	return io.ReadAll(resp.Body)
 }

@@ -1,7 +1,3 @@
-// Package metering records what every invocation used and turns it into
-// usage and cost: a Record per invocation, published to the usage stream
-// off the invocation path, and aggregates per function and hour rebuilt
-// from that stream.
 package metering
 
 import "time"

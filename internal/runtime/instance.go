@@ -406,6 +406,7 @@ func (i *Instance) meter(inv *Invocation, start time.Time, dur, cpu0 time.Durati
 	if u == nil || errors.Is(err, ErrNotDelivered) {
 		return
 	}
+	dur = dur.Truncate(time.Microsecond) // billed from the recorded duration
 	r := &metering.Record{
 		Function: i.spec.Function, Version: i.spec.Version, RequestID: inv.RequestID, Trigger: inv.Trigger,
 		Start: start, DurationUS: dur.Microseconds(), BilledMS: metering.BilledMS(dur),

@@ -15,6 +15,7 @@ import (
 	"github.com/ternhq/tern/internal/archive"
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/events"
+	"github.com/ternhq/tern/internal/metering"
 )
 
 // Config is everything `tern serve` can be told.
@@ -54,6 +55,13 @@ type Config struct {
 	// DedupeWindow is how long idempotency keys, schedule ticks and
 	// CloudEvent ids are remembered.
 	DedupeWindow time.Duration
+	// Metering records every invocation's usage (and feeds /metrics).
+	Metering bool
+	// Prices turn usage into cost (defaults: Lambda's x86 list price).
+	Prices metering.Prices
+	// UsageMaxAge bounds how long usage records are kept; aggregates of
+	// closed hours stay.
+	UsageMaxAge time.Duration
 }
 
 // DefaultDataDir is the user's data directory for Tern (XDG).
@@ -74,6 +82,9 @@ func DefaultConfig() Config {
 		PoolSize:         2,
 		Events:           events.Config{MaxEventBytes: 1 << 20, MaxBacklogBytes: 1 << 30},
 		DedupeWindow:     time.Hour,
+		Metering:         true,
+		Prices:           metering.Prices{}.WithDefaults(),
+		UsageMaxAge:      90 * 24 * time.Hour,
 	}
 }
 
@@ -149,6 +160,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Events.MaxBacklogBytes < 0 {
 		errs = append(errs, errors.New("max-async-backlog: must not be negative"))
+	}
+	if p := c.Prices; p.PerMillionRequests < 0 || p.PerGBSecond < 0 || p.FreeRequests < 0 || p.FreeGBSeconds < 0 {
+		errs = append(errs, errors.New("prices: must not be negative"))
+	}
+	if c.UsageMaxAge < 0 {
+		errs = append(errs, errors.New("usage-max-age: must not be negative"))
 	}
 	if c.DedupeWindow < 0 || c.DedupeWindow > 24*time.Hour {
 		errs = append(errs, errors.New("dedupe-window: must be between 0 (default 1h) and 24h"))

@@ -25,6 +25,8 @@ import (
 	"github.com/ternhq/tern/internal/gateway"
 	"github.com/ternhq/tern/internal/logs"
 	"github.com/ternhq/tern/internal/manifest"
+	"github.com/ternhq/tern/internal/metering"
+	"github.com/ternhq/tern/internal/metrics"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 	"github.com/ternhq/tern/internal/store"
@@ -40,6 +42,9 @@ type Server struct {
 	sink     *logs.Sink
 	disp     *dispatch.Dispatcher
 	events   *events.Service
+	metrics  *metrics.Metrics
+	usage    *metering.Sink       // nil when metering is off
+	agg      *metering.Aggregator // nil when metering is off
 	launcher *runtime.Launcher
 	http     *http.Server
 	ln       net.Listener
@@ -86,6 +91,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		LogsMaxAge:   cfg.LogsMaxAge,
 		LogsMaxBytes: cfg.LogsMaxBytes,
 		DedupeWindow: cfg.DedupeWindow,
+		UsageMaxAge:  cfg.UsageMaxAge,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -96,12 +102,30 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	s.sink.Start()
 	s.stops = append(s.stops, s.sink.Close)
 
+	// Every invocation's usage record goes to the usage stream (and
+	// Prometheus) unless metering is off.
+	s.metrics = metrics.New(metricsSource{s})
+	var usage metering.Recorder
+	if cfg.Metering {
+		s.usage = metering.NewSink(s.store.JS, metering.SinkConfig{Observers: []metering.Recorder{s.metrics}}, log)
+		s.usage.Start()
+		s.stops = append(s.stops, s.usage.Close)
+		usage = s.usage
+		s.agg = metering.NewAggregator(s.store.JS, s.store.Usage, metering.AggConfig{}, log)
+		if err := s.agg.Start(ctx); err != nil {
+			return nil, fmt.Errorf("usage aggregates: %w", err)
+		}
+		s.stops = append(s.stops, s.agg.Close)
+	}
+	cfg.Dispatch.Usage = usage
+
 	launcher, err := runtime.NewLauncher(runtime.Config{
 		Dir:              filepath.Join(cfg.DataDir, "runtime"),
 		NodePath:         cfg.NodePath,
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		PoolSize:         cfg.PoolSize,
 		Logs:             s.sink,
+		Usage:            usage,
 		Log:              log,
 	})
 	if err != nil {
@@ -119,6 +143,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		OnChange: func(c registry.Change) {
 			s.disp.FunctionChanged(c.Name, c.Current)
 			s.events.FunctionChanged(c.Name, c.Current)
+			if c.Current == nil {
+				s.metrics.Forget(c.Name)
+			}
 		},
 		CheckManifest: func(ctx context.Context, m *manifest.Manifest) error { return s.events.CheckManifest(ctx, m) },
 	}, s.store.Functions, s.store.Code, log)
@@ -162,9 +189,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		MaxPackageBytes: cfg.Package.MaxBytes,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		Streams:         streams,
-	}, s.registry, s.disp, s.events, s.store.JS, log)
+		Prices:          cfg.Prices,
+	}, api.Deps{Registry: s.registry, Dispatcher: s.disp, Events: s.events, Usage: s.usageAgg(), JS: s.store.JS}, log)
 	mux.Handle("/v1/", auth.Require(tok, a.Handler()))
 	mux.Handle("/v1/debug/pprof/", auth.Require(tok, debugHandler()))
+	mux.Handle("GET /metrics", auth.Require(tok, s.metrics.Handler()))
 
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -263,6 +292,44 @@ func (s *Server) CodeObjectCount(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	return len(infos), err
+}
+
+// usageAgg is the aggregator as the API takes it (a nil interface when
+// metering is off): its Sync first waits for this node's records to be
+// stored, so an answer includes every invocation that ended before it.
+func (s *Server) usageAgg() api.Usage {
+	if s.agg == nil {
+		return nil
+	}
+	return usageView{s.usage, s.agg}
+}
+
+type usageView struct {
+	sink *metering.Sink
+	*metering.Aggregator
+}
+
+func (u usageView) Sync(ctx context.Context) error {
+	if err := u.sink.Flush(ctx); err != nil {
+		return err
+	}
+	return u.Aggregator.Sync(ctx)
+}
+
+// metricsSource gives Prometheus the node's state at scrape time.
+type metricsSource struct{ s *Server }
+
+func (m metricsSource) Stats() []dispatch.Stats { return m.s.disp.Stats() }
+func (m metricsSource) Usage() dispatch.Usage   { return m.s.disp.Usage() }
+func (m metricsSource) PoolSizes() map[string]int {
+	return m.s.launcher.PoolSizes()
+}
+func (m metricsSource) UsageRecords() (published, lost, buffered uint64) {
+	if m.s.usage == nil {
+		return 0, 0, 0
+	}
+	st := m.s.usage.Stats()
+	return st.Published, st.Lost, st.Buffered
 }
 
 // debugHandler serves Go's profiles under /v1/debug/pprof/ (behind the
