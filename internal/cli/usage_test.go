@@ -1,0 +1,62 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/ternhq/tern/internal/testserver"
+)
+
+func TestCLIUsage(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.Prices.FreeRequests = 1_000_000
+	s := testserver.Start(t, cfg)
+	t.Setenv("TERN_SERVER", s.URL())
+	t.Setenv("TERN_TOKEN", s.Token())
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: metered\nruntime: nodejs\nhandler: index.handler\nmemory: 512\n",
+		"index.js":  `exports.handler = async (e) => { if (e.fail) throw new Error("no"); return 1; };`,
+	})
+	for _, data := range []string{`{}`, `{}`, `{"fail":true}`} {
+		run(t, "", "invoke", "metered", "--data", data)
+	}
+	code, out, errOut := run(t, "", "usage", "--format", "json")
+	if code != 0 {
+		t.Fatalf("usage --format json: %d %q", code, errOut)
+	}
+	var rep struct {
+		Rows []struct {
+			Key                        string
+			Requests, Errors, BilledMs int64
+			MbMs                       int64
+		}
+		Totals struct {
+			Requests     int64
+			FreeRequests int64
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Key != "metered" || rep.Rows[0].Requests != 3 || rep.Rows[0].Errors != 1 ||
+		rep.Rows[0].MbMs != 512*rep.Rows[0].BilledMs || rep.Totals.FreeRequests != 3 {
+		t.Errorf("usage: %s", out)
+	}
+	code, out, _ = run(t, "", "usage")
+	if code != 0 || !strings.Contains(out, "metered") || !strings.Contains(out, "total") || !strings.Contains(out, "free tier: 3 requests") {
+		t.Errorf("usage table: %d %q", code, out)
+	}
+	code, out, _ = run(t, "", "usage", "--by", "hour", "--format", "csv")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "hour,") || !strings.Contains(lines[1], ",3,1,") {
+		t.Errorf("usage csv: %d %q", code, out)
+	}
+	for _, bad := range [][]string{{"usage", "--by", "week"}, {"usage", "--format", "xml"}, {"usage", "extra"}} {
+		if code, _, _ := run(t, "", bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+	if code, _, errOut := run(t, "", "usage", "--since", "yesterday"); code != 1 || !strings.Contains(errOut, "since") {
+		t.Errorf("bad --since: %d %q", code, errOut)
+	}
+}
