@@ -321,6 +321,16 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request) error {
 		}
 		q.Since = t
 	}
+	if s := r.URL.Query().Get("until"); s != "" {
+		t, err := parseSince(s, time.Now())
+		if err != nil {
+			return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "until: "+err.Error())
+		}
+		if q.Follow {
+			return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest, "until: not with follow")
+		}
+		q.Until = t
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)

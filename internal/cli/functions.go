@@ -239,7 +239,8 @@ func (e *env) rmCmd() *cobra.Command {
 func (e *env) logsCmd() *cobra.Command {
 	var q struct {
 		follow       bool
-		since, req   string
+		since, until string
+		req          string
 		grep, output string
 	}
 	cmd := &cobra.Command{
@@ -255,7 +256,7 @@ func (e *env) logsCmd() *cobra.Command {
 				return err
 			}
 			enc := json.NewEncoder(e.stdout)
-			return c.Logs(cmd.Context(), args[0], client.LogQuery{Since: q.since, RequestID: q.req, Grep: q.grep, Follow: q.follow}, func(en *logs.Entry) error {
+			return c.Logs(cmd.Context(), args[0], client.LogQuery{Since: q.since, Until: q.until, RequestID: q.req, Grep: q.grep, Follow: q.follow}, func(en *logs.Entry) error {
 				if q.output == "json" {
 					return enc.Encode(en)
 				}
@@ -267,6 +268,7 @@ func (e *env) logsCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVarP(&q.follow, "follow", "f", false, "keep printing new lines")
 	f.StringVar(&q.since, "since", "", "only lines newer than this: a duration (1h) or an RFC 3339 time")
+	f.StringVar(&q.until, "until", "", "only lines up to this: a duration back from now (10m) or an RFC 3339 time (not with -f)")
 	f.StringVar(&q.req, "request", "", "only lines of this request id")
 	f.StringVar(&q.grep, "grep", "", "only lines containing this text")
 	f.StringVarP(&q.output, "output", "o", "text", "text or json")

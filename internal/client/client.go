@@ -213,6 +213,7 @@ func (c *Client) Invoke(ctx context.Context, name string, payload []byte) ([]byt
 // LogQuery selects log entries.
 type LogQuery struct {
 	Since     string // a duration back from now, or an RFC 3339 time
+	Until     string // the same forms; not with Follow
 	RequestID string
 	Grep      string
 	Follow    bool
@@ -224,6 +225,9 @@ func (c *Client) Logs(ctx context.Context, name string, q LogQuery, fn func(*log
 	v := url.Values{}
 	if q.Since != "" {
 		v.Set("since", q.Since)
+	}
+	if q.Until != "" {
+		v.Set("until", q.Until)
 	}
 	if q.RequestID != "" {
 		v.Set("request", q.RequestID)

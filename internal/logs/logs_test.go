@@ -263,6 +263,11 @@ func TestReadSince(t *testing.T) {
 	if got := read(t, st, logs.Query{Function: "fn", Since: time.Now().Add(time.Hour)}); len(got) != 0 {
 		t.Errorf("since an hour from now: %d entries, want 0", len(got))
 	}
+	// Until cuts by the entries' own times.
+	cut := old[2].Time
+	if got := read(t, st, logs.Query{Function: "fn", Until: cut}); len(got) != 3 || got[2].Message != old[2].Message {
+		t.Errorf("until the third entry: %d entries", len(got))
+	}
 }
 
 func TestReadFollow(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 type Query struct {
 	Function  string
 	Since     time.Time // zero: everything kept
+	Until     time.Time // zero: up to the newest (not with Follow)
 	RequestID string    // only this invocation's lines
 	Grep      string    // only lines containing this text
 	Follow    bool      // keep waiting for new entries until ctx is done
@@ -84,7 +85,13 @@ func Read(ctx context.Context, js jetstream.JetStream, q Query, fn func(*Entry) 
 				data = nil
 			}
 			var e Entry
-			if err := json.Unmarshal(line, &e); err == nil && q.match(&e) {
+			if err := json.Unmarshal(line, &e); err != nil {
+				continue
+			}
+			if !q.Until.IsZero() && e.Time.After(q.Until) {
+				return nil // entries are in time order: the rest is later still
+			}
+			if q.match(&e) {
 				if err := fn(&e); err != nil {
 					return err
 				}

@@ -25,6 +25,10 @@ type LoadResult struct {
 	FirstBad string          // the first failure seen, for the report
 	WarmBad  int             // failures of any kind during the warm-up
 	Lat      []time.Duration // latencies of OK requests, sorted
+	// Sent counts every request sent, warm-up and the window's edges
+	// included, that ended with an answer or a transport error (not those
+	// cut short by ctx).
+	Sent int
 
 	// CPU used during the measured window, when measured.
 	ServerCPU  time.Duration // tern (Go process) or the baseline node server
@@ -52,6 +56,7 @@ func (r *LoadResult) PerReq(d time.Duration) time.Duration {
 type workerStats struct {
 	lat                            []time.Duration
 	non200, badBody, errs, warmBad int
+	sent                           int
 	firstBad                       string
 }
 
@@ -116,13 +121,14 @@ func RunLoad(ctx context.Context, url string, want []byte, c int, warmup, dur ti
 				status, body, err := Get(ctx, client, url, buf[:0])
 				e := time.Now()
 				buf = body
+				if err != nil && ctx.Err() != nil {
+					return
+				}
+				st.sent++
 				inWindow := !s.Before(mStart) && !e.After(mEnd)
 				bad := ""
 				switch {
 				case err != nil:
-					if ctx.Err() != nil {
-						return
-					}
 					bad = err.Error()
 					if inWindow {
 						st.errs++
@@ -167,6 +173,7 @@ func RunLoad(ctx context.Context, url string, want []byte, c int, warmup, dur ti
 		r.BadBody += st.badBody
 		r.Errors += st.errs
 		r.WarmBad += st.warmBad
+		r.Sent += st.sent
 		if r.FirstBad == "" {
 			r.FirstBad = st.firstBad
 		}
