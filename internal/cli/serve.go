@@ -58,6 +58,7 @@ func (e *env) serveCmd() *cobra.Command {
 	f.Int64Var(&cfg.Prices.FreeRequests, "free-requests", 0, "free requests per calendar month")
 	f.Float64Var(&cfg.Prices.FreeGBSeconds, "free-gb-seconds", 0, "free GB-seconds per calendar month")
 	f.DurationVar(&cfg.UsageMaxAge, "usage-max-age", cfg.UsageMaxAge, "how long usage records are kept (hourly aggregates stay)")
+	f.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", os.Getenv("TERN_OTLP_ENDPOINT"), "send invocation spans (queue, init, execute) to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318 (env TERN_OTLP_ENDPOINT; default: no tracing)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

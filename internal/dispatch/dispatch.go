@@ -11,6 +11,7 @@ import (
 	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
+	"github.com/ternhq/tern/internal/tracing"
 )
 
 // Errors callers branch on.
@@ -72,6 +73,14 @@ type Config struct {
 	// Usage, when set, gets a usage record of every throttled invocation
 	// (the runtime records those that ran).
 	Usage metering.Recorder
+	// Tracer, when set, records every invocation's spans.
+	Tracer Tracer
+}
+
+// Tracer records the spans of a finished invocation; it must not block.
+type Tracer interface {
+	Enabled() bool
+	Invocation(tracing.Invocation)
 }
 
 // DefaultConfig returns the defaults.
@@ -85,6 +94,7 @@ type Outcome struct {
 	Cold     bool          // an instance was started for (or first used by) it
 	Init     time.Duration // that instance's init time when Cold
 	Instance string
+	Acquired time.Time // when it got its instance
 }
 
 // Dispatcher owns every pool and the janitor goroutine.
@@ -165,6 +175,15 @@ type Request struct {
 
 // InvokeRequest is Invoke with every field of a request.
 func (d *Dispatcher) InvokeRequest(ctx context.Context, v *registry.Version, req *Request) (*Outcome, error) {
+	tracer := d.cfg.Tracer
+	var start time.Time
+	if tracer != nil && tracer.Enabled() {
+		start = time.Now()
+		if req.TraceID == "" {
+			// The function and the spans share one trace.
+			req.TraceID = runtime.NewTraceID(start)
+		}
+	}
 	p, out, err := d.invoke(ctx, v, req)
 	if p != nil {
 		p.ctr.record(out, err)
@@ -172,7 +191,29 @@ func (d *Dispatcher) InvokeRequest(ctx context.Context, v *registry.Version, req
 	if errors.Is(err, ErrThrottled) {
 		d.meterThrottle(v, req.RequestID, req.Trigger)
 	}
+	if !start.IsZero() {
+		d.trace(tracer, v, req, start, out, err)
+	}
 	return out, err
+}
+
+// trace records an invocation's spans.
+func (d *Dispatcher) trace(t Tracer, v *registry.Version, req *Request, start time.Time, out *Outcome, err error) {
+	inv := tracing.Invocation{
+		TraceHeader: req.TraceID, Function: v.Function, Version: v.Number, RequestID: req.RequestID,
+		Trigger: req.Trigger, Start: start, End: time.Now(),
+	}
+	var res *runtime.Result
+	if out != nil {
+		inv.Acquired, inv.Cold, inv.Init, res = out.Acquired, out.Cold, out.Init, out.Result
+	}
+	switch {
+	case errors.Is(err, ErrThrottled):
+		inv.Outcome = metering.OutcomeThrottled
+	default:
+		inv.Outcome = runtime.Outcome(res, err)
+	}
+	t.Invocation(inv)
 }
 
 // meterThrottle records an invocation that found no room.
@@ -196,8 +237,9 @@ func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, req *Reque
 		}
 		inv := &runtime.Invocation{RequestID: req.RequestID, Payload: req.Payload, Deadline: time.Now().Add(timeout),
 			TraceID: req.TraceID, ClientContext: req.ClientContext, CognitoIdentity: req.CognitoIdentity, Trigger: req.Trigger}
+		acquired := time.Now()
 		res, err := s.inst.Invoke(ctx, inv, cold)
-		out := &Outcome{Result: res, Cold: cold, Instance: s.inst.ID()}
+		out := &Outcome{Result: res, Cold: cold, Instance: s.inst.ID(), Acquired: acquired}
 		if cold {
 			out.Init = s.inst.InitDuration()
 		}

@@ -411,7 +411,7 @@ func (i *Instance) meter(inv *Invocation, start time.Time, dur, cpu0 time.Durati
 		Function: i.spec.Function, Version: i.spec.Version, RequestID: inv.RequestID, Trigger: inv.Trigger,
 		Start: start, DurationUS: dur.Microseconds(), BilledMS: metering.BilledMS(dur),
 		MemoryMB: i.spec.MemoryMB, MaxMemoryMB: int(i.proc.MaxRSS() >> 20), Cold: cold,
-		Outcome: outcome(res, err),
+		Outcome: Outcome(res, err),
 	}
 	if cpuOK {
 		if cpu1, ok := i.proc.CPUTime(); ok && cpu1 >= cpu0 {
@@ -424,8 +424,9 @@ func (i *Instance) meter(inv *Invocation, start time.Time, dur, cpu0 time.Durati
 	u.Record(r)
 }
 
-// outcome classifies how an invocation ended, for metering.
-func outcome(res *Result, err error) string {
+// Outcome classifies how an invocation that reached an instance ended
+// (metering.Outcome*).
+func Outcome(res *Result, err error) string {
 	switch {
 	case err == nil && res != nil && res.Error != nil:
 		return metering.OutcomeError

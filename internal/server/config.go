@@ -62,6 +62,9 @@ type Config struct {
 	// UsageMaxAge bounds how long usage records are kept; aggregates of
 	// closed hours stay.
 	UsageMaxAge time.Duration
+	// OTLPEndpoint, when set, receives every invocation's spans over
+	// OTLP/HTTP ("http://127.0.0.1:4318").
+	OTLPEndpoint string
 }
 
 // DefaultDataDir is the user's data directory for Tern (XDG).

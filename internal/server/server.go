@@ -30,6 +30,7 @@ import (
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 	"github.com/ternhq/tern/internal/store"
+	"github.com/ternhq/tern/internal/tracing"
 )
 
 // Server is a running `tern serve`.
@@ -118,6 +119,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		s.stops = append(s.stops, s.agg.Close)
 	}
 	cfg.Dispatch.Usage = usage
+	if cfg.OTLPEndpoint != "" {
+		tr, err := tracing.New(tracing.Config{Endpoint: cfg.OTLPEndpoint}, log)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: %w", err)
+		}
+		s.stops = append(s.stops, tr.Close)
+		cfg.Dispatch.Tracer = tr
+		log.Info("tracing: exporting spans over OTLP", "endpoint", cfg.OTLPEndpoint)
+	}
 
 	launcher, err := runtime.NewLauncher(runtime.Config{
 		Dir:              filepath.Join(cfg.DataDir, "runtime"),
