@@ -22,7 +22,11 @@
 //     (`X-Tern-Invocation-Type: Event`) on a tern serve of its own:
 //     accepted/s and executed/s next to synchronous invocations/s of the
 //     same function, and the time from the client's send to the handler's
-//     start at light load, async next to sync.
+//     start at light load, async next to sync;
+//  7. metering (only with -phases metering): the warm path's cost of
+//     metering, a default tern serve (metering on) next to one with
+//     --metering=false, at c=1 and c=16 in alternation, and whether every
+//     invocation was metered and none lost.
 //
 // Run it from the module root:
 //
@@ -68,6 +72,7 @@ type config struct {
 	rtDuration  time.Duration
 	asyncEvents int
 	asyncRounds int
+	mtRounds    int // metering phase: runs per server and level
 	ternBin     string
 	nodeBin     string
 	out         string
@@ -86,6 +91,8 @@ const (
 	phaseRuntimes = "runtimes"
 	// phaseEvents is not in the default list either.
 	phaseEvents = "events"
+	// phaseMetering neither.
+	phaseMetering = "metering"
 )
 
 // helloBody is what the benchmark handler (and the Go baseline) answers.
@@ -109,12 +116,13 @@ func main() {
 	flag.DurationVar(&cfg.rtDuration, "rt-duration", 5*time.Second, "runtimes phase: measured window of the warm c=1 load per runtime (after -warmup)")
 	flag.IntVar(&cfg.asyncEvents, "async-events", 5000, "events phase: invocations of each throughput run (async, and the sync baseline)")
 	flag.IntVar(&cfg.asyncRounds, "async-rounds", 3, "events phase: rounds of the throughput runs (one sync and one async run each)")
+	flag.IntVar(&cfg.mtRounds, "metering-rounds", 2, "metering phase: rounds per concurrency level (one run with metering on and one off each)")
 	flag.StringVar(&cfg.ternBin, "tern", "", "tern binary (default: go build ./cmd/tern into a temp dir)")
 	flag.StringVar(&cfg.nodeBin, "node", "node", "node binary, for the baselines and for tern's instances")
 	flag.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
 	flag.DurationVar(&cfg.timeout, "timeout", 0, "hard bound on the whole run (default: derived from the other flags)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (tern's data dirs and logs) for inspection")
-	flag.StringVar(&phases, "phases", "cold,warm,burst,memory", "comma-separated phases to run (in this order whatever the order given); runtimes and events are extra: cold,warm,burst,runtimes,events,memory")
+	flag.StringVar(&phases, "phases", "cold,warm,burst,memory", "comma-separated phases to run (in this order whatever the order given); runtimes, events and metering are extra: cold,warm,burst,runtimes,events,metering,memory")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintln(os.Stderr, "usage: suite [flags]; see -h")
@@ -131,10 +139,10 @@ func main() {
 	cfg.phases = map[string]bool{}
 	for _, f := range strings.Split(phases, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case phaseCold, phaseWarm, phaseBurst, phaseMemory, phaseRuntimes, phaseEvents:
+		case phaseCold, phaseWarm, phaseBurst, phaseMemory, phaseRuntimes, phaseEvents, phaseMetering:
 			cfg.phases[f] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bad -phases value %q: want cold, warm, burst, runtimes, events or memory\n", f)
+			fmt.Fprintf(os.Stderr, "bad -phases value %q: want cold, warm, burst, runtimes, events, metering or memory\n", f)
 			os.Exit(2)
 		}
 	}
@@ -157,6 +165,9 @@ func main() {
 	case cfg.asyncEvents < 1 || cfg.asyncEvents > 1000000 || cfg.asyncRounds < 1 || cfg.asyncRounds > 20:
 		fmt.Fprintln(os.Stderr, "-async-events must be in 1..1000000, -async-rounds in 1..20")
 		os.Exit(2)
+	case cfg.mtRounds < 1 || cfg.mtRounds > 20:
+		fmt.Fprintln(os.Stderr, "-metering-rounds must be in 1..20")
+		os.Exit(2)
 	}
 	if cfg.timeout == 0 {
 		expected := time.Duration(cfg.coldN+1)*(cfg.gap+time.Second) +
@@ -171,6 +182,10 @@ func main() {
 		if cfg.phases[phaseEvents] {
 			// Its waits for handler runs are bounded (evDrainMax each).
 			expected += time.Duration(cfg.asyncRounds+2)*evDrainMax + time.Duration(2*cfg.asyncRounds*cfg.asyncEvents)*time.Millisecond
+		}
+		if cfg.phases[phaseMetering] {
+			// Two servers, each run at each level in each round.
+			expected += time.Duration(2*len(mtLevels)*cfg.mtRounds)*(cfg.warmup+cfg.duration) + time.Minute
 		}
 		cfg.timeout = 3*time.Minute + 2*expected
 	}
@@ -229,6 +244,7 @@ type results struct {
 	mem   *memResult
 	rt    *rtResult
 	ev    *eventsResult
+	mt    *meteringResult
 }
 
 func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
@@ -319,6 +335,13 @@ func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
 	if cfg.phases[phaseEvents] {
 		if res.ev, err = e.eventsPhase(ctx); err != nil {
 			return fmt.Errorf("events phase: %w", err)
+		}
+	}
+
+	// The metering phase gets two fresh ones, metering on and off.
+	if cfg.phases[phaseMetering] {
+		if res.mt, err = e.meteringPhase(ctx); err != nil {
+			return fmt.Errorf("metering phase: %w", err)
 		}
 	}
 

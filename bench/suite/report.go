@@ -47,14 +47,14 @@ func (e *env) report(res *results) string {
 	p("- command: `%s`\n", benchkit.CommandLine("./bench/suite"))
 	p("- load average (1/5/15 min) at start: %s, at end: %s; the run took %s\n", e.loadStart, benchkit.LoadAvg(), time.Since(e.startTime).Round(time.Second))
 	var run []string
-	for _, ph := range []string{phaseCold, phaseWarm, phaseBurst, phaseRuntimes, phaseEvents, phaseMemory} {
+	for _, ph := range []string{phaseCold, phaseWarm, phaseBurst, phaseRuntimes, phaseEvents, phaseMetering, phaseMemory} {
 		if e.cfg.phases[ph] {
 			run = append(run, ph)
 		}
 	}
 	p("- phases run: %s\n", strings.Join(run, ", "))
 	p("- phases 1–3 and 5 (runtimes): one `tern serve --pool-size %d`; phase 4: a fresh `tern serve --pool-size 0`; phase 6 (events): a fresh `tern serve --pool-size %d`; "+
-		"each with a new data dir, on 127.0.0.1; the load generator, tern, its instances and the baselines all share this machine's %d CPUs\n", e.cfg.poolSize, e.cfg.poolSize, ncpu)
+		"phase 7 (metering): two fresh ones with that pool size, metering on and off; each with a new data dir, on 127.0.0.1; the load generator, tern, its instances and the baselines all share this machine's %d CPUs\n", e.cfg.poolSize, e.cfg.poolSize, ncpu)
 	p("- handler everywhere: bench/hello (`200`, body `hello`); the node baseline is bench/baseline/server.js (same handler module), " +
 		"the Go baseline bench/goecho (net/http, writes `hello`); both baselines run with the environment tern gives its instances\n")
 
@@ -234,6 +234,9 @@ func (e *env) report(res *results) string {
 	if ev := res.ev; ev != nil {
 		busy = e.reportEvents(&b, ev, busy)
 	}
+	if mt := res.mt; mt != nil {
+		busy = e.reportMetering(&b, mt, busy)
+	}
 
 	// CPU.
 	p("\n### CPU: which phases are CPU-bound\n\n")
@@ -274,6 +277,10 @@ func ternName(log string) string {
 			return "tern serve (phase 4)"
 		case "tern-events":
 			return "tern serve (phase 6, events)"
+		case "tern-metering-on":
+			return "tern serve (phase 7, metering on)"
+		case "tern-metering-off":
+			return "tern serve (phase 7, metering off)"
 		}
 	}
 	return "tern serve"
