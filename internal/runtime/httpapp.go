@@ -249,7 +249,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	inv := &Invocation{RequestID: rid, Deadline: deadline, Trigger: metering.TriggerHTTP}
 	_, done := i.begin(inv)
 	defer done()
-	cpu0, cpuOK := i.cpuTime()
+	i.markCPU()
 	start := time.Now()
 
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
@@ -319,7 +319,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 		err = fmt.Errorf("%w: %w", ErrAborted, errOr(err, ErrAppConnection))
 	}
 	i.end(rid, dur, cold, err)
-	i.meter(inv, start, dur, cpu0, cpuOK, cold, nil, err)
+	i.meter(inv, start, dur, cold, nil, err)
 	return err
 }
 

@@ -63,6 +63,9 @@ type Instance struct {
 
 	initDuration time.Duration
 	invocations  atomic.Int64
+	// cpuSeen is the main thread's CPU time (ns) at the last usage
+	// record, or 0 before the first.
+	cpuSeen atomic.Int64
 
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -382,26 +385,35 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 
 	timer := time.NewTimer(time.Until(inv.Deadline))
 	defer timer.Stop()
-	cpu0, cpuOK := i.cpuTime()
+	i.markCPU()
 	start := time.Now()
 	res, err := i.await(c, timer.C)
 	dur := time.Since(start)
 	i.end(rid, dur, cold, err)
-	i.meter(inv, start, dur, cpu0, cpuOK, cold, res, err)
+	i.meter(inv, start, dur, cold, res, err)
 	return res, err
 }
 
-// cpuTime is the instance's CPU time so far, when the meter wants it.
-func (i *Instance) cpuTime() (time.Duration, bool) {
-	if i.l.cfg.Usage == nil {
-		return 0, false
+// markCPU takes the first CPU reading of a metered instance, before its
+// first invocation.
+func (i *Instance) markCPU() {
+	if i.l.cfg.Usage == nil || i.cpuSeen.Load() != 0 {
+		return
 	}
-	return i.proc.CPUTime()
+	if cpu, ok := i.proc.CPUTime(); ok {
+		i.cpuSeen.CompareAndSwap(0, int64(cpu))
+	}
 }
 
 // meter hands the invocation's usage record to the usage recorder. An
 // event that never reached the function has none.
-func (i *Instance) meter(inv *Invocation, start time.Time, dur, cpu0 time.Duration, cpuOK, cold bool, res *Result, err error) {
+//
+// Its CPU time is the instance's main thread's since the previous record
+// (one reading per invocation): an instance's records add up to all the
+// CPU its main thread used while it served, overlapping invocations of a
+// concurrent instance do not count it twice, and work between invocations
+// (timers, collection) goes to the next one.
+func (i *Instance) meter(inv *Invocation, start time.Time, dur time.Duration, cold bool, res *Result, err error) {
 	u := i.l.cfg.Usage
 	if u == nil || errors.Is(err, ErrNotDelivered) {
 		return
@@ -413,9 +425,9 @@ func (i *Instance) meter(inv *Invocation, start time.Time, dur, cpu0 time.Durati
 		MemoryMB: i.spec.MemoryMB, MaxMemoryMB: int(i.proc.MaxRSS() >> 20), Cold: cold,
 		Outcome: Outcome(res, err),
 	}
-	if cpuOK {
-		if cpu1, ok := i.proc.CPUTime(); ok && cpu1 >= cpu0 {
-			r.CPUUS = (cpu1 - cpu0).Microseconds()
+	if cpu, ok := i.proc.CPUTime(); ok {
+		if prev := i.cpuSeen.Swap(int64(cpu)); prev > 0 && int64(cpu) >= prev {
+			r.CPUUS = (int64(cpu) - prev) / 1000
 		}
 	}
 	if cold {

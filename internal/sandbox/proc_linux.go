@@ -31,16 +31,20 @@ func peakRSS(pid int) int64 {
 	return kb * 1024
 }
 
-// mainThreadCPU reads the CPU time pid's main thread has run (the first
-// field of /proc/<pid>/schedstat, in nanoseconds).
-func mainThreadCPU(pid int) (int64, bool) {
-	var buf [64]byte
+// openSchedstat opens /proc/<pid>/schedstat, or returns nil.
+func openSchedstat(pid int) *os.File {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/schedstat")
 	if err != nil {
-		return 0, false
+		return nil
 	}
-	n, _ := f.Read(buf[:])
-	f.Close()
+	return f
+}
+
+// readSchedstat reads the CPU time the main thread has run (the first
+// field of schedstat, in nanoseconds) from the start of f.
+func readSchedstat(f *os.File) (int64, bool) {
+	var buf [64]byte
+	n, _ := f.ReadAt(buf[:], 0)
 	b := buf[:n]
 	if i := bytes.IndexByte(b, ' '); i >= 0 {
 		b = b[:i]

@@ -44,6 +44,11 @@ type Process struct {
 	// invocation at the price of a slightly late figure.
 	rssAt  atomic.Int64 // unix nanoseconds of the last reading
 	rssMax atomic.Int64
+
+	// schedstat stays open while the process runs: re-reading it costs a
+	// pread, not an open and a close.
+	schedOnce sync.Once
+	sched     *os.File // nil if it could not be opened
 }
 
 const rssRefresh = 50 * time.Millisecond
@@ -73,6 +78,10 @@ func Start(spec Spec) (*Process, error) {
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
+		p.schedOnce.Do(func() {}) // no opening after this
+		if p.sched != nil {
+			p.sched.Close()
+		}
 	}()
 	return p, nil
 }
@@ -95,7 +104,11 @@ func (p *Process) CPUTime() (time.Duration, bool) {
 		return 0, false
 	default:
 	}
-	ns, ok := mainThreadCPU(p.cmd.Process.Pid)
+	p.schedOnce.Do(func() { p.sched = openSchedstat(p.cmd.Process.Pid) })
+	if p.sched == nil {
+		return 0, false
+	}
+	ns, ok := readSchedstat(p.sched)
 	return time.Duration(ns), ok
 }
 
