@@ -188,9 +188,7 @@ func (d *Dispatcher) InvokeRequest(ctx context.Context, v *registry.Version, req
 	if p != nil {
 		p.ctr.record(out, err)
 	}
-	if errors.Is(err, ErrThrottled) {
-		d.meterThrottle(v, req.RequestID, req.Trigger)
-	}
+	d.meterFailed(v, req.RequestID, req.Trigger, err)
 	if !start.IsZero() {
 		d.trace(tracer, v, req, start, out, err)
 	}
@@ -216,15 +214,31 @@ func (d *Dispatcher) trace(t Tracer, v *registry.Version, req *Request, start ti
 	t.Invocation(inv)
 }
 
-// meterThrottle records an invocation that found no room.
-func (d *Dispatcher) meterThrottle(v *registry.Version, rid, trigger string) {
-	if d.cfg.Usage == nil {
+// meterFailed records the invocations that ended before an instance ran
+// them, which the runtime does not see: throttled (not billed), failed
+// to start (billed for the init time, as Lambda bills an init error), or
+// never delivered after every retry.
+func (d *Dispatcher) meterFailed(v *registry.Version, rid, trigger string, err error) {
+	if d.cfg.Usage == nil || err == nil {
 		return
 	}
-	d.cfg.Usage.Record(&metering.Record{
-		Function: v.Function, Version: v.Number, RequestID: rid, Trigger: trigger,
-		Start: time.Now(), MemoryMB: v.Manifest.Memory, Outcome: metering.OutcomeThrottled,
-	})
+	r := &metering.Record{Function: v.Function, Version: v.Number, RequestID: rid, Trigger: trigger,
+		Start: time.Now(), MemoryMB: v.Manifest.Memory}
+	var ie *runtime.InitError
+	switch {
+	case errors.Is(err, ErrThrottled):
+		r.Outcome = metering.OutcomeThrottled
+	case errors.As(err, &ie):
+		init := ie.Duration.Truncate(time.Microsecond)
+		r.Start = r.Start.Add(-init)
+		r.Outcome, r.Cold, r.InitUS = metering.OutcomeError, true, init.Microseconds()
+		r.DurationUS, r.BilledMS = init.Microseconds(), metering.BilledMS(init)
+	case errors.Is(err, runtime.ErrNotDelivered):
+		r.Outcome = metering.OutcomeCrash
+	default:
+		return
+	}
+	d.cfg.Usage.Record(r)
 }
 
 func (d *Dispatcher) invoke(ctx context.Context, v *registry.Version, req *Request) (*pool, *Outcome, error) {
@@ -562,9 +576,7 @@ func (d *Dispatcher) Lease(ctx context.Context, v *registry.Version, rid string)
 		if p != nil {
 			p.ctr.record(nil, err)
 		}
-		if errors.Is(err, ErrThrottled) {
-			d.meterThrottle(v, rid, metering.TriggerHTTP)
-		}
+		d.meterFailed(v, rid, metering.TriggerHTTP, err)
 		return nil, err
 	}
 	return &Lease{Instance: s.inst, Cold: cold, p: p, s: s}, nil

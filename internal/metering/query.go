@@ -176,14 +176,43 @@ func (a *Aggregator) Query(q Query) (*Report, error) {
 		return nil, fmt.Errorf("%w: until must be after since", ErrBadQuery)
 	}
 
-	type month struct{ requests, mbms int64 }
+	// The free tier is the account's, per calendar month, used up in
+	// time order: what the range gets is what the month's earlier hours
+	// (all functions) left, shared among the range's functions in
+	// proportion to their use.
+	type use struct{ requests, mbms int64 }
+	type month struct{ before, inRange, selected use }
 	groups := make(map[string]*usage)
 	months := make(map[int64]*month)
+	monthOf := func(hour int64) (int64, int64) {
+		t := time.Unix(hour, 0).UTC()
+		return int64(t.Year())*12 + int64(t.Month()), time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC).Unix()
+	}
 	a.mu.RLock()
 	for k, u := range a.hours {
-		if k.hour < since || k.hour >= until || q.Function != "" && k.function != q.Function {
+		mk, monthStart := monthOf(k.hour)
+		m := months[mk]
+		if m == nil {
+			m = new(month)
+			months[mk] = m
+		}
+		switch {
+		case k.hour >= until:
+			continue
+		case k.hour < since:
+			if k.hour >= monthStart {
+				m.before.requests += u.Requests
+				m.before.mbms += u.MBms
+			}
 			continue
 		}
+		m.inRange.requests += u.Requests
+		m.inRange.mbms += u.MBms
+		if q.Function != "" && k.function != q.Function {
+			continue
+		}
+		m.selected.requests += u.Requests
+		m.selected.mbms += u.MBms
 		key := keyOf(k)
 		g := groups[key]
 		if g == nil {
@@ -191,15 +220,6 @@ func (a *Aggregator) Query(q Query) (*Report, error) {
 			groups[key] = g
 		}
 		g.merge(u)
-		t := time.Unix(k.hour, 0).UTC()
-		mk := int64(t.Year())*12 + int64(t.Month())
-		m := months[mk]
-		if m == nil {
-			m = new(month)
-			months[mk] = m
-		}
-		m.requests += u.Requests
-		m.mbms += u.MBms
 	}
 	if a.closed {
 		rep.ClosedThrough = time.Unix(a.closedThrough, 0).UTC().Add(time.Hour)
@@ -222,8 +242,17 @@ func (a *Aggregator) Query(q Query) (*Report, error) {
 	var freeReq int64
 	var freeGB float64
 	for _, m := range months {
-		freeReq += min(m.requests, prices.FreeRequests)
-		freeGB += min(gbSeconds(m.mbms), prices.FreeGBSeconds)
+		if m.selected.requests == 0 && m.selected.mbms == 0 {
+			continue
+		}
+		availReq := max(0, prices.FreeRequests-m.before.requests)
+		if used := min(availReq, m.inRange.requests); used > 0 {
+			freeReq += used * m.selected.requests / m.inRange.requests
+		}
+		availGB := max(0, prices.FreeGBSeconds-gbSeconds(m.before.mbms))
+		if used := min(availGB, gbSeconds(m.inRange.mbms)); used > 0 {
+			freeGB += used * float64(m.selected.mbms) / float64(m.inRange.mbms)
+		}
 	}
 	rep.Totals.FreeRequests = freeReq
 	rep.Totals.FreeGBSeconds = freeGB

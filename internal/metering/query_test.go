@@ -33,9 +33,14 @@ func TestCostAndFreeTier(t *testing.T) {
 	recs = append(recs, repeat(30, Record{Function: "a", Start: jan, DurationUS: 1_000_000, BilledMS: 1000, MemoryMB: 1024, Outcome: OutcomeSuccess})...)
 	recs = append(recs, repeat(5, Record{Function: "b", Start: feb, DurationUS: 500_000, BilledMS: 500, MemoryMB: 2048, Outcome: OutcomeError})...)
 	recs = append(recs, repeat(3, Record{Function: "b", Start: feb, Outcome: OutcomeThrottled})...)
+	// 10 more requests the next day in February, by a and b.
+	feb2 := feb.Add(24 * time.Hour)
+	recs = append(recs, repeat(6, Record{Function: "a", Start: feb2, DurationUS: 1000, BilledMS: 1, MemoryMB: 1024, Outcome: OutcomeSuccess})...)
+	recs = append(recs, repeat(4, Record{Function: "b", Start: feb2, DurationUS: 1000, BilledMS: 1, MemoryMB: 1024, Outcome: OutcomeSuccess})...)
 	a := testAggregator(recs)
 
 	const R, G = DefaultPerMillionRequests, DefaultPerGBSecond
+	const day2GB = 10 * 0.001 // 10 × 1 GB × 1 ms
 	tests := []struct {
 		name                 string
 		q                    Query
@@ -48,23 +53,35 @@ func TestCostAndFreeTier(t *testing.T) {
 		firstRowCost, months int
 	}{
 		{
-			name: "default prices, no free tier", q: Query{},
+			name: "default prices, no free tier", q: Query{Until: feb2.Truncate(time.Hour)},
 			requests: 35, gbs: 35, cost: 35/1e6*R + 35*G, afterFree: 35/1e6*R + 35*G,
 			rows: []string{"a", "b"},
 		},
 		{
-			name: "free tier once per month", q: Query{Prices: Prices{FreeRequests: 10, FreeGBSeconds: 1}},
+			name: "free tier once per month", q: Query{Until: feb2.Truncate(time.Hour), Prices: Prices{FreeRequests: 10, FreeGBSeconds: 1}},
 			requests: 35, gbs: 35, cost: 35/1e6*R + 35*G, afterFree: 20/1e6*R + 33*G,
 			freeReq: 15, freeGB: 2, rows: []string{"a", "b"},
 		},
 		{
-			name: "free tier larger than use", q: Query{Prices: Prices{FreeRequests: 1_000_000, FreeGBSeconds: 400_000}},
+			name: "free tier larger than use", q: Query{Until: feb2.Truncate(time.Hour), Prices: Prices{FreeRequests: 1_000_000, FreeGBSeconds: 400_000}},
 			requests: 35, gbs: 35, cost: 35/1e6*R + 35*G, afterFree: 0,
 			freeReq: 35, freeGB: 35, rows: []string{"a", "b"},
 		},
 		{
-			name: "one month, custom prices", q: Query{Since: feb, Prices: Prices{PerMillionRequests: 1, PerGBSecond: 0.001, FreeRequests: 2}},
+			name: "one month, custom prices", q: Query{Since: feb, Until: feb2.Truncate(time.Hour), Prices: Prices{PerMillionRequests: 1, PerGBSecond: 0.001, FreeRequests: 2}},
 			requests: 5, gbs: 5, cost: 5/1e6*1 + 5*0.001, afterFree: 3/1e6*1 + 5*0.001,
+			freeReq: 2, rows: []string{"b"},
+		},
+		{
+			// February's first day used 5 of the 7 free requests: the
+			// second day gets the 2 left, shared 6:4 between a and b.
+			name: "free tier used up earlier in the month", q: Query{Since: feb2, Prices: Prices{FreeRequests: 7}},
+			requests: 10, gbs: day2GB, cost: 10/1e6*R + day2GB*G, afterFree: 8/1e6*R + day2GB*G,
+			freeReq: 2, rows: []string{"a", "b"},
+		},
+		{
+			name: "the free tier left, one function's share", q: Query{Since: feb2, Function: "b", Prices: Prices{FreeRequests: 10}},
+			requests: 4, gbs: 0.004, cost: 4/1e6*R + 0.004*G, afterFree: 2/1e6*R + 0.004*G,
 			freeReq: 2, rows: []string{"b"},
 		},
 		{
@@ -73,12 +90,12 @@ func TestCostAndFreeTier(t *testing.T) {
 			freeGB: 1, rows: []string{"a"},
 		},
 		{
-			name: "by day", q: Query{By: ByDay},
+			name: "by day", q: Query{By: ByDay, Until: feb2.Truncate(time.Hour)},
 			requests: 35, gbs: 35, cost: 35/1e6*R + 35*G, afterFree: 35/1e6*R + 35*G,
 			rows: []string{"2025-01-31", "2025-02-01"},
 		},
 		{
-			name: "by hour, one function", q: Query{By: ByHour, Function: "b", Prices: Prices{FreeRequests: 10}},
+			name: "by hour, one function", q: Query{By: ByHour, Function: "b", Until: feb2.Truncate(time.Hour), Prices: Prices{FreeRequests: 10}},
 			requests: 5, gbs: 5, cost: 5/1e6*R + 5*G, afterFree: 5 * G,
 			freeReq: 5, rows: []string{"2025-02-01T00:00Z"},
 		},

@@ -39,10 +39,10 @@ type Record struct {
 	// instance used so far (its process's peak RSS).
 	MemoryMB    int `json:"memoryMb"`
 	MaxMemoryMB int `json:"maxMemoryMb"`
-	// CPUUS is the CPU time the instance's main thread (where a Node.js
-	// or Python handler runs) used since the instance's previous record:
-	// an instance's records add up to its main thread's CPU while it
-	// served.
+	// CPUUS is the CPU time (user and system, all threads) the
+	// instance's process used since the instance's previous record: an
+	// instance's records add up to its CPU while it served; one record's
+	// figure is coarse (the kernel counts in 10 ms ticks).
 	CPUUS int64 `json:"cpuUs"`
 	// InitUS is the instance's init time, on a cold start only.
 	InitUS  int64  `json:"initUs,omitempty"`

@@ -439,15 +439,21 @@ func validFunction(name string) bool {
 	return true
 }
 
-// Flush waits until every record handed to the Sink so far is stored (or
-// counted lost), or ctx ends.
+// Flush waits until every record handed to the Sink before the call is
+// stored (or counted lost), or ctx ends. Records that come later do not
+// hold it up.
 func (s *Sink) Flush(ctx context.Context) error {
-	for s.Stats().Buffered > 0 {
+	st := s.Stats()
+	target := st.Published + st.Lost + st.Buffered
+	for {
+		st := s.Stats()
+		if st.Published+st.Lost >= target {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("metering: flushing usage records: %w", ctx.Err())
 		case <-time.After(time.Millisecond):
 		}
 	}
-	return nil
 }

@@ -63,8 +63,8 @@ type Instance struct {
 
 	initDuration time.Duration
 	invocations  atomic.Int64
-	// cpuSeen is the main thread's CPU time (ns) at the last usage
-	// record, or 0 before the first.
+	// cpuSeen is the process's CPU time (ns) at the last usage record,
+	// plus one; 0 before the first reading.
 	cpuSeen atomic.Int64
 
 	stopped  chan struct{}
@@ -401,22 +401,28 @@ func (i *Instance) markCPU() {
 		return
 	}
 	if cpu, ok := i.proc.CPUTime(); ok {
-		i.cpuSeen.CompareAndSwap(0, int64(cpu))
+		i.cpuSeen.CompareAndSwap(0, int64(cpu)+1)
 	}
 }
 
 // meter hands the invocation's usage record to the usage recorder. An
 // event that never reached the function has none.
 //
-// Its CPU time is the instance's main thread's since the previous record
-// (one reading per invocation): an instance's records add up to all the
-// CPU its main thread used while it served, overlapping invocations of a
-// concurrent instance do not count it twice, and work between invocations
-// (timers, collection) goes to the next one.
+// Its CPU time is the instance process's (all threads, user and system)
+// since the previous record, one reading per invocation: an instance's
+// records add up to all the CPU it used while it served (a single
+// record's figure is coarse: the kernel counts in 10 ms ticks), the
+// overlapping invocations of a concurrent instance do not count it twice,
+// and work between invocations (timers, collection) goes to the next one.
 func (i *Instance) meter(inv *Invocation, start time.Time, dur time.Duration, cold bool, res *Result, err error) {
 	u := i.l.cfg.Usage
 	if u == nil || errors.Is(err, ErrNotDelivered) {
 		return
+	}
+	if errors.Is(err, ErrTimeout) && !inv.Deadline.IsZero() {
+		// Killing the instance after the deadline is not the function's
+		// time.
+		dur = min(dur, max(inv.Deadline.Sub(start), 0))
 	}
 	dur = dur.Truncate(time.Microsecond) // billed from the recorded duration
 	r := &metering.Record{
@@ -426,8 +432,8 @@ func (i *Instance) meter(inv *Invocation, start time.Time, dur time.Duration, co
 		Outcome: Outcome(res, err),
 	}
 	if cpu, ok := i.proc.CPUTime(); ok {
-		if prev := i.cpuSeen.Swap(int64(cpu)); prev > 0 && int64(cpu) >= prev {
-			r.CPUUS = (int64(cpu) - prev) / 1000
+		if prev := i.cpuSeen.Swap(int64(cpu) + 1); prev > 0 && int64(cpu)+1 >= prev {
+			r.CPUUS = (int64(cpu) + 1 - prev) / 1000
 		}
 	}
 	if cold {
@@ -446,8 +452,14 @@ func Outcome(res *Result, err error) string {
 		return metering.OutcomeSuccess
 	case errors.Is(err, ErrTimeout):
 		return metering.OutcomeTimeout
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrStopped):
+		// The caller went away, or the function was deleted or the
+		// server stopped under it: not the function's failure.
 		return metering.OutcomeCanceled
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return metering.OutcomeCanceled // the client's body was refused
 	}
 	return metering.OutcomeCrash
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"time"
 )
 
 // peakRSS reads VmHWM (the resident set's high-water mark) of pid.
@@ -31,24 +32,40 @@ func peakRSS(pid int) int64 {
 	return kb * 1024
 }
 
-// openSchedstat opens /proc/<pid>/schedstat, or returns nil.
-func openSchedstat(pid int) *os.File {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/schedstat")
+// openStat opens /proc/<pid>/stat, or returns nil.
+func openStat(pid int) *os.File {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return nil
 	}
 	return f
 }
 
-// readSchedstat reads the CPU time the main thread has run (the first
-// field of schedstat, in nanoseconds) from the start of f.
-func readSchedstat(f *os.File) (int64, bool) {
-	var buf [64]byte
+// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ,
+// 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// readCPU reads the user plus system time of all the process's threads
+// from the start of f (its /proc/<pid>/stat).
+func readCPU(f *os.File) (time.Duration, bool) {
+	var buf [512]byte
 	n, _ := f.ReadAt(buf[:], 0)
 	b := buf[:n]
-	if i := bytes.IndexByte(b, ' '); i >= 0 {
-		b = b[:i]
+	// The command name may hold spaces and parentheses: fields start
+	// after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
 	}
-	ns, err := strconv.ParseInt(string(b), 10, 64)
-	return ns, err == nil
+	f2 := bytes.Fields(b[i+1:])
+	// After the name: state(3) ... utime(14) stime(15), counted from 1.
+	if len(f2) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(string(f2[11]), 10, 64)
+	st, err2 := strconv.ParseInt(string(f2[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * clockTick, true
 }

@@ -45,10 +45,10 @@ type Process struct {
 	rssAt  atomic.Int64 // unix nanoseconds of the last reading
 	rssMax atomic.Int64
 
-	// schedstat stays open while the process runs: re-reading it costs a
-	// pread, not an open and a close.
-	schedOnce sync.Once
-	sched     *os.File // nil if it could not be opened
+	// /proc/<pid>/stat stays open while the process runs: re-reading it
+	// costs a pread, not an open and a close.
+	statOnce sync.Once
+	stat     *os.File // nil if it could not be opened
 }
 
 const rssRefresh = 50 * time.Millisecond
@@ -78,9 +78,9 @@ func Start(spec Spec) (*Process, error) {
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
-		p.schedOnce.Do(func() {}) // no opening after this
-		if p.sched != nil {
-			p.sched.Close()
+		p.statOnce.Do(func() {}) // no opening after this
+		if p.stat != nil {
+			p.stat.Close()
 		}
 	}()
 	return p, nil
@@ -95,21 +95,23 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // ExitError describes how the process ended; valid after Done is closed.
 func (p *Process) ExitError() error { return p.waitErr }
 
-// CPUTime is the CPU time the process's main thread has used so far
-// (where a Node.js or Python handler runs), with nanosecond precision;
-// false once the process is gone.
+// CPUTime is the user plus system CPU time of all the process's threads
+// so far: while it runs from /proc (which counts in 10 ms ticks), once it
+// exited from its rusage. False if unknown.
 func (p *Process) CPUTime() (time.Duration, bool) {
 	select {
 	case <-p.done:
+		if st := p.cmd.ProcessState; st != nil {
+			return st.UserTime() + st.SystemTime(), true
+		}
 		return 0, false
 	default:
 	}
-	p.schedOnce.Do(func() { p.sched = openSchedstat(p.cmd.Process.Pid) })
-	if p.sched == nil {
+	p.statOnce.Do(func() { p.stat = openStat(p.cmd.Process.Pid) })
+	if p.stat == nil {
 		return 0, false
 	}
-	ns, ok := readSchedstat(p.sched)
-	return time.Duration(ns), ok
+	return readCPU(p.stat)
 }
 
 // MaxRSS is the peak resident memory in bytes, measured by the kernel: from

@@ -167,8 +167,9 @@ func (c *Config) Validate() error {
 	if p := c.Prices; p.PerMillionRequests < 0 || p.PerGBSecond < 0 || p.FreeRequests < 0 || p.FreeGBSeconds < 0 {
 		errs = append(errs, errors.New("prices: must not be negative"))
 	}
-	if c.UsageMaxAge < 0 {
-		errs = append(errs, errors.New("usage-max-age: must not be negative"))
+	if c.UsageMaxAge != 0 && c.UsageMaxAge < 2*time.Hour {
+		// Records must outlive the hour they belong to until it closes.
+		errs = append(errs, errors.New("usage-max-age: must be at least 2h"))
 	}
 	if c.DedupeWindow < 0 || c.DedupeWindow > 24*time.Hour {
 		errs = append(errs, errors.New("dedupe-window: must be between 0 (default 1h) and 24h"))

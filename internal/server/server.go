@@ -103,10 +103,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	s.sink.Start()
 	s.stops = append(s.stops, s.sink.Close)
 
-	// Every invocation's usage record goes to the usage stream (and
-	// Prometheus) unless metering is off.
+	// Every invocation's usage record goes to the usage stream and to
+	// Prometheus's per-function counters, unless metering is off (then
+	// /metrics has the node's gauges only).
 	s.metrics = metrics.New(metricsSource{s})
-	var usage metering.Recorder
+	var usage metering.Recorder // nil: no records, no CPU readings
 	if cfg.Metering {
 		s.usage = metering.NewSink(s.store.JS, metering.SinkConfig{Observers: []metering.Recorder{s.metrics}}, log)
 		s.usage.Start()

@@ -317,7 +317,10 @@ func (s *Store) setupUsage(ctx context.Context, cfg Config) error {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      cfg.UsageMaxAge,
-		Replicas:    cfg.Replicas,
+		// A batch the sink sends again after a lost ack is stored once,
+		// for as long as an hour may stay open.
+		Duplicates: 30 * time.Minute,
+		Replicas:   cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("store: stream %s: %w", UsageStream, err)
