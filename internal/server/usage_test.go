@@ -192,3 +192,53 @@ func TestUsageIsExact(t *testing.T) {
 		t.Errorf("/metrics without a token: %d", status)
 	}
 }
+
+// TestUsageOfFailures checks that invocations that never ran a handler
+// are metered too: init errors (billed for their init time) and
+// throttles (not billed); and a timeout is billed up to its deadline.
+func TestUsageOfFailures(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.Dispatch.MaxQueueWait = 200 * time.Millisecond
+	s := testserver.Start(t, cfg)
+	ctx := context.Background()
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: broken\nruntime: nodejs\nhandler: index.handler\n",
+		"index.js":  `throw new Error("cannot load");`,
+	})
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: slow\nruntime: nodejs\nhandler: index.handler\ntimeout: 1s\nscale: {max: 1}\n",
+		"index.js":  `exports.handler = async () => { const end = Date.now() + 5000; while (Date.now() < end) {} };`,
+	})
+	for range 3 {
+		if _, err := s.Client.Invoke(ctx, "broken", []byte(`{}`)); err == nil {
+			t.Fatal("broken ran")
+		}
+	}
+	// One slow invocation times out; one more waits behind it and is
+	// throttled after the queue wait.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = s.Client.Invoke(ctx, "slow", []byte(`{}`)) }()
+	}
+	wg.Wait()
+
+	rep, err := s.Client.Usage(ctx, client.UsageQuery{Since: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]metering.Row{}
+	for _, r := range rep.Rows {
+		rows[r.Key] = r
+	}
+	if b := rows["broken"]; b.Requests != 3 || b.Errors != 3 || b.ColdStarts != 3 || b.BilledMS < 3 {
+		t.Errorf("broken: %+v", b)
+	}
+	sl := rows["slow"]
+	if sl.Requests != 1 || sl.Errors != 1 || sl.Throttles != 1 {
+		t.Errorf("slow: %+v", sl)
+	}
+	if sl.BilledMS < 1000 || sl.BilledMS > 1100 || sl.CPUSeconds < 0.5 {
+		t.Errorf("the timeout was billed %d ms with %.3f s of CPU; want its 1 s deadline, busy", sl.BilledMS, sl.CPUSeconds)
+	}
+}
