@@ -45,7 +45,7 @@ func (l *Launcher) startHTTPApp(ctx context.Context, spec Spec) (*Instance, erro
 		// means the node Tern runs.
 		spec.Env["PATH"] = l.interpreterPath()
 	}
-	inst, err := launch(l, &spec, "/bin/sh", []string{"-c", spec.Command}, false)
+	inst, err := launch(l, &spec, "/bin/sh", []string{"-c", shellCommand(spec.Command)}, false)
 	if err != nil {
 		return nil, err
 	}
@@ -321,6 +321,23 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	i.end(rid, dur, cold, err)
 	i.meter(inv, start, dur, cold, nil, err)
 	return err
+}
+
+// shellCommand makes a simple command ("node server.js") replace the
+// shell (exec), so the app itself is the instance's process: its CPU and
+// memory are what is metered, and signals reach it. A command using the
+// shell's syntax (several commands, pipes, redirections, expansions,
+// variable assignments) runs as written.
+func shellCommand(cmd string) string {
+	c := strings.TrimSpace(cmd)
+	if c == "" || strings.ContainsAny(c, ";&|<>()$`\\\n\"'*?[]{}~#!") {
+		return cmd
+	}
+	first, _, _ := strings.Cut(c, " ")
+	if strings.Contains(first, "=") || first == "exec" {
+		return cmd
+	}
+	return "exec " + c
 }
 
 // exitedSoon reports whether the app's process exits within a moment (a
