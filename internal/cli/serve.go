@@ -59,6 +59,9 @@ func (e *env) serveCmd() *cobra.Command {
 	f.Float64Var(&cfg.Prices.FreeGBSeconds, "free-gb-seconds", 0, "free GB-seconds per calendar month")
 	f.DurationVar(&cfg.UsageMaxAge, "usage-max-age", cfg.UsageMaxAge, "how long usage records are kept (hourly aggregates stay)")
 	f.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", os.Getenv("TERN_OTLP_ENDPOINT"), "send invocation spans (queue, init, execute) to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318 (env TERN_OTLP_ENDPOINT; default: no tracing)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
+	f.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "longest a client may take to send a whole request, body included (0: no limit)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -65,6 +65,10 @@ type Config struct {
 	// OTLPEndpoint, when set, receives every invocation's spans over
 	// OTLP/HTTP ("http://127.0.0.1:4318").
 	OTLPEndpoint string
+	// TLSCert and TLSKey, both set, serve HTTPS instead of HTTP.
+	TLSCert, TLSKey string
+	// ReadTimeout bounds reading a whole request, body included.
+	ReadTimeout time.Duration
 }
 
 // DefaultDataDir is the user's data directory for Tern (XDG).
@@ -88,6 +92,7 @@ func DefaultConfig() Config {
 		Metering:         true,
 		Prices:           metering.Prices{}.WithDefaults(),
 		UsageMaxAge:      90 * 24 * time.Hour,
+		ReadTimeout:      5 * time.Minute,
 	}
 }
 
@@ -170,6 +175,12 @@ func (c *Config) Validate() error {
 	if c.UsageMaxAge != 0 && c.UsageMaxAge < 2*time.Hour {
 		// Records must outlive the hour they belong to until it closes.
 		errs = append(errs, errors.New("usage-max-age: must be at least 2h"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert, tls-key: give both, or neither"))
+	}
+	if c.ReadTimeout < 0 {
+		errs = append(errs, errors.New("read-timeout: must not be negative (0: none)"))
 	}
 	if c.DedupeWindow < 0 || c.DedupeWindow > 24*time.Hour {
 		errs = append(errs, errors.New("dedupe-window: must be between 0 (default 1h) and 24h"))

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ type Server struct {
 	launcher *runtime.Launcher
 	http     *http.Server
 	ln       net.Listener
+	scheme   string // http, or https with --tls-cert
 	token    string
 	served   chan error
 
@@ -68,7 +70,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	cfg.DataDir = dataDir
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, scheme: "http"}
 	defer func() {
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -211,11 +213,24 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler: mux,
+		// Slow clients: a request's headers within 10 s, its whole body
+		// within --read-timeout; answers are not bounded (log follows
+		// and long invocations stream for as long as they last).
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.ln = tls.NewListener(s.ln, s.http.TLSConfig)
+		s.scheme = "https"
 	}
 	s.http.RegisterOnShutdown(endStreams)
 	s.served = make(chan error, 1)
@@ -238,7 +253,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the base URL of the HTTP server.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+func (s *Server) URL() string { return s.scheme + "://" + s.Addr() }
 
 // Pooled is how many generic instances wait in the runtime pools.
 func (s *Server) Pooled() int { return s.launcher.Pooled() }
