@@ -67,13 +67,14 @@ type Config struct {
 
 // API is the /v1/ handler.
 type API struct {
-	cfg    Config
-	deps   Deps
-	reg    Registry
-	disp   Dispatcher
-	events Events
-	js     jetstream.JetStream
-	log    *slog.Logger
+	cfg     Config
+	deps    Deps
+	reg     Registry
+	disp    Dispatcher
+	events  Events
+	secrets Secrets
+	js      jetstream.JetStream
+	log     *slog.Logger
 }
 
 // Deps are the parts the API calls.
@@ -84,11 +85,13 @@ type Deps struct {
 	// Usage is nil when metering is off.
 	Usage Usage
 	JS    jetstream.JetStream
+	// Secrets is nil when the server keeps none.
+	Secrets Secrets
 }
 
 // New returns the API.
 func New(cfg Config, deps Deps, log *slog.Logger) *API {
-	return &API{cfg: cfg, deps: deps, reg: deps.Registry, disp: deps.Dispatcher, events: deps.Events, js: deps.JS, log: log}
+	return &API{cfg: cfg, deps: deps, reg: deps.Registry, disp: deps.Dispatcher, events: deps.Events, secrets: deps.Secrets, js: deps.JS, log: log}
 }
 
 type handler func(w http.ResponseWriter, r *http.Request) error
@@ -119,6 +122,7 @@ func (a *API) Handler() http.Handler {
 	route("POST /v1/functions/{name}/rollback", a.rollback)
 	route("GET /v1/instances", a.instances)
 	a.eventRoutes(route)
+	a.secretRoutes(route)
 	route("GET /v1/usage", a.usage)
 	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
@@ -232,6 +236,9 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) remove(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
+	if err := a.forgetSecrets(r.Context(), name); err != nil {
+		return err
+	}
 	if err := a.reg.Delete(r.Context(), name); err != nil {
 		return err
 	}

@@ -90,6 +90,7 @@ func (e *env) root() *cobra.Command {
 		e.topicCmd(),
 		e.eventsCmd(),
 		e.dlqCmd(),
+		e.secretCmd(),
 		e.usageCmd(),
 		e.doctorCmd(),
 	)

@@ -30,6 +30,7 @@ import (
 	"github.com/ternhq/tern/internal/metrics"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
+	"github.com/ternhq/tern/internal/secrets"
 	"github.com/ternhq/tern/internal/store"
 	"github.com/ternhq/tern/internal/tracing"
 )
@@ -41,6 +42,7 @@ type Server struct {
 
 	store    *store.Store
 	registry *registry.Registry
+	secrets  *secrets.Store
 	sink     *logs.Sink
 	disp     *dispatch.Dispatcher
 	events   *events.Service
@@ -100,6 +102,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	s.stops = append(s.stops, func(context.Context) error { return s.store.Close() })
+
+	s.secrets, err = secrets.Open(cfg.DataDir, s.store.Secrets, log)
+	if err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, s.secrets.Close)
 
 	s.sink = logs.NewSink(s.store.JS, 0, log)
 	s.sink.Start()
@@ -162,7 +170,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		},
 		CheckManifest: func(ctx context.Context, m *manifest.Manifest) error { return s.events.CheckManifest(ctx, m) },
 	}, s.store.Functions, s.store.Code, log)
-	s.disp = dispatch.New(cfg.Dispatch, &starter{reg: s.registry, launcher: launcher}, log)
+	s.disp = dispatch.New(cfg.Dispatch, &starter{reg: s.registry, launcher: launcher, secrets: s.secrets}, log)
 	s.disp.Start()
 	s.stops = append(s.stops, s.disp.Close)
 	// Events stop before the dispatcher: running async invocations
@@ -203,7 +211,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		Streams:         streams,
 		Prices:          cfg.Prices,
-	}, api.Deps{Registry: s.registry, Dispatcher: s.disp, Events: s.events, Usage: s.usageAgg(), JS: s.store.JS}, log)
+	}, api.Deps{Registry: s.registry, Dispatcher: s.disp, Events: s.events, Usage: s.usageAgg(), JS: s.store.JS, Secrets: s.secrets}, log)
 	mux.Handle("/v1/", auth.Require(tok, a.Handler()))
 	mux.Handle("/v1/debug/pprof/", auth.Require(tok, debugHandler()))
 	mux.Handle("GET /metrics", auth.Require(tok, s.metrics.Handler()))

@@ -2,22 +2,41 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 
 	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/manifest"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
+	"github.com/ternhq/tern/internal/secrets"
 )
 
-// starter joins the registry's code cache and the runtime launcher into
-// what the dispatcher needs to start an instance.
+// Secrets gives the starter a function's decrypted secrets.
+type Secrets interface {
+	Env(ctx context.Context, fn string) (map[string]string, error)
+}
+
+var _ Secrets = (*secrets.Store)(nil)
+
+// starter joins the registry's code cache, the function's secrets and the
+// runtime launcher into what the dispatcher needs to start an instance.
 type starter struct {
 	reg      *registry.Registry
 	launcher *runtime.Launcher
+	secrets  Secrets // nil: functions get no secrets
 }
 
 var (
 	_ dispatch.Starter  = (*starter)(nil)
 	_ dispatch.Liveness = (*starter)(nil)
+)
+
+// Error types of the init errors the starter reports itself.
+const (
+	errTypeEnvTooLarge    = "Tern.EnvironmentTooLarge"
+	errTypeSecretsDecrypt = "Tern.SecretDecryptionFailed"
 )
 
 // Live reports whether v still exists in the registry.
@@ -29,6 +48,10 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 		return nil, err
 	}
 	m := &v.Manifest
+	env, err := s.environment(ctx, v)
+	if err != nil {
+		return nil, err
+	}
 	inst, err := s.launcher.Start(ctx, runtime.Spec{
 		Function:    v.Function,
 		Version:     v.Number,
@@ -40,10 +63,62 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 		Style:       m.Style,
 		Command:     m.Command,
 		Timeout:     m.Timeout.D(),
-		Env:         m.Environment,
+		Env:         env,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return inst, nil
+}
+
+// environment is the version's manifest environment with the function's
+// secrets over it: a secret named like a manifest variable wins, so a
+// value can be moved out of tern.yaml into a secret without a redeploy.
+// Together they must fit Lambda's 4 KB budget (names plus values), else
+// the start fails as an init error. The manifest's map is shared and is
+// never written to.
+func (s *starter) environment(ctx context.Context, v *registry.Version) (map[string]string, error) {
+	base := v.Manifest.Environment
+	if s.secrets == nil {
+		return base, nil
+	}
+	sec, err := s.secrets.Env(ctx, v.Function)
+	if err != nil {
+		if errors.Is(err, secrets.ErrDecrypt) {
+			// The message names the secret, never its value.
+			return nil, initError(errTypeSecretsDecrypt, err.Error())
+		}
+		return nil, fmt.Errorf("secrets of %s: %w", v.Function, err)
+	}
+	if len(sec) == 0 {
+		return base, nil
+	}
+	env := make(map[string]string, len(base)+len(sec))
+	for k, val := range base {
+		env[k] = val
+	}
+	for k, val := range sec {
+		env[k] = val
+	}
+	size := 0
+	for k, val := range env {
+		size += len(k) + len(val)
+	}
+	if size > manifest.MaxEnvSize {
+		return nil, initError(errTypeEnvTooLarge, fmt.Sprintf(
+			"the environment of %s takes %d bytes (the manifest's variables and %d secrets, names plus values), more than the %d allowed: remove secrets (tern secret rm) or variables",
+			v.Function, size, len(sec), manifest.MaxEnvSize))
+	}
+	return env, nil
+}
+
+// initError is an init error Tern reports for the function, shaped as
+// Lambda's error JSON.
+func initError(errType, msg string) *runtime.InitError {
+	body, _ := json.Marshal(struct {
+		ErrorType    string   `json:"errorType"`
+		ErrorMessage string   `json:"errorMessage"`
+		StackTrace   []string `json:"stackTrace"`
+	}{errType, msg, []string{}})
+	return &runtime.InitError{FunctionError: runtime.FunctionError{Type: errType, Body: body}}
 }

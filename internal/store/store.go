@@ -61,6 +61,8 @@ const (
 	UsageSubjectPrefix = "tern.usage."
 	// UsageBucket keeps usage aggregates of closed hours.
 	UsageBucket = "tern_usage"
+	// SecretsBucket holds functions' secrets, encrypted (package secrets).
+	SecretsBucket = "tern_secrets"
 )
 
 // Config says which NATS to use and how to set up Tern's streams.
@@ -99,6 +101,7 @@ type Store struct {
 	Schedules jetstream.KeyValue
 	Dedupe    jetstream.KeyValue
 	Usage     jetstream.KeyValue
+	Secrets   jetstream.KeyValue
 
 	log       *slog.Logger
 	ns        *server.Server // nil when external
@@ -336,6 +339,17 @@ func (s *Store) setupUsage(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("store: bucket %s: %w", UsageBucket, err)
 	}
 	s.Usage = kv
+	kv, err = s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      SecretsBucket,
+		Description: "Tern function secrets, encrypted",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", SecretsBucket, err)
+	}
+	s.Secrets = kv
 	return nil
 }
 
