@@ -87,6 +87,10 @@ type Deps struct {
 	JS    jetstream.JetStream
 	// Secrets is nil when the server keeps none.
 	Secrets Secrets
+	// Access checks every route's permission and records every change in
+	// the audit stream; nil checks nothing (tests that call Handler
+	// without authentication in front).
+	Access *Access
 }
 
 // New returns the API.
@@ -100,6 +104,7 @@ type handler func(w http.ResponseWriter, r *http.Request) error
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern string, h handler) {
+		h = a.deps.Access.guard(pattern, h)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if err := h(w, r); err != nil {
 				if status, _ := apierror.Classify(err); status >= 500 {
@@ -124,6 +129,7 @@ func (a *API) Handler() http.Handler {
 	a.eventRoutes(route)
 	a.secretRoutes(route)
 	route("GET /v1/usage", a.usage)
+	a.deps.Access.routes(route)
 	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})

@@ -1,6 +1,3 @@
-// Package auth guards the control API. Today there is one admin token,
-// created on the server's first start in <data dir>/admin.token (mode 0600)
-// and checked in constant time on every /v1/ request.
 package auth
 
 import (
@@ -80,22 +77,56 @@ func Load(path string) (string, error) {
 	return tok, nil
 }
 
-// Require wraps next so that it runs only for requests bearing token.
+// Require wraps next so that it runs only for requests bearing token
+// (Middleware without keys).
 func Require(token string, next http.Handler) http.Handler {
+	return Middleware(token, nil, next)
+}
+
+// Middleware authenticates every request before next: the admin token
+// (role admin, principal AdminTokenID) or a key of keys (nil: the admin
+// token only), sent as "Authorization: Bearer <token>" or
+// "X-Tern-Key: <key>". It answers 401 when there is none or it is not
+// valid (an unknown, revoked or expired key), and otherwise puts the
+// Principal in the request's context for the routes to check (Check,
+// Permit).
+func Middleware(token string, keys *Keys, next http.Handler) http.Handler {
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := bearer(r)
 		if !ok {
+			got = strings.TrimSpace(r.Header.Get("X-Tern-Key"))
+			ok = got != ""
+		}
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tern"`)
-			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>"))
+			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token> (or X-Tern-Key: <key>)"))
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+		var p Principal
+		var err error
+		switch {
+		case subtle.ConstantTimeCompare([]byte(got), want) == 1:
+			p = Principal{ID: AdminTokenID, Role: RoleAdmin}
+		case keys != nil && strings.HasPrefix(got, KeyPrefix):
+			p, err = keys.Authenticate(got)
+		default:
+			err = ErrUnknownKey
+		}
+		switch {
+		case errors.Is(err, ErrUnavailable):
+			apierror.Write(w, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "keys cannot be checked now (the key store is unavailable); the admin token still works"))
+			return
+		case errors.Is(err, ErrExpired):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tern", error="invalid_token", error_description="expired"`)
+			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "key expired"))
+			return
+		case err != nil:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tern", error="invalid_token"`)
 			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "invalid token"))
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
 }
 

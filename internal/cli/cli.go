@@ -92,6 +92,8 @@ func (e *env) root() *cobra.Command {
 		e.dlqCmd(),
 		e.secretCmd(),
 		e.usageCmd(),
+		e.keysCmd(),
+		e.auditCmd(),
 		e.doctorCmd(),
 	)
 	return root

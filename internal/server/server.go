@@ -20,6 +20,7 @@ import (
 
 	"github.com/ternhq/tern/internal/api"
 	"github.com/ternhq/tern/internal/apierror"
+	"github.com/ternhq/tern/internal/audit"
 	"github.com/ternhq/tern/internal/auth"
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/events"
@@ -168,7 +169,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 				s.metrics.Forget(c.Name)
 			}
 		},
-		CheckManifest: func(ctx context.Context, m *manifest.Manifest) error { return s.events.CheckManifest(ctx, m) },
+		CheckManifest: func(ctx context.Context, m *manifest.Manifest) error {
+			// A key limited to functions deploys only those.
+			if err := auth.CheckDeploy(ctx, m.Name); err != nil {
+				return err
+			}
+			return s.events.CheckManifest(ctx, m)
+		},
 	}, s.store.Functions, s.store.Code, log)
 	s.disp = dispatch.New(cfg.Dispatch, &starter{reg: s.registry, launcher: launcher, secrets: s.secrets}, log)
 	s.disp.Start()
@@ -188,6 +195,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	s.token = tok
+	keys := auth.NewKeys(s.store.Keys, log)
+	if err := keys.Start(ctx); err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, keys.Close)
 	if created {
 		log.Info("created the admin token", "path", auth.TokenPath(cfg.DataDir))
 	} else {
@@ -211,10 +223,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
 		Streams:         streams,
 		Prices:          cfg.Prices,
-	}, api.Deps{Registry: s.registry, Dispatcher: s.disp, Events: s.events, Usage: s.usageAgg(), JS: s.store.JS, Secrets: s.secrets}, log)
-	mux.Handle("/v1/", auth.Require(tok, a.Handler()))
-	mux.Handle("/v1/debug/pprof/", auth.Require(tok, debugHandler()))
-	mux.Handle("GET /metrics", auth.Require(tok, s.metrics.Handler()))
+	}, api.Deps{Registry: s.registry, Dispatcher: s.disp, Events: s.events, Usage: s.usageAgg(), JS: s.store.JS, Secrets: s.secrets,
+		Access: &api.Access{Keys: keys, Audit: audit.New(s.store.JS, store.AuditStream, store.AuditSubjectPrefix), Log: log},
+	}, log)
+	mux.Handle("/v1/", auth.Middleware(tok, keys, a.Handler()))
+	mux.Handle("/v1/debug/pprof/", auth.Middleware(tok, keys, auth.Permit(auth.PermAdmin, debugHandler())))
+	mux.Handle("GET /metrics", auth.Middleware(tok, keys, auth.Permit(auth.PermAdmin, s.metrics.Handler())))
 
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {

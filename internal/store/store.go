@@ -63,6 +63,12 @@ const (
 	UsageBucket = "tern_usage"
 	// SecretsBucket holds functions' secrets, encrypted (package secrets).
 	SecretsBucket = "tern_secrets"
+	// KeysBucket holds API key records (hashes only) by key id.
+	KeysBucket = "tern_keys"
+	// AuditStream records every change made through the API, on subjects
+	// AuditSubjectPrefix+"fn."+<function> or +<kind>.<target>.
+	AuditStream        = "TERN_AUDIT"
+	AuditSubjectPrefix = "tern.audit."
 )
 
 // Config says which NATS to use and how to set up Tern's streams.
@@ -90,6 +96,8 @@ type Config struct {
 	// UsageMaxAge bounds how long usage records are kept (aggregates of
 	// closed hours are kept apart, without a limit).
 	UsageMaxAge time.Duration
+	// AuditMaxAge bounds how long audit entries are kept (default 90 days).
+	AuditMaxAge time.Duration
 }
 
 // Store is an open connection to NATS with Tern's buckets and streams set up.
@@ -102,6 +110,7 @@ type Store struct {
 	Dedupe    jetstream.KeyValue
 	Usage     jetstream.KeyValue
 	Secrets   jetstream.KeyValue
+	Keys      jetstream.KeyValue
 
 	log       *slog.Logger
 	ns        *server.Server // nil when external
@@ -350,6 +359,38 @@ func (s *Store) setupUsage(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("store: bucket %s: %w", SecretsBucket, err)
 	}
 	s.Secrets = kv
+	return s.setupAccess(ctx, cfg)
+}
+
+// setupAccess creates the keys bucket and the audit stream.
+func (s *Store) setupAccess(ctx context.Context, cfg Config) error {
+	if cfg.AuditMaxAge <= 0 {
+		cfg.AuditMaxAge = 90 * 24 * time.Hour
+	}
+	kv, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      KeysBucket,
+		Description: "Tern API keys (SHA-256 hashes, never the keys)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", KeysBucket, err)
+	}
+	s.Keys = kv
+	_, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        AuditStream,
+		Description: "Tern audit: who changed what and when",
+		Subjects:    []string{AuditSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      cfg.AuditMaxAge,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: stream %s: %w", AuditStream, err)
+	}
 	return nil
 }
 
