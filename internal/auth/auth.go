@@ -91,43 +91,80 @@ func Require(token string, next http.Handler) http.Handler {
 // Principal in the request's context for the routes to check (Check,
 // Permit).
 func Middleware(token string, keys *Keys, next http.Handler) http.Handler {
-	want := []byte(token)
+	a := &Authenticator{Token: token, Keys: keys}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := bearer(r)
-		if !ok {
-			got = strings.TrimSpace(r.Header.Get("X-Tern-Key"))
-			ok = got != ""
-		}
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tern"`)
-			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token> (or X-Tern-Key: <key>)"))
-			return
-		}
-		var p Principal
-		var err error
-		switch {
-		case subtle.ConstantTimeCompare([]byte(got), want) == 1:
-			p = Principal{ID: AdminTokenID, Role: RoleAdmin}
-		case keys != nil && strings.HasPrefix(got, KeyPrefix):
-			p, err = keys.Authenticate(got)
-		default:
-			err = ErrUnknownKey
-		}
-		switch {
-		case errors.Is(err, ErrUnavailable):
-			apierror.Write(w, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "keys cannot be checked now (the key store is unavailable); the admin token still works"))
-			return
-		case errors.Is(err, ErrExpired):
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tern", error="invalid_token", error_description="expired"`)
-			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "key expired"))
-			return
-		case err != nil:
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tern", error="invalid_token"`)
-			apierror.Write(w, apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "invalid token"))
+		p, err := a.Authenticate(r)
+		if err != nil {
+			Challenge(w, err)
+			apierror.Write(w, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
+}
+
+// Authenticator finds who sent a request: the admin token or a key.
+type Authenticator struct {
+	Token string
+	Keys  *Keys // nil: the admin token only
+}
+
+// Authenticate returns the request's principal, or an API error: 401
+// when it carries no credential or one that is not valid (an unknown,
+// revoked or expired key), 503 when keys cannot be checked now.
+func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
+	got, ok := Credential(r)
+	if !ok {
+		return Principal{}, errMissing
+	}
+	var p Principal
+	var err error
+	switch {
+	case subtle.ConstantTimeCompare([]byte(got), []byte(a.Token)) == 1:
+		p = Principal{ID: AdminTokenID, Role: RoleAdmin}
+	case a.Keys != nil && strings.HasPrefix(got, KeyPrefix):
+		p, err = a.Keys.Authenticate(got)
+	default:
+		err = ErrUnknownKey
+	}
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return Principal{}, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "keys cannot be checked now (the key store is unavailable); the admin token still works")
+	case errors.Is(err, ErrExpired):
+		return Principal{}, errExpired
+	case err != nil:
+		return Principal{}, errInvalid
+	}
+	return p, nil
+}
+
+var (
+	errMissing = apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token> (or X-Tern-Key: <key>)")
+	errExpired = apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "key expired")
+	errInvalid = apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "invalid token")
+)
+
+// Challenge sets the WWW-Authenticate header a 401 from Authenticate
+// goes with.
+func Challenge(w http.ResponseWriter, err error) {
+	switch err {
+	case errMissing:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tern"`)
+	case errExpired:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tern", error="invalid_token", error_description="expired"`)
+	case errInvalid:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tern", error="invalid_token"`)
+	}
+}
+
+// Credential is the token or key a request carries: "Authorization:
+// Bearer <token>" or else "X-Tern-Key: <key>".
+func Credential(r *http.Request) (string, bool) {
+	if got, ok := bearer(r); ok {
+		return got, true
+	}
+	got := strings.TrimSpace(r.Header.Get("X-Tern-Key"))
+	return got, got != ""
 }
 
 func bearer(r *http.Request) (string, bool) {

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/ternhq/tern/internal/apierror"
+	"github.com/ternhq/tern/internal/auth"
 	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/manifest"
 	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
@@ -39,12 +41,49 @@ var (
 	_ Invoker   = (*dispatch.Dispatcher)(nil)
 )
 
+// Authenticator finds who sent a request (for private functions).
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Principal, error)
+}
+
+var _ Authenticator = (*auth.Authenticator)(nil)
+
 // Gateway is the HTTP trigger handler.
 type Gateway struct {
 	fns          Functions
 	inv          Invoker
+	authn        Authenticator // nil: private functions refuse everyone
 	maxBodyBytes int64
 	log          *slog.Logger
+}
+
+// WithAuthenticator sets who checks the callers of private functions.
+func (g *Gateway) WithAuthenticator(a Authenticator) *Gateway {
+	g.authn = a
+	return g
+}
+
+// authorize lets a request through to a private function (auth: key)
+// only with a key that may invoke it; the credential is not passed on to
+// the function.
+func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, v *registry.Version) error {
+	if v.Manifest.Auth != manifest.AuthKey {
+		return nil
+	}
+	if g.authn == nil {
+		return apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "this function needs a key")
+	}
+	p, err := g.authn.Authenticate(r)
+	if err != nil {
+		auth.Challenge(w, err)
+		return err
+	}
+	if !p.Allows(auth.PermInvoke, v.Function) {
+		return auth.Forbidden(p, auth.PermInvoke, v.Function)
+	}
+	r.Header.Del("Authorization")
+	r.Header.Del("X-Tern-Key")
+	return nil
 }
 
 // New returns a Gateway; maxBodyBytes caps request bodies (Lambda: 6 MB).
@@ -73,6 +112,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) error {
 	v, err := g.fns.Resolve(r.PathValue("name"))
 	if err != nil {
+		return err
+	}
+	if err := g.authorize(w, r, v); err != nil {
 		return err
 	}
 	if v.Manifest.Runtime == "http" {

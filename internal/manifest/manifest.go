@@ -15,6 +15,12 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// Values of the auth field.
+const (
+	AuthNone = "none"
+	AuthKey  = "key"
+)
+
 // FileName is the name of the manifest file at the root of a function folder.
 const FileName = "tern.yaml"
 
@@ -67,6 +73,9 @@ type Manifest struct {
 	Triggers []Trigger `yaml:"triggers,omitempty" json:"triggers,omitempty"`
 	// Async governs asynchronous invocations of the function.
 	Async Async `yaml:"async,omitempty" json:"async"`
+	// Auth is who may call the function's HTTP trigger: "none" (anyone,
+	// the default) or "key" (a key with the invoke permission for it).
+	Auth string `yaml:"auth,omitempty" json:"auth,omitempty"`
 }
 
 // Scale controls how many instances of a function may run.
@@ -190,6 +199,7 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 		"memory":      intField(&m.Memory),
 		"concurrency": intField(&m.Concurrency),
 		"style":       stringField(&m.Style),
+		"auth":        stringField(&m.Auth),
 		"command":     stringField(&m.Command),
 		"timeout":     durationField(&m.Timeout),
 		"environment": func(v *yaml.Node, field string) error { return decodeEnv(v, field, &m.Environment) },
@@ -433,6 +443,11 @@ func (m *Manifest) Validate() error {
 		add("command", "is only for runtime http")
 	case strings.ContainsRune(m.Command, 0):
 		add("command", "must not contain NUL")
+	}
+	switch m.Auth {
+	case "", AuthNone, AuthKey:
+	default:
+		add("auth", "unknown value %q (want none or key)", m.Auth)
 	}
 	switch m.Style {
 	case "", "lambda":

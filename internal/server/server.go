@@ -212,7 +212,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 			Status string `json:"status"`
 		}{"ok"})
 	})
-	gateway.New(s.registry, s.disp, cfg.MaxPayloadBytes, log).Register(mux)
+	gateway.New(s.registry, s.disp, cfg.MaxPayloadBytes, log).
+		WithAuthenticator(&auth.Authenticator{Token: tok, Keys: keys}).Register(mux)
 	// Streams (log follows) end when shutdown starts instead of holding it
 	// up for the whole shutdown timeout.
 	streams, endStreams := context.WithCancel(context.Background())

@@ -1,0 +1,58 @@
+package server_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/ternhq/tern/internal/api"
+	"github.com/ternhq/tern/internal/testserver"
+)
+
+// TestPrivateFunction: auth: key makes an HTTP trigger take only keys
+// that may invoke the function, and the key does not reach the function.
+func TestPrivateFunction(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	ctx := context.Background()
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: private\nruntime: nodejs\nhandler: index.handler\nauth: key\n",
+		"index.js":  `exports.handler = async (e) => ({statusCode: 200, body: JSON.stringify(e.headers)});`,
+	})
+	s.Deploy(fn("public", "index.handler", map[string]string{"index.js": `exports.handler = async () => "ok";`}))
+	key := func(role string, fns ...string) string {
+		k, err := s.Client.CreateKey(ctx, api.KeyRequest{Role: role, Functions: fns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Secret
+	}
+	mine, other, viewer := key("invoker", "private"), key("invoker", "public"), key("viewer")
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		status int
+	}{
+		{"no key", nil, 401},
+		{"a wrong key", map[string]string{"Authorization": "Bearer tern_k_000000000000_nope"}, 401},
+		{"another function's key", map[string]string{"X-Tern-Key": other}, 403},
+		{"a viewer", map[string]string{"X-Tern-Key": viewer}, 403},
+		{"its invoker key", map[string]string{"X-Tern-Key": mine}, 200},
+		{"its invoker key as bearer", map[string]string{"Authorization": "Bearer " + mine}, 200},
+		{"the admin token", map[string]string{"Authorization": "Bearer " + s.Token()}, 200},
+	} {
+		status, _, body := s.Do("GET", "/fn/private/x", nil, tc.header)
+		if status != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, status, body, tc.status)
+		}
+		if status == 200 && (strings.Contains(string(body), mine) || strings.Contains(strings.ToLower(string(body)), "authorization")) {
+			t.Errorf("%s: the credential reached the function: %s", tc.name, body)
+		}
+	}
+	if status, _, _ := s.Do("GET", "/fn/public", nil, nil); status != 200 {
+		t.Errorf("a public function answered %d", status)
+	}
+	// A wrong value is refused at deploy.
+	if err := deployErr(t, s, map[string]string{"tern.yaml": "name: x\nruntime: nodejs\nhandler: index.handler\nauth: iam\n", "index.js": "exports.handler=1"}); !isStatus(err, 400) {
+		t.Errorf("auth: iam: %v", err)
+	}
+}
