@@ -19,6 +19,7 @@ import (
 	"github.com/ternhq/tern/internal/gateway"
 	"github.com/ternhq/tern/internal/logs"
 	"github.com/ternhq/tern/internal/metering"
+	"github.com/ternhq/tern/internal/ratelimit"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 )
@@ -85,6 +86,8 @@ type Deps struct {
 	// Usage is nil when metering is off.
 	Usage Usage
 	JS    jetstream.JetStream
+	// Limits holds functions to their rate limit (nil: none).
+	Limits *ratelimit.Limits
 	// Secrets is nil when the server keeps none.
 	Secrets Secrets
 	// Access checks every route's permission and records every change in
@@ -262,6 +265,9 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	async, err := isAsync(r)
 	if err != nil {
+		return err
+	}
+	if err := gateway.LimitFunction(w, a.deps.Limits, v); err != nil {
 		return err
 	}
 	limit := a.cfg.MaxPayloadBytes

@@ -11,8 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ternhq/tern/internal/apierror"
+	"github.com/ternhq/tern/internal/ratelimit"
 )
 
 // TokenFile is the admin token's file name inside the data dir.
@@ -91,9 +94,17 @@ func Require(token string, next http.Handler) http.Handler {
 // Principal in the request's context for the routes to check (Check,
 // Permit).
 func Middleware(token string, keys *Keys, next http.Handler) http.Handler {
-	a := &Authenticator{Token: token, Keys: keys}
+	return (&Authenticator{Token: token, Keys: keys}).Guard(next)
+}
+
+// Guard is Middleware with a itself: it also holds each key to its rate
+// limit (429 with Retry-After).
+func (a *Authenticator) Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := a.Authenticate(r)
+		if err == nil {
+			err = a.Limit(w, p)
+		}
 		if err != nil {
 			Challenge(w, err)
 			apierror.Write(w, err)
@@ -107,6 +118,24 @@ func Middleware(token string, keys *Keys, next http.Handler) http.Handler {
 type Authenticator struct {
 	Token string
 	Keys  *Keys // nil: the admin token only
+	// KeyRPS and KeyBurst limit each key's requests (0: no limit); the
+	// admin token is not limited.
+	KeyRPS, KeyBurst int
+
+	limitsOnce sync.Once
+	limits     *ratelimit.Limits
+}
+
+// Limit takes one of p's requests from its key's rate limit.
+func (a *Authenticator) Limit(w http.ResponseWriter, p Principal) error {
+	if a.KeyRPS <= 0 || p.ID == AdminTokenID {
+		return nil
+	}
+	a.limitsOnce.Do(func() { a.limits = ratelimit.New() })
+	if ok, wait := a.limits.Allow(p.ID, a.KeyRPS, a.KeyBurst, time.Now()); !ok {
+		return ratelimit.Refuse(w, "key "+p.ID, wait)
+	}
+	return nil
 }
 
 // Authenticate returns the request's principal, or an API error: 401

@@ -62,6 +62,8 @@ func (e *env) serveCmd() *cobra.Command {
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "longest a client may take to send a whole request, body included (0: no limit)")
+	f.IntVar(&cfg.KeyRateLimit, "key-rate-limit", 0, "requests per second each API key may make (0: no limit; the admin token is not limited)")
+	f.IntVar(&cfg.KeyRateBurst, "key-rate-burst", 0, "requests an API key may make at once above its rate (default: the rate)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

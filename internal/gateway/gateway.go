@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/manifest"
 	"github.com/ternhq/tern/internal/metering"
+	"github.com/ternhq/tern/internal/ratelimit"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 )
@@ -41,9 +43,11 @@ var (
 	_ Invoker   = (*dispatch.Dispatcher)(nil)
 )
 
-// Authenticator finds who sent a request (for private functions).
+// Authenticator finds who sent a request (for private functions) and
+// holds keys to their rate limit.
 type Authenticator interface {
 	Authenticate(r *http.Request) (auth.Principal, error)
+	Limit(w http.ResponseWriter, p auth.Principal) error
 }
 
 var _ Authenticator = (*auth.Authenticator)(nil)
@@ -53,8 +57,15 @@ type Gateway struct {
 	fns          Functions
 	inv          Invoker
 	authn        Authenticator // nil: private functions refuse everyone
+	limits       *ratelimit.Limits
 	maxBodyBytes int64
 	log          *slog.Logger
+}
+
+// WithLimits holds functions to their rateLimit with limits.
+func (g *Gateway) WithLimits(l *ratelimit.Limits) *Gateway {
+	g.limits = l
+	return g
 }
 
 // WithAuthenticator sets who checks the callers of private functions.
@@ -80,6 +91,9 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, v *registry.
 	}
 	if !p.Allows(auth.PermInvoke, v.Function) {
 		return auth.Forbidden(p, auth.PermInvoke, v.Function)
+	}
+	if err := g.authn.Limit(w, p); err != nil {
+		return err
 	}
 	r.Header.Del("Authorization")
 	r.Header.Del("X-Tern-Key")
@@ -115,6 +129,9 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 		return err
 	}
 	if err := g.authorize(w, r, v); err != nil {
+		return err
+	}
+	if err := LimitFunction(w, g.limits, v); err != nil {
 		return err
 	}
 	if v.Manifest.Runtime == "http" {
@@ -153,6 +170,19 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 		}
 		// The response was under way: nothing more to say to the client.
 		g.log.Debug("gateway: writing response", "request_id", rid, "err", err)
+	}
+	return nil
+}
+
+// LimitFunction takes one invocation from v's function's rate limit
+// (rateLimit in tern.yaml; none: always allowed).
+func LimitFunction(w http.ResponseWriter, l *ratelimit.Limits, v *registry.Version) error {
+	rl := v.Manifest.RateLimit
+	if l == nil || rl.RPS == 0 {
+		return nil
+	}
+	if ok, wait := l.Allow("fn:"+v.Function, rl.RPS, cmp.Or(rl.Burst, rl.RPS), time.Now()); !ok {
+		return ratelimit.Refuse(w, "function "+v.Function, wait)
 	}
 	return nil
 }

@@ -76,7 +76,20 @@ type Manifest struct {
 	// Auth is who may call the function's HTTP trigger: "none" (anyone,
 	// the default) or "key" (a key with the invoke permission for it).
 	Auth string `yaml:"auth,omitempty" json:"auth,omitempty"`
+	// RateLimit bounds the function's HTTP and API invocations per
+	// second on each server (zero: no limit).
+	RateLimit RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitzero"`
 }
+
+// RateLimit is a token bucket: RPS requests a second, Burst at once
+// (default RPS).
+type RateLimit struct {
+	RPS   int `yaml:"rps,omitempty" json:"rps,omitempty"`
+	Burst int `yaml:"burst,omitempty" json:"burst,omitempty"`
+}
+
+// MaxRateLimit bounds rateLimit.rps and rateLimit.burst.
+const MaxRateLimit = 1_000_000
 
 // Scale controls how many instances of a function may run.
 type Scale struct {
@@ -215,6 +228,18 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 				"max":      intField(&m.Scale.Max),
 				"idle":     durationField(&m.Scale.Idle),
 				"reserved": intField(&m.Scale.Reserved),
+			})...)
+		},
+		"rateLimit": func(v *yaml.Node, field string) error {
+			if isNull(v) {
+				return nil
+			}
+			if v.Kind != yaml.MappingNode {
+				return typeError(field, "a mapping with rps and burst", v)
+			}
+			return errors.Join(decodeMapping(v, field+".", map[string]func(*yaml.Node, string) error{
+				"rps":   intField(&m.RateLimit.RPS),
+				"burst": intField(&m.RateLimit.Burst),
 			})...)
 		},
 		"triggers": func(v *yaml.Node, field string) error { return decodeTriggers(v, field, &m.Triggers) },
@@ -443,6 +468,11 @@ func (m *Manifest) Validate() error {
 		add("command", "is only for runtime http")
 	case strings.ContainsRune(m.Command, 0):
 		add("command", "must not contain NUL")
+	}
+	if rl := m.RateLimit; rl.RPS < 0 || rl.RPS > MaxRateLimit {
+		add("rateLimit.rps", "must be between 0 (no limit) and %d requests a second (got %d)", MaxRateLimit, rl.RPS)
+	} else if rl.Burst < 0 || rl.Burst > MaxRateLimit || (rl.Burst > 0 && rl.RPS == 0) {
+		add("rateLimit.burst", "must be between 0 (the rate) and %d, and needs rps (got %d)", MaxRateLimit, rl.Burst)
 	}
 	switch m.Auth {
 	case "", AuthNone, AuthKey:

@@ -69,6 +69,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	// ReadTimeout bounds reading a whole request, body included.
 	ReadTimeout time.Duration
+	// KeyRateLimit and KeyRateBurst limit each API key's requests per
+	// second (0: no limit; the admin token is never limited).
+	KeyRateLimit, KeyRateBurst int
 }
 
 // DefaultDataDir is the user's data directory for Tern (XDG).
@@ -178,6 +181,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert, tls-key: give both, or neither"))
+	}
+	if c.KeyRateLimit < 0 || c.KeyRateBurst < 0 {
+		errs = append(errs, errors.New("key-rate-limit, key-rate-burst: must not be negative (0: no limit)"))
 	}
 	if c.ReadTimeout < 0 {
 		errs = append(errs, errors.New("read-timeout: must not be negative (0: none)"))

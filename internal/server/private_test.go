@@ -56,3 +56,46 @@ func TestPrivateFunction(t *testing.T) {
 		t.Errorf("auth: iam: %v", err)
 	}
 }
+
+// TestRateLimits: a function's rateLimit and each key's limit answer 429
+// with Retry-After beyond them; the admin token is not limited per key.
+func TestRateLimits(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.KeyRateLimit, cfg.KeyRateBurst = 1, 2
+	s := testserver.Start(t, cfg)
+	ctx := context.Background()
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: limited\nruntime: nodejs\nhandler: index.handler\nrateLimit: {rps: 1, burst: 3}\n",
+		"index.js":  `exports.handler = async () => "ok";`,
+	})
+	s.Deploy(fn("free", "index.handler", map[string]string{"index.js": `exports.handler = async () => "ok";`}))
+	codes := func(path string, n int, header map[string]string) (ok, limited int, retry string) {
+		for range n {
+			status, h, _ := s.Do("GET", path, nil, header)
+			switch status {
+			case 200:
+				ok++
+			case 429:
+				limited++
+				retry = h.Get("Retry-After")
+			}
+		}
+		return
+	}
+	if ok, limited, retry := codes("/fn/limited", 5, nil); ok != 3 || limited != 2 || retry != "1" {
+		t.Errorf("function limit: %d ok, %d limited, Retry-After %q; want 3, 2, 1", ok, limited, retry)
+	}
+	if ok, limited, _ := codes("/fn/free", 5, nil); ok != 5 || limited != 0 {
+		t.Errorf("an unlimited function: %d ok, %d limited", ok, limited)
+	}
+	k, err := s.Client.CreateKey(ctx, api.KeyRequest{Role: "viewer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, limited, retry := codes("/v1/functions", 4, map[string]string{"X-Tern-Key": k.Secret}); ok != 2 || limited != 2 || retry == "" {
+		t.Errorf("key limit: %d ok, %d limited, Retry-After %q; want 2, 2", ok, limited, retry)
+	}
+	if ok, _, _ := codes("/v1/functions", 4, map[string]string{"Authorization": "Bearer " + s.Token()}); ok != 4 {
+		t.Errorf("the admin token was limited: %d of 4 ok", ok)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/ternhq/tern/internal/manifest"
 	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/metrics"
+	"github.com/ternhq/tern/internal/ratelimit"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 	"github.com/ternhq/tern/internal/secrets"
@@ -212,8 +213,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 			Status string `json:"status"`
 		}{"ok"})
 	})
-	gateway.New(s.registry, s.disp, cfg.MaxPayloadBytes, log).
-		WithAuthenticator(&auth.Authenticator{Token: tok, Keys: keys}).Register(mux)
+	authn := &auth.Authenticator{Token: tok, Keys: keys, KeyRPS: cfg.KeyRateLimit, KeyBurst: cfg.KeyRateBurst}
+	limits := ratelimit.New()
+	gateway.New(s.registry, s.disp, cfg.MaxPayloadBytes, log).WithAuthenticator(authn).WithLimits(limits).Register(mux)
 	// Streams (log follows) end when shutdown starts instead of holding it
 	// up for the whole shutdown timeout.
 	streams, endStreams := context.WithCancel(context.Background())
@@ -225,11 +227,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		Streams:         streams,
 		Prices:          cfg.Prices,
 	}, api.Deps{Registry: s.registry, Dispatcher: s.disp, Events: s.events, Usage: s.usageAgg(), JS: s.store.JS, Secrets: s.secrets,
+		Limits: limits,
 		Access: &api.Access{Keys: keys, Audit: audit.New(s.store.JS, store.AuditStream, store.AuditSubjectPrefix), Log: log},
 	}, log)
-	mux.Handle("/v1/", auth.Middleware(tok, keys, a.Handler()))
-	mux.Handle("/v1/debug/pprof/", auth.Middleware(tok, keys, auth.Permit(auth.PermAdmin, debugHandler())))
-	mux.Handle("GET /metrics", auth.Middleware(tok, keys, auth.Permit(auth.PermAdmin, s.metrics.Handler())))
+	mux.Handle("/v1/", authn.Guard(a.Handler()))
+	mux.Handle("/v1/debug/pprof/", authn.Guard(auth.Permit(auth.PermAdmin, debugHandler())))
+	mux.Handle("GET /metrics", authn.Guard(auth.Permit(auth.PermAdmin, s.metrics.Handler())))
 
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
