@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ternhq/tern/internal/runtime/python"
+	"github.com/ternhq/tern/internal/sandbox"
 )
 
 // check is one line of `tern doctor`.
@@ -78,9 +79,26 @@ func doctorChecks() []check {
 	}
 	// Isolation: what the sandbox applies today, and what it does not yet.
 	out = append(out,
-		check{"isolation: process group", "ok", "an instance and its children are killed together", false},
-		check{"isolation: environment", "ok", "instances get only the function's variables and the Lambda ones", false},
-		check{"isolation: separate uid, namespaces, cgroups, Landlock, seccomp", "off", "not built yet: instances run as this user and can read the data dir", false},
+		check{"isolation: process group", "on", "an instance and its children are killed together", false},
+		check{"isolation: environment", "on", "instances get only the function's variables and the Lambda ones", false},
 	)
+	out = append(out, isolationChecks(sandbox.Controls())...)
+	out = append(out,
+		check{"isolation: separate uid, namespaces, Landlock, seccomp", "off", "not built yet: instances run as this user and can read the data dir", false},
+	)
+	return out
+}
+
+// isolationChecks are the lines of the sandbox's controls: on with how, or
+// off with why. None of them is required: instances run without them.
+func isolationChecks(cs []sandbox.Control) []check {
+	out := make([]check, 0, len(cs))
+	for _, c := range cs {
+		status := "off"
+		if c.On {
+			status = "on"
+		}
+		out = append(out, check{"isolation: " + c.Name, status, c.Why, false})
+	}
 	return out
 }

@@ -22,8 +22,17 @@
 // that function until it stops and never returns to the pool. A refill
 // goroutine owned by the Launcher starts replacements.
 //
+// An instance is confined to its function's cgroup (sandbox.Confine:
+// memory, pids, CPU weight) when it is given its function: a pooled one
+// just before SPECIALIZE, before it loads any of the function's code; a
+// provided or http one right after its start. Where that fails it runs
+// without (logged once). A process the kernel killed for exceeding the
+// memory answers its invocation with the function error
+// Runtime.OutOfMemory (Result.Fatal: the instance is replaced).
+//
 // Invoke hands over the event and waits for the answer, the process's exit,
-// or the deadline. On the deadline the process tree is killed. The caller
+// or the deadline. On the deadline the process tree (and its cgroup) is
+// killed. The caller
 // (package dispatch) decides what happens to an instance after a failure; an
 // instance that timed out or crashed is never reused.
 //

@@ -310,6 +310,9 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 		err = tooBig // the client's body was too large: the app is fine
 	case i.exitedSoon():
 		err = fmt.Errorf("%w: the app exited", ErrCrashed)
+		if i.proc.OOMKilled() {
+			err = fmt.Errorf("%w: the app exceeded its memory limit of %d MB (%s)", ErrCrashed, i.spec.MemoryMB, ErrTypeOutOfMemory)
+		}
 	case i.isStopped():
 		err = ErrStopped
 	default:

@@ -162,6 +162,9 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_
 		}
 		return nil, err
 	}
+	if !framed {
+		i.confine() // the function's own program: its cgroup right away
+	}
 	i.stdout = &outputPipe{f: outR, stream: logs.StreamStdout}
 	i.stderr = &outputPipe{f: errR, stream: logs.StreamStderr}
 	i.readers.Add(2)
@@ -259,6 +262,7 @@ func (i *Instance) waitBooted(ctx context.Context) error {
 func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	begin := time.Now()
 	i.setSpec(spec)
+	i.confine() // before it loads a line of the function's code
 	envs := i.environ()
 	hdr := make([]byte, 0, 512)
 	hdr = append(hdr, `{"handler":`...)
@@ -292,6 +296,32 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	return i.waitReady(ctx, begin)
 }
 
+// confine puts the instance's process into its cgroup, with the limits
+// of its function. Where that fails the instance runs without one; the
+// first failure is logged.
+func (i *Instance) confine() {
+	err := i.proc.Confine(i.id, sandbox.Limits{MemoryMB: i.spec.MemoryMB})
+	if err == nil {
+		return
+	}
+	if i.l.confineWarned.CompareAndSwap(false, true) {
+		i.l.cfg.Log.Warn("runtime: instances run without their cgroup (memory, pids and CPU limits)", "instance", i.id, "err", err)
+	} else {
+		i.l.cfg.Log.Debug("runtime: instance runs without its cgroup", "instance", i.id, "err", err)
+	}
+}
+
+// outOfMemory is the error of an invocation whose instance the kernel
+// killed for exceeding the function's memory, or nil if it did not.
+// Valid once the process exited.
+func (i *Instance) outOfMemory() *FunctionError {
+	if !i.proc.OOMKilled() {
+		return nil
+	}
+	msg := fmt.Sprintf("function exceeded its memory limit of %d MB", i.spec.MemoryMB)
+	return &FunctionError{Type: ErrTypeOutOfMemory, Body: errorBody(ErrTypeOutOfMemory, msg)}
+}
+
 // waitReady waits for the runtime to report its handler loaded (HTTP mode:
 // its first /next; framed: READY) or failed.
 func (i *Instance) waitReady(ctx context.Context, begin time.Time) error {
@@ -307,6 +337,9 @@ func (i *Instance) waitReady(ctx context.Context, begin time.Time) error {
 		case fe := <-i.initErr: // posted just before exiting
 			return &InitError{FunctionError: *fe, Duration: time.Since(begin)}
 		default:
+		}
+		if fe := i.outOfMemory(); fe != nil {
+			return &InitError{FunctionError: *fe, Duration: time.Since(begin)}
 		}
 		msg := "runtime exited before it was ready"
 		if e := i.proc.ExitError(); e != nil {
@@ -508,6 +541,10 @@ func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
 		case r := <-c.result: // answered, then exited
 			return r, nil
 		default:
+		}
+		if fe := i.outOfMemory(); fe != nil {
+			// A function error, as on Lambda; the instance is gone.
+			return &Result{Error: fe, Fatal: true}, nil
 		}
 		return nil, i.unanswered()
 	case <-i.stopped:

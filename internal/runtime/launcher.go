@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/runtime/nodejs"
+	"github.com/ternhq/tern/internal/sandbox"
 )
 
 // Config for a Launcher.
@@ -57,6 +59,8 @@ type Launcher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
+
+	confineWarned atomic.Bool // a failed Confine was logged
 }
 
 // NewLauncher installs the embedded bootstraps and resolves interpreters.
@@ -83,6 +87,7 @@ func NewLauncher(cfg Config) (*Launcher, error) {
 			node, _ = filepath.Abs(p)
 		}
 	}
+	cfg.Log.Info(sandbox.Summary(sandbox.Controls()))
 	l.add("nodejs", node, []string{boot}, "node is not installed on this host (or pass --node)")
 	if err := l.addPython(); err != nil {
 		cancel()

@@ -30,6 +30,11 @@ var (
 	ErrUnavailable = errors.New("runtime unavailable")
 )
 
+// ErrTypeOutOfMemory is the error type of an invocation whose instance was
+// killed for exceeding the function's memory (answered as a function
+// error; the instance is replaced).
+const ErrTypeOutOfMemory = "Runtime.OutOfMemory"
+
 // Spec is what an instance needs to know about the function version it
 // serves.
 type Spec struct {

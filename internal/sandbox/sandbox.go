@@ -5,8 +5,18 @@
 // process group if tern's thread that started it dies, and no stdin.
 //
 // Descendants that leave the process group are found through /proc and
-// killed too. Namespaces, cgroups, an unprivileged uid, Landlock and seccomp are to be
-// added here, behind the same Start call, so the runtimes need not change.
+// killed too.
+//
+// Confine puts a started process into a cgroup of its own (memory, pids,
+// CPU weight; see Controls for what this host allows): pooled processes
+// when they are given their function, others right after Start. The
+// cgroup's processes are killed with the instance and the cgroup removed
+// once it exited; OOMKilled then says whether the kernel killed it for its
+// memory. Where cgroups cannot be used (no root, no delegation), Confine
+// does nothing and the process runs without them.
+//
+// Namespaces, an unprivileged uid, Landlock and seccomp are to be added
+// here, behind the same calls, so the runtimes need not change.
 package sandbox
 
 import (
@@ -38,6 +48,14 @@ type Process struct {
 	done     chan struct{}
 	waitErr  error
 	killOnce sync.Once
+	killed   atomic.Bool // Kill was called
+
+	// mu guards cg and exited: Confine must not add a cgroup once the
+	// exit was seen, or nobody would remove it.
+	mu     sync.Mutex
+	cg     *cgroup
+	exited bool
+	oom    bool // set before done is closed
 
 	// The high-water mark only grows, so a reading younger than
 	// rssRefresh is reused: under load this saves a /proc read per
@@ -77,13 +95,79 @@ func Start(spec Spec) (*Process, error) {
 	p := &Process{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
+		p.mu.Lock()
+		p.exited = true
+		cg := p.cg
+		p.mu.Unlock()
+		if cg != nil {
+			// Read once, when the process is gone: no cgroup reads while
+			// it runs.
+			p.oom = cg.oomKilled(p.signaledKill())
+		}
 		close(p.done)
 		p.statOnce.Do(func() {}) // no opening after this
 		if p.stat != nil {
 			p.stat.Close()
 		}
+		if cg != nil {
+			// What the instance left behind goes with it.
+			cg.killAll()
+			cg.remove()
+		}
 	}()
 	return p, nil
+}
+
+// signaledKill: the process was killed by a SIGKILL Tern did not send.
+func (p *Process) signaledKill() bool {
+	if p.killed.Load() || p.cmd.ProcessState == nil {
+		return false
+	}
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// Confine moves the process into a new cgroup, name, with lim's limits,
+// in every cgroup hierarchy this host allows (none: it does nothing). On
+// error the process runs on without a cgroup. A process is confined once;
+// its children started before the move stay outside (the process group
+// still holds them).
+func (p *Process) Confine(name string, lim Limits) error {
+	s := host()
+	if len(s.hs) == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return errors.New("sandbox: cgroup: the process exited")
+	}
+	if p.cg != nil {
+		return errors.New("sandbox: cgroup: the process is confined already")
+	}
+	cg, err := newCgroup(s, name, lim)
+	if err != nil {
+		return err
+	}
+	if err := cg.add(p.cmd.Process.Pid); err != nil {
+		cg.killAll() // in case it got into one hierarchy
+		cg.remove()
+		return err
+	}
+	p.cg = cg
+	return nil
+}
+
+// OOMKilled reports whether the kernel killed the process, or another
+// process of its cgroup, for exceeding its memory limit. Valid once Done
+// is closed; false before.
+func (p *Process) OOMKilled() bool {
+	select {
+	case <-p.done:
+		return p.oom
+	default:
+		return false
+	}
 }
 
 // Pid is the process id (also its process group id).
@@ -139,12 +223,14 @@ func (p *Process) MaxRSS() int64 {
 	return p.rssMax.Load()
 }
 
-// Kill sends SIGKILL to the process, its process group, and every
-// descendant that left the group (setsid) while its parent chain still
-// leads here. It does not wait. Without a cgroup, a descendant whose parent
-// already exited cannot be found.
+// Kill sends SIGKILL to the process, its process group, every descendant
+// that left the group (setsid) while its parent chain still leads here, and
+// every process in its cgroup. It does not wait for the process itself.
+// Without a cgroup, a descendant whose parent already exited cannot be
+// found.
 func (p *Process) Kill() {
 	p.killOnce.Do(func() {
+		p.killed.Store(true)
 		pid := p.cmd.Process.Pid
 		// Stop the group first so nobody forks while the tree is walked.
 		_ = syscall.Kill(-pid, syscall.SIGSTOP)
@@ -153,5 +239,11 @@ func (p *Process) Kill() {
 		}
 		// Negative pid: the process group, so children go too.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		p.mu.Lock()
+		cg := p.cg
+		p.mu.Unlock()
+		if cg != nil {
+			cg.killAll()
+		}
 	})
 }
