@@ -270,7 +270,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		<-s.served
 		return nil
 	})
-	log.Warn("instances are not isolated yet: they run as this user, can read the data dir (the admin token included) and reach the network; run only code you trust")
+	log.Warn("instances are only partly isolated (a cgroup each): they run as this user, can read the data dir (the admin token included) and reach the network; run only code you trust")
 	log.Info("tern is serving", "addr", s.Addr(), "data_dir", cfg.DataDir)
 	return s, nil
 }
