@@ -15,6 +15,12 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// Values of the network field.
+const (
+	NetworkDefault = "default"
+	NetworkNone    = "none"
+)
+
 // Values of the auth field.
 const (
 	AuthNone = "none"
@@ -76,6 +82,10 @@ type Manifest struct {
 	// Auth is who may call the function's HTTP trigger: "none" (anyone,
 	// the default) or "key" (a key with the invoke permission for it).
 	Auth string `yaml:"auth,omitempty" json:"auth,omitempty"`
+	// Network is "none" for a function that must reach no network (its
+	// instances get a network namespace of their own); default: the
+	// host's network.
+	Network string `yaml:"network,omitempty" json:"network,omitempty"`
 	// RateLimit bounds the function's HTTP and API invocations per
 	// second on each server (zero: no limit).
 	RateLimit RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitzero"`
@@ -213,6 +223,7 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 		"concurrency": intField(&m.Concurrency),
 		"style":       stringField(&m.Style),
 		"auth":        stringField(&m.Auth),
+		"network":     stringField(&m.Network),
 		"command":     stringField(&m.Command),
 		"timeout":     durationField(&m.Timeout),
 		"environment": func(v *yaml.Node, field string) error { return decodeEnv(v, field, &m.Environment) },
@@ -473,6 +484,13 @@ func (m *Manifest) Validate() error {
 		add("rateLimit.rps", "must be between 0 (no limit) and %d requests a second (got %d)", MaxRateLimit, rl.RPS)
 	} else if rl.Burst < 0 || rl.Burst > MaxRateLimit || (rl.Burst > 0 && rl.RPS == 0) {
 		add("rateLimit.burst", "must be between 0 (the rate) and %d, and needs rps (got %d)", MaxRateLimit, rl.Burst)
+	}
+	switch {
+	case m.Network == "", m.Network == NetworkDefault:
+	case m.Network != NetworkNone:
+		add("network", "unknown value %q (want default or none)", m.Network)
+	case m.Runtime != "nodejs" && m.Runtime != "python":
+		add("network", "none is for runtimes nodejs and python (runtime %s talks to Tern over the network)", m.Runtime)
 	}
 	switch m.Auth {
 	case "", AuthNone, AuthKey:

@@ -45,7 +45,7 @@ func (l *Launcher) startHTTPApp(ctx context.Context, spec Spec) (*Instance, erro
 		// means the node Tern runs.
 		spec.Env["PATH"] = l.interpreterPath()
 	}
-	inst, err := launch(l, &spec, "/bin/sh", []string{"-c", shellCommand(spec.Command)}, false)
+	inst, err := launch(l, &spec, "/bin/sh", []string{"-c", shellCommand(spec.Command)}, false, false)
 	if err != nil {
 		return nil, err
 	}

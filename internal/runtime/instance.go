@@ -89,7 +89,7 @@ func newID() string {
 // for the runtime. env nil means the Lambda environment of spec (HTTP
 // mode); a framed runtime starts with a minimal one and gets the function's
 // when it is specialised.
-func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_ *Instance, err error) {
+func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwork bool) (_ *Instance, err error) {
 	i := &Instance{
 		id:         newID(),
 		l:          l,
@@ -143,6 +143,7 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed bool) (_
 		return nil, fmt.Errorf("runtime: pipe: %w", err)
 	}
 	i.proc, err = sandbox.Start(sandbox.Spec{
+		NoNetwork:  noNetwork,
 		Path:       path,
 		Args:       args,
 		Dir:        dir,

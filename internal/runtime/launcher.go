@@ -223,7 +223,7 @@ func (l *Launcher) refiller(k *kind) {
 // bootGeneric starts an instance of k that serves no function yet and
 // waits until its bootstrap has loaded.
 func (l *Launcher) bootGeneric(ctx context.Context, k *kind) (*Instance, error) {
-	inst, err := launch(l, nil, k.path, k.args, true)
+	inst, err := launch(l, nil, k.path, k.args, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -280,12 +280,15 @@ func (l *Launcher) Start(ctx context.Context, spec Spec) (*Instance, error) {
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, k.name, k.missing)
 	}
 	for attempt := 0; ; attempt++ {
-		inst := l.takePooled(k)
+		var inst *Instance
+		if !spec.NoNetwork { // pooled processes have the network
+			inst = l.takePooled(k)
+		}
 		pooled := inst != nil
 		begin := time.Now()
 		if !pooled {
 			var err error
-			if inst, err = launch(l, nil, k.path, k.args, true); err != nil {
+			if inst, err = launch(l, nil, k.path, k.args, true, spec.NoNetwork); err != nil {
 				return nil, err
 			}
 		}
@@ -317,7 +320,7 @@ func (l *Launcher) startProvided(ctx context.Context, spec Spec) (*Instance, err
 		return nil, &InitError{FunctionError: FunctionError{Type: "Runtime.InvalidEntrypoint", Body: errorBody("Runtime.InvalidEntrypoint", msg)}}
 	}
 	spec.Concurrency = 1
-	inst, err := launch(l, &spec, path, nil, false)
+	inst, err := launch(l, &spec, path, nil, false, false)
 	if err != nil {
 		return nil, err
 	}

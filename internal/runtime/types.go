@@ -53,6 +53,10 @@ type Spec struct {
 	Concurrency int
 	Timeout     time.Duration
 	Env         map[string]string
+	// NoNetwork: the function asked for no network (network: none); its
+	// instances are started for it, in a network namespace of their own,
+	// never taken from the pool.
+	NoNetwork bool
 }
 
 // Invocation is one event for an instance.

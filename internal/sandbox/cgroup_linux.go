@@ -66,7 +66,7 @@ func host() *setup {
 
 // Controls reports each cgroup control and whether it applies on this host,
 // with the reason. The first call detects them (see host).
-func Controls() []Control { return slices.Clone(host().controls) }
+func Controls() []Control { return append(slices.Clone(host().controls), NetworkControl()) }
 
 func off(why string) *setup {
 	s := &setup{}

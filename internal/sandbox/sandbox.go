@@ -40,6 +40,9 @@ type Spec struct {
 	Stderr *os.File
 	// ExtraFiles become file descriptors 3, 4, ... in the process.
 	ExtraFiles []*os.File
+	// NoNetwork starts the process in a network namespace of its own
+	// (where the host allows it: NetworkControl).
+	NoNetwork bool
 }
 
 // Process is a started instance process.
@@ -88,6 +91,9 @@ func Start(spec Spec) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGKILL,
+	}
+	if spec.NoNetwork && NetworkControl().On {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("sandbox: start %s: %w", spec.Path, err)

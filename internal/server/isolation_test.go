@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -251,4 +252,35 @@ func TestForkBombIsContained(t *testing.T) {
 		t.Fatal(err)
 	}
 	testserver.Eventually(t, 10*time.Second, "the fork bomb's processes to be killed", func() bool { return markerProcs(marker) == 0 })
+}
+
+// TestNetworkNone: a function with network: none reaches no address, not
+// even Tern's own port on loopback, while another function does.
+func TestNetworkNone(t *testing.T) {
+	if c := sandbox.NetworkControl(); !c.On {
+		t.Skip(c.Why)
+	}
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	_, port, _ := net.SplitHostPort(s.Addr())
+	js := `const net = require("net");
+exports.handler = async () => new Promise((resolve) => {
+  const sock = net.connect(` + port + `, "127.0.0.1");
+  sock.on("connect", () => { sock.destroy(); resolve("connected"); });
+  sock.on("error", (e) => resolve("refused: " + e.code));
+});`
+	s.Deploy(map[string]string{"tern.yaml": "name: offline\nruntime: nodejs\nhandler: index.handler\nnetwork: none\n", "index.js": js})
+	s.Deploy(map[string]string{"tern.yaml": "name: online\nruntime: nodejs\nhandler: index.handler\n", "index.js": js})
+	ctx := context.Background()
+	out, err := s.Client.Invoke(ctx, "offline", []byte(`{}`))
+	if err != nil || !strings.Contains(string(out), "refused") {
+		t.Errorf("network: none: %s %v", out, err)
+	}
+	out, err = s.Client.Invoke(ctx, "online", []byte(`{}`))
+	if err != nil || string(out) != `"connected"` {
+		t.Errorf("default network: %s %v", out, err)
+	}
+	// Only where the runtime talks to Tern without the network.
+	if err := deployErr(t, s, map[string]string{"tern.yaml": "name: p\nruntime: provided\nnetwork: none\n", "bootstrap": "#!/bin/sh\n"}); !isStatus(err, 400) {
+		t.Errorf("provided with network: none: %v", err)
+	}
 }

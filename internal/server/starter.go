@@ -64,6 +64,7 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 		Command:     m.Command,
 		Timeout:     m.Timeout.D(),
 		Env:         env,
+		NoNetwork:   m.Network == manifest.NetworkNone,
 	})
 	if err != nil {
 		return nil, err
