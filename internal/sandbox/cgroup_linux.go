@@ -66,7 +66,10 @@ func host() *setup {
 
 // Controls reports each cgroup control and whether it applies on this host,
 // with the reason. The first call detects them (see host).
-func Controls() []Control { return append(slices.Clone(host().controls), NetworkControl()) }
+func Controls() []Control {
+	return append(slices.Clone(host().controls), NetworkControl(),
+		Control{Name: "no core dumps", On: true, Why: "every instance's core file size limit is 0"})
+}
 
 func off(why string) *setup {
 	s := &setup{}

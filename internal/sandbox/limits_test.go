@@ -1,6 +1,11 @@
 package sandbox
 
-import "testing"
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
 
 func TestCPUWeightFollowsMemory(t *testing.T) {
 	for _, c := range []struct{ mb, weight, shares int }{
@@ -34,4 +39,25 @@ func TestSummary(t *testing.T) {
 			t.Errorf("Summary = %q, want %q", got, c.want)
 		}
 	}
+}
+
+func TestNoCoreDumps(t *testing.T) {
+	p, err := Start(Spec{Path: "/bin/sleep", Args: []string{"5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", p.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "Max core file size") {
+			if f := strings.Fields(line); len(f) < 6 || f[4] != "0" || f[5] != "0" {
+				t.Errorf("core dumps allowed: %q", line)
+			}
+			return
+		}
+	}
+	t.Error("no core file size limit in /proc/<pid>/limits")
 }

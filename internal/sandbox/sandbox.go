@@ -98,6 +98,7 @@ func Start(spec Spec) (*Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("sandbox: start %s: %w", spec.Path, err)
 	}
+	noCoreDumps(cmd.Process.Pid)
 	p := &Process{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
