@@ -431,6 +431,49 @@ func newCgroup(s *setup, name string, lim Limits) (_ *cgroup, err error) {
 	return cg, nil
 }
 
+// limit sets the memory limit and CPU weight of a cgroup made without
+// them (a pooled process's, when it is given its function).
+func (cg *cgroup) limit(s *setup, memoryMB int) error {
+	if memoryMB <= 0 {
+		return nil
+	}
+	for i, h := range s.hs {
+		if i >= len(cg.dirs) {
+			break
+		}
+		dir := cg.dirs[i]
+		for _, c := range h.ctrls {
+			switch c {
+			case "memory":
+				cg.mem, cg.memV2 = dir, h.v2
+				bytes := strconv.FormatInt(int64(memoryMB)<<20, 10)
+				file, swap := "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"
+				if h.v2 {
+					file, swap = "memory.max", "memory.swap.max"
+				}
+				if err := writeFile(filepath.Join(dir, file), bytes); err != nil {
+					return fmt.Errorf("sandbox: cgroup: %s", pathErr(err))
+				}
+				if h.v2 {
+					_ = writeFile(filepath.Join(dir, swap), "0")
+					_ = writeFile(filepath.Join(dir, "memory.oom.group"), "1")
+				} else {
+					_ = writeFile(filepath.Join(dir, swap), bytes)
+				}
+			case "cpu":
+				file, v := "cpu.shares", strconv.Itoa(CPUShares(memoryMB))
+				if h.v2 {
+					file, v = "cpu.weight", strconv.Itoa(CPUWeight(memoryMB))
+				}
+				if err := writeFile(filepath.Join(dir, file), v); err != nil {
+					return fmt.Errorf("sandbox: cgroup: %s", pathErr(err))
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // add moves pid (the whole process) into the cgroup.
 func (cg *cgroup) add(pid int) error {
 	for _, dir := range cg.dirs {

@@ -165,6 +165,20 @@ func (p *Process) Confine(name string, lim Limits) error {
 	return nil
 }
 
+// Limit sets the memory limit and CPU weight of a process confined
+// without them (Confine with a zero MemoryMB): moving a process between
+// cgroups costs the kernel milliseconds, so a pooled process is confined
+// when it starts and only limited when it is given its function. False
+// if the process has no cgroup.
+func (p *Process) Limit(lim Limits) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cg == nil {
+		return false, nil
+	}
+	return true, p.cg.limit(host(), lim.MemoryMB)
+}
+
 // OOMKilled reports whether the kernel killed the process, or another
 // process of its cgroup, for exceeding its memory limit. Valid once Done
 // is closed; false before.
