@@ -26,8 +26,6 @@ import (
 	"github.com/ternhq/tern/internal/store"
 )
 
-var topicRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
-
 func topicStream(topic string) string  { return store.TopicStreamPrefix + topic }
 func topicSubject(topic string) string { return store.TopicSubjectPrefix + topic }
 func redriveSubject(topic, fn string) string {
@@ -46,7 +44,7 @@ func CheckTopicName(name string) error {
 	case len(name) > manifest.MaxTopicNameLen:
 		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest,
 			fmt.Sprintf("topic name must be at most %d characters (got %d)", manifest.MaxTopicNameLen, len(name)))
-	case !topicRE.MatchString(name):
+	case !manifest.ValidName(name):
 		return apierror.New(http.StatusBadRequest, apierror.CodeBadRequest,
 			fmt.Sprintf("topic name %q may contain only letters, digits, '-' and '_', and must start with a letter or digit", name))
 	}

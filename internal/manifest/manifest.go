@@ -124,6 +124,23 @@ func (e *FieldError) Error() string {
 	return FileName + ": " + e.Field + ": " + e.Message
 }
 
+// ValidName reports whether s follows the rule for function and topic
+// names: letters, digits, '-' and '_', starting with a letter or digit
+// (so it is safe as a NATS subject token and a KV key part).
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// EnvNameProblem says what keeps name from being a function's
+// environment variable (or a secret), or "" if nothing does.
+func EnvNameProblem(name string) string {
+	switch {
+	case !envKeyRE.MatchString(name):
+		return "variable name must match [A-Za-z_][A-Za-z0-9_]*"
+	case reservedEnv[name]:
+		return "is reserved: the platform sets it"
+	}
+	return ""
+}
+
 // reservedEnv holds the environment variables the platform sets itself.
 var reservedEnv = map[string]bool{
 	"_HANDLER":                        true,
@@ -520,11 +537,8 @@ func (m *Manifest) Validate() error {
 		v := m.Environment[k]
 		size += len(k) + len(v)
 		field := "environment." + k
-		switch {
-		case !envKeyRE.MatchString(k):
-			add(field, "variable name must match [A-Za-z_][A-Za-z0-9_]*")
-		case reservedEnv[k]:
-			add(field, "is reserved: the platform sets it")
+		if msg := EnvNameProblem(k); msg != "" {
+			add(field, "%s", msg)
 		}
 		if strings.IndexByte(v, 0) >= 0 {
 			add(field, "value must not contain NUL bytes")

@@ -31,9 +31,9 @@
 //     kept (see Store.Env). So a new instance sees every change that was
 //     stored before it started, on this node at once, on others once their
 //     watch has seen it.
-//   - Names follow the manifest's rule for environment variables (the
-//     platform's reserved names are refused too: keep reservedEnv in step
-//     with internal/manifest's). The 4 KB budget of a function's whole
+//   - Names follow the manifest's rule for environment variables
+//     (manifest.EnvNameProblem: the platform's reserved names are
+//     refused too). The 4 KB budget of a function's whole
 //     environment (manifest variables plus secrets) is checked when an
 //     instance starts, not here: the manifest may change with any deploy.
 package secrets

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ternhq/tern/internal/manifest"
 )
 
 // Limits enforced by Set.
@@ -51,31 +52,6 @@ const (
 	envelopeV1 = 1
 	nonceSize  = 12
 )
-
-var (
-	// envNameRE is the manifest's rule for environment variable names.
-	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	// fnNameRE is the manifest's rule for function names; it keeps "."
-	// (the KV key separator) and wildcards out of keys.
-	fnNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
-)
-
-// reservedEnv are the variables the platform sets itself (as in
-// internal/manifest; keep the two in step).
-var reservedEnv = map[string]bool{
-	"_HANDLER":                        true,
-	"_X_AMZN_TRACE_ID":                true,
-	"AWS_EXECUTION_ENV":               true,
-	"AWS_LAMBDA_FUNCTION_NAME":        true,
-	"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": true,
-	"AWS_LAMBDA_FUNCTION_VERSION":     true,
-	"AWS_LAMBDA_INITIALIZATION_TYPE":  true,
-	"AWS_LAMBDA_LOG_GROUP_NAME":       true,
-	"AWS_LAMBDA_LOG_STREAM_NAME":      true,
-	"AWS_LAMBDA_RUNTIME_API":          true,
-	"LAMBDA_TASK_ROOT":                true,
-	"LAMBDA_RUNTIME_DIR":              true,
-}
 
 // Store seals, stores and opens functions' secrets. It is safe for
 // concurrent use.
@@ -174,16 +150,15 @@ func CheckName(name string) error {
 		return fmt.Errorf("%w: the name is empty", ErrInvalid)
 	case len(name) > MaxNameBytes:
 		return fmt.Errorf("%w: the name is longer than %d bytes", ErrInvalid, MaxNameBytes)
-	case !envNameRE.MatchString(name):
-		return fmt.Errorf("%w: %q: a name must match [A-Za-z_][A-Za-z0-9_]* (it becomes an environment variable)", ErrInvalid, name)
-	case reservedEnv[name]:
-		return fmt.Errorf("%w: %s is reserved: the platform sets it", ErrInvalid, name)
+	}
+	if msg := manifest.EnvNameProblem(name); msg != "" {
+		return fmt.Errorf("%w: %q: %s (a secret becomes an environment variable)", ErrInvalid, name, msg)
 	}
 	return nil
 }
 
 func checkFunction(fn string) error {
-	if !fnNameRE.MatchString(fn) {
+	if !manifest.ValidName(fn) {
 		return fmt.Errorf("%w: function name %q", ErrInvalid, fn)
 	}
 	return nil
