@@ -23,6 +23,7 @@ import (
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/manifest"
 	"github.com/ternhq/tern/internal/metering"
+	"github.com/ternhq/tern/internal/runtime"
 	"github.com/ternhq/tern/internal/store"
 )
 
@@ -324,9 +325,8 @@ func (s *Service) Publish(ctx context.Context, topic string, data []byte, attrs 
 
 var attrNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
-func newMessageID() string {
-	return derivedID("message", strconv.FormatInt(time.Now().UnixNano(), 10), randomHex())
-}
+// newMessageID is a random UUID, as SQS message ids are.
+func newMessageID() string { return runtime.NewRequestID() }
 
 // syncQueues starts (again) the queue workers of a function's current
 // version and removes the consumers of topics it no longer reads.

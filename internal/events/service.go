@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -326,15 +327,8 @@ func (s *Service) CheckManifest(ctx context.Context, m *manifest.Manifest) error
 			}
 		}
 	}
-	slices.SortFunc(errs, func(a, b error) int {
-		switch {
-		case a.Error() < b.Error():
-			return -1
-		case a.Error() > b.Error():
-			return 1
-		}
-		return 0
-	})
+	// Map order must not decide the message's.
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", manifest.ErrInvalid, errors.Join(errs...))
 	}
