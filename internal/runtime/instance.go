@@ -32,6 +32,9 @@ type Instance struct {
 	// specialised.
 	spec   Spec
 	specOK atomic.Bool
+	// taskRoot is where the process sees the code: spec.CodeDir, or in a
+	// jail sandbox.TaskRoot.
+	taskRoot string
 
 	proc *sandbox.Process
 	ln   net.Listener
@@ -116,6 +119,10 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 
 	var env []string
 	dir := l.cfg.Dir
+	jailed := l.jail.On()
+	if jailed {
+		dir = "/"
+	}
 	var extra []*os.File
 	if framed {
 		env = baseEnv([]string{"TERN_RUNTIME_FD=3"})
@@ -129,7 +136,7 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 	} else {
 		i.setSpec(spec)
 		env = i.environ()
-		dir = spec.CodeDir
+		dir = i.taskRoot
 	}
 
 	outR, outW, err := os.Pipe()
@@ -142,7 +149,7 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 		outW.Close()
 		return nil, fmt.Errorf("runtime: pipe: %w", err)
 	}
-	i.proc, err = sandbox.Start(sandbox.Spec{
+	sspec := sandbox.Spec{
 		NoNetwork:  noNetwork,
 		Path:       path,
 		Args:       args,
@@ -151,7 +158,16 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 		Stdout:     outW,
 		Stderr:     errW,
 		ExtraFiles: extra,
-	})
+	}
+	if jailed {
+		// A framed runtime is given its function (and its uid) later.
+		sspec.Jail, sspec.Pooled = l.jail, framed
+		if !framed {
+			sspec.Code = spec.CodeDir
+			sspec.UID, sspec.GID = spec.uid(), spec.uid()
+		}
+	}
+	i.proc, err = sandbox.Start(sspec)
 	outW.Close() // the child holds its own copies
 	errW.Close()
 	if err != nil {
@@ -241,6 +257,10 @@ func (i *Instance) soleCall() *call {
 // setSpec makes the instance spec's.
 func (i *Instance) setSpec(spec *Spec) {
 	i.spec = *spec
+	i.taskRoot = spec.CodeDir
+	if i.l.jail.On() {
+		i.taskRoot = sandbox.TaskRoot
+	}
 	i.arn = FunctionARN(spec.Function, spec.Version)
 	i.specOK.Store(true)
 }
@@ -276,7 +296,18 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	hdr = append(hdr, `{"handler":`...)
 	hdr = jsonstr.Append(hdr, spec.Handler)
 	hdr = append(hdr, `,"taskRoot":`...)
-	hdr = jsonstr.Append(hdr, spec.CodeDir)
+	hdr = jsonstr.Append(hdr, i.taskRoot)
+	if i.proc.Jailed() {
+		// The code appears at taskRoot; the bootstrap becomes the
+		// function's uid before it reads a line of it.
+		if err := i.proc.MountCode(spec.CodeDir); err != nil {
+			return err
+		}
+		hdr = append(hdr, `,"uid":`...)
+		hdr = strconv.AppendInt(hdr, int64(spec.uid()), 10)
+		hdr = append(hdr, `,"gid":`...)
+		hdr = strconv.AppendInt(hdr, int64(spec.uid()), 10)
+	}
 	if spec.Style == "http" {
 		hdr = append(hdr, `,"style":"http"`...)
 	}
@@ -386,7 +417,7 @@ func (i *Instance) environ() []string {
 		"AWS_LAMBDA_LOG_STREAM_NAME":      i.id,
 		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
 		"_HANDLER":                        s.Handler,
-		"LAMBDA_TASK_ROOT":                s.CodeDir,
+		"LAMBDA_TASK_ROOT":                i.taskRoot,
 	} {
 		env[k] = v // the platform's variables always win
 	}

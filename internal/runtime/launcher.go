@@ -34,6 +34,12 @@ type Config struct {
 	Logs LogSink
 	// Usage, when set, gets a usage record of every invocation that ran.
 	Usage metering.Recorder
+	// JailDir, when set, jails every instance (sandbox.Jail), keeping the
+	// jails' mount points there; it must not be inside Dir, which every
+	// jail shows. Empty: instances are not jailed.
+	JailDir string
+	// TmpMB is the size of a jailed instance's /tmp (0: the default).
+	TmpMB int
 	Log   *slog.Logger
 }
 
@@ -61,6 +67,8 @@ type Launcher struct {
 	closed sync.Once
 
 	confineWarned atomic.Bool // a failed Confine was logged
+
+	jail *sandbox.Jail // nil or off: instances are not jailed
 }
 
 // NewLauncher installs the embedded bootstraps and resolves interpreters.
@@ -87,13 +95,68 @@ func NewLauncher(cfg Config) (*Launcher, error) {
 			node, _ = filepath.Abs(p)
 		}
 	}
-	cfg.Log.Info(sandbox.Summary(sandbox.Controls()))
 	l.add("nodejs", node, []string{boot}, "node is not installed on this host (or pass --node)")
 	if err := l.addPython(); err != nil {
 		cancel()
 		return nil, err
 	}
+	if err := l.newJail(); err != nil {
+		cancel()
+		return nil, err
+	}
+	cfg.Log.Info(sandbox.Summary(l.Controls()))
 	return l, nil
+}
+
+// newJail sets up the jail, if configured: every jail shows the
+// bootstraps and the interpreters read-only.
+func (l *Launcher) newJail() error {
+	if l.cfg.JailDir == "" {
+		l.jail, _ = sandbox.NewJail(sandbox.JailConfig{Off: true}) // never fails when off
+		return nil
+	}
+	var show []string
+	for _, k := range l.kinds {
+		// <prefix>/bin/<interpreter>: its installation (never all of /:
+		// /bin is a system directory, shown anyway).
+		if prefix := filepath.Dir(filepath.Dir(k.path)); k.path != "" && prefix != "/" {
+			show = append(show, prefix)
+		}
+	}
+	sort.Strings(show)
+	j, err := sandbox.NewJail(sandbox.JailConfig{
+		Dir: l.cfg.JailDir, ReadOnly: show, Runtime: l.cfg.Dir, TmpMB: l.cfg.TmpMB,
+	})
+	if err != nil {
+		return fmt.Errorf("runtime: %w", err)
+	}
+	l.jail = j
+	return nil
+}
+
+// bootArgs are k's arguments as the process sees them: in a jail the
+// bootstraps are under sandbox.RuntimeRoot.
+func (l *Launcher) bootArgs(k *kind) []string {
+	if !l.jail.On() {
+		return k.args
+	}
+	out := make([]string, len(k.args))
+	for n, a := range k.args {
+		if rel, err := filepath.Rel(l.cfg.Dir, a); err == nil && filepath.IsLocal(rel) {
+			a = filepath.Join(sandbox.RuntimeRoot, rel)
+		}
+		out[n] = a
+	}
+	return out
+}
+
+// Jailed says whether instances are jailed (sandbox.Jail).
+func (l *Launcher) Jailed() bool { return l.jail.On() }
+
+// Controls lists the isolation controls and whether instances get them
+// on this host.
+func (l *Launcher) Controls() []sandbox.Control {
+	return append(sandbox.Controls(), l.jail.Controls()...)
 }
 
 func (l *Launcher) add(name, path string, args []string, missing string) {
@@ -142,6 +205,9 @@ func (l *Launcher) Close(ctx context.Context) error {
 					break drain
 				}
 			}
+		}
+		if err := l.jail.Close(); err != nil {
+			l.cfg.Log.Warn("runtime: closing the jail", "err", err)
 		}
 	})
 	return nil
@@ -223,7 +289,7 @@ func (l *Launcher) refiller(k *kind) {
 // bootGeneric starts an instance of k that serves no function yet and
 // waits until its bootstrap has loaded.
 func (l *Launcher) bootGeneric(ctx context.Context, k *kind) (*Instance, error) {
-	inst, err := launch(l, nil, k.path, k.args, true, false)
+	inst, err := launch(l, nil, k.path, l.bootArgs(k), true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +357,7 @@ func (l *Launcher) Start(ctx context.Context, spec Spec) (*Instance, error) {
 		begin := time.Now()
 		if !pooled {
 			var err error
-			if inst, err = launch(l, nil, k.path, k.args, true, spec.NoNetwork); err != nil {
+			if inst, err = launch(l, nil, k.path, l.bootArgs(k), true, spec.NoNetwork); err != nil {
 				return nil, err
 			}
 		}
@@ -323,6 +389,9 @@ func (l *Launcher) startProvided(ctx context.Context, spec Spec) (*Instance, err
 		return nil, &InitError{FunctionError: FunctionError{Type: "Runtime.InvalidEntrypoint", Body: errorBody("Runtime.InvalidEntrypoint", msg)}}
 	}
 	spec.Concurrency = 1
+	if l.jail.On() {
+		path = sandbox.TaskRoot + "/bootstrap"
+	}
 	inst, err := launch(l, &spec, path, nil, false, false)
 	if err != nil {
 		return nil, err

@@ -57,6 +57,20 @@ type Spec struct {
 	// instances are started for it, in a network namespace of their own,
 	// never taken from the pool.
 	NoNetwork bool
+	// UID is the function's own unprivileged uid (and gid), which its
+	// jailed instances run as; 0: DefaultUID.
+	UID int
+}
+
+// DefaultUID is the uid of jailed instances whose function has none of
+// its own (nobody).
+const DefaultUID = 65534
+
+func (s *Spec) uid() int {
+	if s.UID > 0 {
+		return s.UID
+	}
+	return DefaultUID
 }
 
 // Invocation is one event for an instance.

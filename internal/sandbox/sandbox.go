@@ -20,10 +20,13 @@
 package sandbox
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,6 +46,18 @@ type Spec struct {
 	// NoNetwork starts the process in a network namespace of its own
 	// (where the host allows it: NetworkControl).
 	NoNetwork bool
+
+	// Jail, when on, starts the process jailed; then Path and Dir are
+	// paths inside the jail, and:
+	Jail *Jail
+	// Code is the host directory shown read-only at TaskRoot; empty for a
+	// pooled process, which gets its code later (MountCode).
+	Code string
+	// UID and GID the process runs as (a function's own). Pooled: it
+	// starts as root with only CAP_SETUID and CAP_SETGID, and drops to
+	// its function's uid itself before it loads the function's code.
+	UID, GID int
+	Pooled   bool
 }
 
 // Process is a started instance process.
@@ -70,6 +85,9 @@ type Process struct {
 	// costs a pread, not an open and a close.
 	statOnce sync.Once
 	stat     *os.File // nil if it could not be opened
+
+	jail *Jail // nil: not jailed
+	slot *slot
 }
 
 const rssRefresh = 50 * time.Millisecond
@@ -79,8 +97,11 @@ func Start(spec Spec) (*Process, error) {
 	if spec.Path == "" {
 		return nil, errors.New("sandbox: no program")
 	}
-	cmd := exec.Command(spec.Path, spec.Args...)
-	cmd.Dir = spec.Dir
+	p := &Process{done: make(chan struct{})}
+	cmd, err := p.command(&spec)
+	if err != nil {
+		return nil, err
+	}
 	cmd.Env = spec.Env
 	if cmd.Env == nil {
 		cmd.Env = []string{} // nil would mean "inherit the server's"
@@ -88,18 +109,14 @@ func Start(spec Spec) (*Process, error) {
 	cmd.Stdout = spec.Stdout
 	cmd.Stderr = spec.Stderr
 	cmd.ExtraFiles = spec.ExtraFiles
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,
-		Pdeathsig: syscall.SIGKILL,
-	}
-	if spec.NoNetwork && NetworkControl().On {
-		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
-	}
 	if err := cmd.Start(); err != nil {
+		if p.slot != nil {
+			p.jail.releaseSlot(p.slot)
+		}
 		return nil, fmt.Errorf("sandbox: start %s: %w", spec.Path, err)
 	}
 	noCoreDumps(cmd.Process.Pid)
-	p := &Process{cmd: cmd, done: make(chan struct{})}
+	p.cmd = cmd
 	go func() {
 		p.waitErr = cmd.Wait()
 		p.mu.Lock()
@@ -121,9 +138,69 @@ func Start(spec Spec) (*Process, error) {
 			cg.killAll()
 			cg.remove()
 		}
+		if p.slot != nil {
+			p.jail.releaseSlot(p.slot)
+		}
 	}()
 	return p, nil
 }
+
+// command is spec's command: the program itself, or, jailed, the helper
+// that jails it (p gets its slot).
+func (p *Process) command(spec *Spec) (*exec.Cmd, error) {
+	if !spec.Jail.On() {
+		cmd := exec.Command(spec.Path, spec.Args...)
+		cmd.Dir = spec.Dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Setpgid:   true,
+			Pdeathsig: syscall.SIGKILL,
+		}
+		if spec.NoNetwork && NetworkControl().On {
+			cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+		}
+		return cmd, nil
+	}
+	j := spec.Jail
+	if !strings.HasPrefix(spec.Path, TaskRoot+"/") {
+		// A program of the host's (an interpreter): if it is missing, say
+		// so now, as an unjailed start would, not as the helper's failure.
+		if _, err := os.Stat(spec.Path); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	s, err := j.newSlot(newSlotName())
+	if err != nil {
+		return nil, err
+	}
+	cmd, err := j.command(s, &helperSpec{
+		Code: spec.Code, UID: spec.UID, GID: spec.GID, Pooled: spec.Pooled,
+		Path: spec.Path, Args: spec.Args, Dir: spec.Dir,
+	}, spec.NoNetwork)
+	if err != nil {
+		j.releaseSlot(s)
+		return nil, err
+	}
+	p.jail, p.slot = j, s
+	return cmd, nil
+}
+
+func newSlotName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
+// MountCode shows dir, read-only, at TaskRoot in a pooled jailed
+// process. It does nothing for a process not jailed.
+func (p *Process) MountCode(dir string) error {
+	if p.slot == nil {
+		return nil
+	}
+	return p.jail.mountCode(p.slot, dir)
+}
+
+// Jailed says whether the process runs in a jail.
+func (p *Process) Jailed() bool { return p.slot != nil }
 
 // signaledKill: the process was killed by a SIGKILL Tern did not send.
 func (p *Process) signaledKill() bool {

@@ -16,6 +16,7 @@ import (
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/events"
 	"github.com/ternhq/tern/internal/metering"
+	"github.com/ternhq/tern/internal/sandbox"
 )
 
 // Config is everything `tern serve` can be told.
@@ -50,6 +51,11 @@ type Config struct {
 	// PoolSize is how many generic instances per runtime are kept started
 	// to make cold starts cheap; 0 turns the pools off.
 	PoolSize int
+	// Sandbox jails every instance (namespaces, a uid per function,
+	// read-only code, seccomp, Landlock) where tern runs as root.
+	Sandbox bool
+	// TmpMB is the size of a jailed instance's /tmp.
+	TmpMB int
 	// Events bounds async events, queue messages and CloudEvents.
 	Events events.Config
 	// DedupeWindow is how long idempotency keys, schedule ticks and
@@ -90,6 +96,8 @@ func DefaultConfig() Config {
 		LogsMaxAge:       7 * 24 * time.Hour,
 		LogsMaxBytes:     1 << 30,
 		PoolSize:         2,
+		Sandbox:          true,
+		TmpMB:            sandbox.DefaultTmpMB,
 		Events:           events.Config{MaxEventBytes: 1 << 20, MaxBacklogBytes: 1 << 30},
 		DedupeWindow:     time.Hour,
 		Metering:         true,
@@ -162,6 +170,9 @@ func (c *Config) Validate() error {
 	if c.PoolSize < 0 || c.PoolSize > 64 {
 		errs = append(errs, errors.New("pool-size: must be between 0 and 64"))
 	}
+	if c.TmpMB < 1 || c.TmpMB > 10240 {
+		errs = append(errs, errors.New("tmp-size: must be between 1 and 10240 MB"))
+	}
 	if c.LogsMaxAge <= 0 || c.LogsMaxBytes <= 0 {
 		errs = append(errs, errors.New("logs retention: age and size must be positive"))
 	}
@@ -192,4 +203,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("dedupe-window: must be between 0 (default 1h) and 24h"))
 	}
 	return errors.Join(errs...)
+}
+
+// jailDir is where the jails' mount points live, beside (never inside)
+// the runtime directory every jail shows; empty when the sandbox is off.
+func jailDir(cfg Config) string {
+	if !cfg.Sandbox {
+		return ""
+	}
+	return filepath.Join(cfg.DataDir, "jail")
 }

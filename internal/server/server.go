@@ -35,6 +35,7 @@ import (
 	"github.com/ternhq/tern/internal/secrets"
 	"github.com/ternhq/tern/internal/store"
 	"github.com/ternhq/tern/internal/tracing"
+	"github.com/ternhq/tern/internal/uids"
 )
 
 // Server is a running `tern serve`.
@@ -147,6 +148,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		NodePath:         cfg.NodePath,
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		PoolSize:         cfg.PoolSize,
+		JailDir:          jailDir(cfg),
+		TmpMB:            cfg.TmpMB,
 		Logs:             s.sink,
 		Usage:            usage,
 		Log:              log,
@@ -178,7 +181,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 			return s.events.CheckManifest(ctx, m)
 		},
 	}, s.store.Functions, s.store.Code, log)
-	s.disp = dispatch.New(cfg.Dispatch, &starter{reg: s.registry, launcher: launcher, secrets: s.secrets}, log)
+	st := &starter{reg: s.registry, launcher: launcher, secrets: s.secrets}
+	if launcher.Jailed() {
+		st.uids = uids.New(s.store.UIDs)
+	}
+	s.disp = dispatch.New(cfg.Dispatch, st, log)
 	s.disp.Start()
 	s.stops = append(s.stops, s.disp.Close)
 	// Events stop before the dispatcher: running async invocations
@@ -270,7 +277,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		<-s.served
 		return nil
 	})
-	log.Warn("instances are only partly isolated (a cgroup each): they run as this user, can read the data dir (the admin token included) and reach the network; run only code you trust")
+	if !s.launcher.Jailed() {
+		log.Warn("instances are not jailed (see the isolation line): they run as this user, can read the data dir (the admin token included) and see this host's processes; run only code you trust")
+	}
 	log.Info("tern is serving", "addr", s.Addr(), "data_dir", cfg.DataDir)
 	return s, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
 	"github.com/ternhq/tern/internal/secrets"
+	"github.com/ternhq/tern/internal/uids"
 )
 
 // Secrets gives the starter a function's decrypted secrets.
@@ -26,7 +27,16 @@ type starter struct {
 	reg      *registry.Registry
 	launcher *runtime.Launcher
 	secrets  Secrets // nil: functions get no secrets
+	// uids gives each function its own uid; nil: instances are not jailed.
+	uids UIDs
 }
+
+// UIDs gives the starter a function's own uid.
+type UIDs interface {
+	For(ctx context.Context, fn string) (int, error)
+}
+
+var _ UIDs = (*uids.Allocator)(nil)
 
 var (
 	_ dispatch.Starter  = (*starter)(nil)
@@ -52,6 +62,12 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 	if err != nil {
 		return nil, err
 	}
+	uid := 0
+	if s.uids != nil {
+		if uid, err = s.uids.For(ctx, v.Function); err != nil {
+			return nil, err
+		}
+	}
 	inst, err := s.launcher.Start(ctx, runtime.Spec{
 		Function:    v.Function,
 		Version:     v.Number,
@@ -65,6 +81,7 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 		Timeout:     m.Timeout.D(),
 		Env:         env,
 		NoNetwork:   m.Network == manifest.NetworkNone,
+		UID:         uid,
 	})
 	if err != nil {
 		return nil, err

@@ -65,6 +65,8 @@ const (
 	SecretsBucket = "tern_secrets"
 	// KeysBucket holds API key records (hashes only) by key id.
 	KeysBucket = "tern_keys"
+	// UIDsBucket holds the uid given to each function (package uids).
+	UIDsBucket = "tern_uids"
 	// AuditStream records every change made through the API, on subjects
 	// AuditSubjectPrefix+"fn."+<function> or +<kind>.<target>.
 	AuditStream        = "TERN_AUDIT"
@@ -111,6 +113,7 @@ type Store struct {
 	Usage     jetstream.KeyValue
 	Secrets   jetstream.KeyValue
 	Keys      jetstream.KeyValue
+	UIDs      jetstream.KeyValue
 
 	log       *slog.Logger
 	ns        *server.Server // nil when external
@@ -362,7 +365,7 @@ func (s *Store) setupUsage(ctx context.Context, cfg Config) error {
 	return s.setupAccess(ctx, cfg)
 }
 
-// setupAccess creates the keys bucket and the audit stream.
+// setupAccess creates the keys and uids buckets and the audit stream.
 func (s *Store) setupAccess(ctx context.Context, cfg Config) error {
 	if cfg.AuditMaxAge <= 0 {
 		cfg.AuditMaxAge = 90 * 24 * time.Hour
@@ -378,6 +381,17 @@ func (s *Store) setupAccess(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("store: bucket %s: %w", KeysBucket, err)
 	}
 	s.Keys = kv
+	kv, err = s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      UIDsBucket,
+		Description: "Tern: the uid each function's instances run as",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", UIDsBucket, err)
+	}
+	s.UIDs = kv
 	_, err = s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        AuditStream,
 		Description: "Tern audit: who changed what and when",

@@ -350,6 +350,35 @@ function initialize(name, taskRoot) {
   );
 }
 
+// becomeUser makes a jailed process its function's uid and gid, which
+// leaves it no capability, before it loads any of the function's code;
+// the process dies if any privilege is left.
+function becomeUser(uid, gid) {
+  if (!Number.isSafeInteger(uid) || uid <= 0 || !Number.isSafeInteger(gid) || gid <= 0) {
+    protocolError('SPECIALIZE uid and gid must be positive integers');
+  }
+  try {
+    process.setgroups([]);
+    process.setgid(gid);
+    process.setuid(uid);
+  } catch (err) {
+    die('cannot become uid ' + uid + ': ' + (err && err.message ? err.message : String(err)));
+  }
+  if (process.getuid() !== uid || process.geteuid() !== uid || process.getgid() !== gid || process.getegid() !== gid) {
+    die('still not uid ' + uid + ' and gid ' + gid);
+  }
+  let status = '';
+  try {
+    status = fs.readFileSync('/proc/self/status', 'utf8');
+  } catch (err) {
+    die('cannot check capabilities: ' + err.message);
+  }
+  for (const set of ['CapPrm', 'CapEff']) {
+    const m = new RegExp('^' + set + ':\\s*([0-9a-f]+)$', 'm').exec(status);
+    if (!m || /[1-9a-f]/.test(m[1])) die('capabilities left after becoming uid ' + uid + ' (' + set + ')');
+  }
+}
+
 // specialize makes a generic (framed) process one function's: env replaces
 // the whole environment, taskRoot becomes the working directory, and the
 // handler is loaded as the HTTP bootstrap would.
@@ -1278,6 +1307,7 @@ function framedTransport(fdText) {
         protocolError('SPECIALIZE style must be "lambda" or "http", got ' + JSON.stringify(style));
       }
       httpStyle = style === 'http';
+      if (h.uid !== undefined) becomeUser(h.uid, h.gid);
       specialized = true;
       busy = true;
       socket.unref();

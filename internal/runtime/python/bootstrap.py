@@ -867,6 +867,32 @@ def _init_error(payload):
     os._exit(1)
 
 
+def _become_user(uid, gid):
+    # A jailed process becomes its function's uid and gid, which leaves it
+    # no capability, before it loads any of the function's code; it dies
+    # if any privilege is left.
+    for v in (uid, gid):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            _protocol_error("SPECIALIZE uid and gid must be positive integers")
+    try:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    except OSError as e:
+        _die("cannot become uid %d: %s" % (uid, e))
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        _die("still not uid %d and gid %d" % (uid, gid))
+    try:
+        with open("/proc/self/status") as f:
+            status = f.read()
+    except OSError as e:
+        _die("cannot check capabilities: %s" % e)
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("CapPrm", "CapEff") and value.strip().strip("0"):
+            _die("capabilities left after becoming uid %d (%s)" % (uid, key))
+
+
 def _specialize(h):
     global _handler, _handler_async, _fn_name, _fn_version, _memory, _log_group, _log_stream
     env = h.get("env")
@@ -883,6 +909,8 @@ def _specialize(h):
     name = h.get("handler")
     if not isinstance(name, str):
         name = ""
+    if h.get("uid") is not None:
+        _become_user(h.get("uid"), h.get("gid"))
 
     try:
         os.environ.clear()

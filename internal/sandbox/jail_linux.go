@@ -1,0 +1,340 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultTmpMB is the size of an instance's /tmp (Lambda's default
+// ephemeral storage). Its pages count against the instance's memory.
+const DefaultTmpMB = 512
+
+// JailConfig says where and how instances are jailed.
+type JailConfig struct {
+	// Dir holds a directory per jailed instance (created, owner-only). It
+	// becomes a mount point of its own: code mounted there reaches the
+	// instance's namespace.
+	Dir string
+	// ReadOnly are host directories shown read-only at the same path in
+	// every jail besides the system directories: interpreters installed
+	// elsewhere. Not below /tmp, which the jail's own /tmp hides.
+	ReadOnly []string
+	// Runtime is a host directory shown read-only at RuntimeRoot: the
+	// runtimes' bootstraps.
+	Runtime string
+	// TmpMB is the size of each instance's /tmp; 0: DefaultTmpMB.
+	TmpMB int
+	// Off turns the jail off (instances run as tern's uid, with its view
+	// of the filesystem).
+	Off bool
+}
+
+// Jail starts instances each in a filesystem, PID, IPC and UTS namespace
+// of its own, with the function's code read-only at /var/task, a private
+// /tmp, an unprivileged uid, no capabilities, no_new_privs, a seccomp
+// filter and, where the kernel has it, Landlock. It needs root; where it
+// cannot be set up, instances run without it and Controls says why.
+type Jail struct {
+	cfg      JailConfig
+	why      string // empty: on
+	landlock string // what the probe reported for Landlock
+}
+
+// NewJail prepares cfg.Dir and checks, by jailing /bin/true, that this
+// host can jail instances. A host that cannot is not an error: the jail
+// is then off.
+func NewJail(cfg JailConfig) (*Jail, error) {
+	j := &Jail{cfg: cfg}
+	switch {
+	case cfg.Off:
+		j.why = "turned off"
+		return j, nil
+	case os.Geteuid() != 0:
+		j.why = "tern does not run as root"
+		return j, nil
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if err := j.sweep(); err != nil {
+		return nil, err
+	}
+	if err := makeSharedMount(cfg.Dir); err != nil {
+		j.why = err.Error()
+		return j, nil
+	}
+	if err := j.probe(); err != nil {
+		j.why = err.Error()
+	}
+	return j, nil
+}
+
+// Close unmounts cfg.Dir, once no instance runs: what is left there of
+// instances is swept at the next start.
+func (j *Jail) Close() error {
+	if !j.On() {
+		return nil
+	}
+	_ = j.sweep()
+	if err := unix.Unmount(j.cfg.Dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("sandbox: unmount %s: %w", j.cfg.Dir, err)
+	}
+	return nil
+}
+
+// On says whether instances are jailed.
+func (j *Jail) On() bool { return j != nil && j.why == "" }
+
+// Controls lists the jail's controls and whether this host applies them.
+func (j *Jail) Controls() []Control {
+	names := []string{
+		"unprivileged uid per function",
+		"mount namespace (read-only code, private /tmp)",
+		"pid namespace",
+		"no capabilities, no_new_privs",
+		"seccomp filter",
+	}
+	var out []Control
+	for _, n := range names {
+		c := Control{Name: n, On: j.On(), Why: "applied to every instance"}
+		if !j.On() {
+			c.Why = "jail off: " + j.why
+		}
+		out = append(out, c)
+	}
+	ll := Control{Name: "landlock", Why: "jail off: " + j.why}
+	if j.On() {
+		ll.On = strings.HasPrefix(j.landlock, "abi")
+		ll.Why = j.landlock
+	}
+	return append(out, ll)
+}
+
+// makeSharedMount makes dir a mount point in a peer group of its own, so
+// that what is mounted below it later also appears in the namespaces of
+// instances started before (which are its slaves), and nowhere else.
+func makeSharedMount(dir string) error {
+	mounted, err := isMountPoint(dir)
+	if err != nil {
+		return err
+	}
+	if !mounted {
+		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("cannot mount %s: %w", dir, err)
+		}
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("cannot make %s private: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("cannot make %s shared: %w", dir, err)
+	}
+	return nil
+}
+
+// mountsUnder lists the mount points at or below dir, deepest first.
+func mountsUnder(dir string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 {
+			continue
+		}
+		p := unescapeMountPath(f[4])
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out, nil
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + byte(c-'0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isMountPoint(dir string) (bool, error) {
+	ms, err := mountsUnder(dir)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(ms, dir), nil
+}
+
+// sweep removes what instances of an earlier run left in cfg.Dir: their
+// code mounts, then their directories.
+func (j *Jail) sweep() error {
+	ms, err := mountsUnder(j.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m != j.cfg.Dir {
+			_ = unix.Unmount(m, unix.MNT_DETACH)
+		}
+	}
+	ents, err := os.ReadDir(j.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	for _, e := range ents {
+		removeSlot(filepath.Join(j.cfg.Dir, e.Name()))
+	}
+	return nil
+}
+
+// removeSlot removes an instance's directory once nothing is mounted in
+// it: never RemoveAll, which would walk into a code mount still there.
+func removeSlot(dir string) {
+	for _, sub := range []string{"task", "root"} {
+		_ = os.Remove(filepath.Join(dir, sub))
+	}
+	_ = os.Remove(dir)
+}
+
+// probe runs the helper through every step short of exec: it builds a
+// root, drops everything, applies the filters and exits, printing what
+// Landlock did.
+func (j *Jail) probe() error {
+	slot, err := j.newSlot("probe")
+	if err != nil {
+		return err
+	}
+	defer j.releaseSlot(slot)
+	cmd, err := j.command(slot, &helperSpec{Probe: true, Pooled: true, Path: "/bin/true"}, false)
+	if err != nil {
+		return err
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cannot start the jail helper: %w", err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		err = errors.Join(errors.New("timed out"), <-done)
+	}
+	if err != nil {
+		msg := strings.TrimSpace(errb.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("cannot jail a process: %s", msg)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "landlock="); ok {
+			j.landlock = v
+		}
+	}
+	return nil
+}
+
+// slot is one jailed instance's directory on the host.
+type slot struct {
+	dir  string
+	task string // where the code is mounted for a pooled instance
+	root string // the helper builds the instance's root here
+}
+
+func (j *Jail) newSlot(name string) (*slot, error) {
+	s := &slot{dir: filepath.Join(j.cfg.Dir, name)}
+	s.task, s.root = filepath.Join(s.dir, "task"), filepath.Join(s.dir, "root")
+	for _, d := range []string{s.dir, s.task, s.root} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			removeSlot(s.dir)
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	if err := os.Chmod(s.dir, 0o700); err != nil {
+		removeSlot(s.dir)
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	return s, nil
+}
+
+// releaseSlot unmounts the code (if any) and removes the directory.
+func (j *Jail) releaseSlot(s *slot) {
+	if err := unix.Unmount(s.task, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return // leave it: the next start sweeps it
+	}
+	removeSlot(s.dir)
+}
+
+// mountCode shows dir read-only on s's task slot, and so at /var/task in
+// the namespace of the instance jailed with it.
+func (j *Jail) mountCode(s *slot, dir string) error {
+	if err := bindReadOnly(dir, s.task); err != nil {
+		return fmt.Errorf("sandbox: mount code: %w", err)
+	}
+	return nil
+}
+
+// command is the helper's command for spec in slot s.
+func (j *Jail) command(s *slot, spec *helperSpec, noNetwork bool) (*exec.Cmd, error) {
+	spec.Root = s.root
+	if spec.Code == "" {
+		spec.Slot = s.task
+	}
+	spec.Bind = j.cfg.ReadOnly
+	spec.Runtime = j.cfg.Runtime
+	spec.TmpMB = j.cfg.TmpMB
+	arg, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{helperName, string(arg)}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:    true,
+		Pdeathsig:  syscall.SIGKILL,
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+	}
+	if noNetwork && NetworkControl().On {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	return cmd, nil
+}
