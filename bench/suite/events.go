@@ -47,13 +47,16 @@ const (
 )
 
 // evHandlerJS is the function: for each event it appends one line to a file
-// of its process under $OUT: the event's kind, number and send time (unix
+// of its instance under $OUT (in a jail, where $OUT is out of sight, under
+// the instance's own /tmp, which the bench reads through /proc/<pid>/root):
+// the event's kind, number and send time (unix
 // ms, from the client), when the handler started (unix ms with sub-ms
 // digits, from performance.timeOrigin + performance.now()) and Date.now()
 // right after, to check that the two clocks agree.
 const evHandlerJS = `const fs = require("fs");
 const path = require("path");
-const fd = fs.openSync(path.join(process.env.OUT, "runs-" + process.pid + ".log"), "a");
+const dir = fs.existsSync(process.env.OUT) ? process.env.OUT : "/tmp";
+const fd = fs.openSync(path.join(dir, "runs-" + process.env.AWS_LAMBDA_LOG_STREAM_NAME + ".log"), "a");
 exports.handler = async (event) => {
   const start = performance.timeOrigin + performance.now();
   const now = Date.now();
@@ -96,15 +99,47 @@ func newEvRuns(dir string) *evRuns {
 	return &evRuns{dir: dir, off: map[string]int64{}, rest: map[string][]byte{}}
 }
 
+// files lists the handler's files: those in dir, and those in the /tmp of
+// every jailed process (one whose root is not this one's).
+func (r *evRuns) files() ([]string, error) {
+	ents, err := os.ReadDir(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ent := range ents {
+		out = append(out, filepath.Join(r.dir, ent.Name()))
+	}
+	root, err := os.Stat("/")
+	if err != nil {
+		return nil, err
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		dir := filepath.Join("/proc", p.Name(), "root")
+		if fi, err := os.Stat(dir + "/"); err != nil || os.SameFile(fi, root) {
+			continue
+		}
+		m, _ := filepath.Glob(filepath.Join(dir, "tmp", "runs-*.log"))
+		out = append(out, m...)
+	}
+	return out, nil
+}
+
 // poll reads what the files gained since the last call.
 func (r *evRuns) poll() error {
-	ents, err := os.ReadDir(r.dir)
+	names, err := r.files()
 	if err != nil {
 		return err
 	}
-	for _, ent := range ents {
-		name := ent.Name()
-		f, err := os.Open(filepath.Join(r.dir, name))
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil && strings.HasPrefix(name, "/proc/") {
+			continue // its instance exited meanwhile
+		}
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -83,10 +84,23 @@ func doctorChecks() []check {
 		check{"isolation: environment", "on", "instances get only the function's variables and the Lambda ones", false},
 	)
 	out = append(out, isolationChecks(sandbox.Controls())...)
-	out = append(out,
-		check{"isolation: separate uid, namespaces, Landlock, seccomp", "off", "not built yet: instances run as this user and can read the data dir", false},
-	)
-	return out
+	return append(out, isolationChecks(jailControls())...)
+}
+
+// jailControls sets a jail up in a temporary directory, as tern serve
+// does in its data dir, to see which of its controls this host applies.
+func jailControls() []sandbox.Control {
+	dir, err := os.MkdirTemp("", "tern-doctor-")
+	if err != nil {
+		return []sandbox.Control{{Name: "jail", Why: err.Error()}}
+	}
+	defer os.RemoveAll(dir)
+	j, err := sandbox.NewJail(sandbox.JailConfig{Dir: filepath.Join(dir, "jail")})
+	if err != nil {
+		return []sandbox.Control{{Name: "jail", Why: err.Error()}}
+	}
+	defer j.Close()
+	return j.Controls()
 }
 
 // isolationChecks are the lines of the sandbox's controls: on with how, or

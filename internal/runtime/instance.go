@@ -35,6 +35,9 @@ type Instance struct {
 	// taskRoot is where the process sees the code: spec.CodeDir, or in a
 	// jail sandbox.TaskRoot.
 	taskRoot string
+	// apiUID is the uid allowed to connect to the Runtime API in a jail
+	// (-1: none yet).
+	apiUID atomic.Int64
 
 	proc *sandbox.Process
 	ln   net.Listener
@@ -109,6 +112,15 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 	if err != nil {
 		return nil, fmt.Errorf("runtime: listen: %w", err)
 	}
+	jailed := l.jail.On()
+	i.apiUID.Store(-1)
+	if jailed {
+		// Only the function's own uid may use its Runtime API.
+		i.ln = &sandbox.PeerUIDListener{Listener: i.ln, Allowed: func() int { return int(i.apiUID.Load()) }}
+		if !framed {
+			i.apiUID.Store(int64(spec.uid()))
+		}
+	}
 	i.srv = &http.Server{Handler: i.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = i.srv.Serve(i.ln) }() // ends when closeServer runs
 	defer func() {
@@ -119,7 +131,6 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 
 	var env []string
 	dir := l.cfg.Dir
-	jailed := l.jail.On()
 	if jailed {
 		dir = "/"
 	}
@@ -303,6 +314,7 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 		if err := i.proc.MountCode(spec.CodeDir); err != nil {
 			return err
 		}
+		i.apiUID.Store(int64(spec.uid()))
 		hdr = append(hdr, `,"uid":`...)
 		hdr = strconv.AppendInt(hdr, int64(spec.uid()), 10)
 		hdr = append(hdr, `,"gid":`...)

@@ -99,27 +99,39 @@ func (j *Jail) On() bool { return j != nil && j.why == "" }
 
 // Controls lists the jail's controls and whether this host applies them.
 func (j *Jail) Controls() []Control {
-	names := []string{
-		"unprivileged uid per function",
-		"mount namespace (read-only code, private /tmp)",
-		"pid namespace",
-		"no capabilities, no_new_privs",
-		"seccomp filter",
+	tmp := j.cfg.TmpMB
+	if tmp <= 0 {
+		tmp = DefaultTmpMB
 	}
-	var out []Control
-	for _, n := range names {
-		c := Control{Name: n, On: j.On(), Why: "applied to every instance"}
+	cs := []Control{
+		{Name: "unprivileged uid per function", Why: "each function's instances run as a uid of their own, never root"},
+		{Name: "mount namespace (read-only code, private /tmp)", Why: fmt.Sprintf(
+			"a root of its own: the system directories and the code (at %s) read-only, a private %d MB /tmp, its own /proc; not the data dir, not other functions' code", TaskRoot, tmp)},
+		{Name: "pid namespace", Why: "the runtime is pid 1 of a namespace of its own: tern and other instances are out of sight, all it started dies with it"},
+		{Name: "no capabilities, no_new_privs", Why: "no capability at all; set-uid programs grant nothing"},
+		{Name: "seccomp filter", Why: fmt.Sprintf("%d syscalls denied (mounts, namespaces, ptrace, bpf, kexec, modules, reboot, ...), user namespaces and other architectures' syscalls refused", len(deniedSyscalls))},
+	}
+	ll := Control{Name: "landlock"}
+	for n := range cs {
+		cs[n].On = j.On()
 		if !j.On() {
-			c.Why = "jail off: " + j.why
+			cs[n].Why = "jail off: " + j.why
 		}
-		out = append(out, c)
 	}
-	ll := Control{Name: "landlock", Why: "jail off: " + j.why}
-	if j.On() {
-		ll.On = strings.HasPrefix(j.landlock, "abi")
+	switch {
+	case !j.On():
+		ll.Why = "jail off: " + j.why
+	case strings.HasPrefix(j.landlock, "abi"):
+		ll.On = true
+		ll.Why = j.landlock + ": reads only the system directories, the runtime and the code, writes only /tmp"
+		var abi int
+		if _, err := fmt.Sscanf(j.landlock, "abi %d", &abi); err == nil && abi >= 6 {
+			ll.Why += "; signals and abstract sockets only within the instance"
+		}
+	default:
 		ll.Why = j.landlock
 	}
-	return append(out, ll)
+	return append(cs, ll)
 }
 
 // makeSharedMount makes dir a mount point in a peer group of its own, so

@@ -128,6 +128,10 @@ func Start(spec Spec) (*Process, error) {
 			// it runs.
 			p.oom = cg.oomKilled(p.signaledKill())
 		}
+		if p.slot != nil {
+			// Its mount point goes before Done says it is gone.
+			p.jail.releaseSlot(p.slot)
+		}
 		close(p.done)
 		p.statOnce.Do(func() {}) // no opening after this
 		if p.stat != nil {
@@ -137,9 +141,6 @@ func Start(spec Spec) (*Process, error) {
 			// What the instance left behind goes with it.
 			cg.killAll()
 			cg.remove()
-		}
-		if p.slot != nil {
-			p.jail.releaseSlot(p.slot)
 		}
 	}()
 	return p, nil

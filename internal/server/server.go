@@ -32,6 +32,7 @@ import (
 	"github.com/ternhq/tern/internal/ratelimit"
 	"github.com/ternhq/tern/internal/registry"
 	"github.com/ternhq/tern/internal/runtime"
+	"github.com/ternhq/tern/internal/sandbox"
 	"github.com/ternhq/tern/internal/secrets"
 	"github.com/ternhq/tern/internal/store"
 	"github.com/ternhq/tern/internal/tracing"
@@ -292,6 +293,10 @@ func (s *Server) URL() string { return s.scheme + "://" + s.Addr() }
 
 // Pooled is how many generic instances wait in the runtime pools.
 func (s *Server) Pooled() int { return s.launcher.Pooled() }
+
+// Isolation lists the isolation controls and whether this host applies
+// them to instances.
+func (s *Server) Isolation() []sandbox.Control { return s.launcher.Controls() }
 
 // PoolSizes is how many generic instances wait per runtime.
 func (s *Server) PoolSizes() map[string]int { return s.launcher.PoolSizes() }

@@ -1,0 +1,201 @@
+package sandbox
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-seccomp-bpf/arch"
+)
+
+// newTestJail is a jail in a temporary directory, closed when the test
+// ends; the test is skipped where tern could not jail (not root).
+func newTestJail(t *testing.T, tmpMB int) *Jail {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "jail")
+	j, err := NewJail(JailConfig{Dir: dir, TmpMB: tmpMB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := j.Close(); err != nil {
+			t.Error(err)
+		}
+		if ms, _ := mountsUnder(dir); len(ms) > 0 {
+			t.Errorf("mounts left after Close: %v", ms)
+		}
+	})
+	if !j.On() {
+		if os.Geteuid() == 0 {
+			t.Fatalf("root cannot jail: %s", j.why)
+		}
+		t.Skipf("no jail here: %s", j.why)
+	}
+	return j
+}
+
+// runJailed runs a shell script in j and returns its output.
+func runJailed(t *testing.T, spec Spec, script string, during func(*Process)) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	spec.Path, spec.Args = "/bin/sh", []string{"-c", script}
+	spec.Stdout, spec.Stderr = w, w
+	p, err := Start(spec)
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during != nil {
+		during(p)
+	}
+	out := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(r); out <- b }()
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		p.Kill()
+		t.Fatal("the jailed script did not end")
+	}
+	b := <-out
+	// Its directory goes once it exited.
+	if p.slot != nil {
+		if _, err := os.Stat(p.slot.dir); !os.IsNotExist(err) {
+			t.Errorf("the instance's directory %s is left: %v", p.slot.dir, err)
+		}
+	}
+	return string(b)
+}
+
+func writeCode(t *testing.T) string {
+	t.Helper()
+	code := t.TempDir()
+	if err := os.WriteFile(filepath.Join(code, "f"), []byte("the code\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(code, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+func TestJailedProcess(t *testing.T) {
+	j := newTestJail(t, 4)
+	code := writeCode(t)
+	const uid = 2000000123
+	out := runJailed(t, Spec{Jail: j, Code: code, UID: uid, GID: uid, Dir: TaskRoot}, `
+		echo "ids $(id -u) $(id -g) $$ $(pwd)"
+		cat /var/task/f
+		touch /var/task/new 2>/dev/null && echo "code writable" || echo "code read-only"
+		touch /new 2>/dev/null && echo "root writable" || echo "root read-only"
+		echo "root: $(ls / | tr '\n' ' ')"
+		[ -e /proc/`+strconv.Itoa(os.Getpid())+`/status ] && echo "the test is in sight" || echo "the test is out of sight"
+		dd if=/dev/zero of=/tmp/a bs=1M count=2 2>/dev/null && echo "2 MB in /tmp"
+		dd if=/dev/zero of=/tmp/b bs=1M count=8 2>/dev/null || echo "/tmp full"
+		grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t\n' '  '
+		echo
+	`, nil)
+	t.Logf("%s", out)
+	for _, want := range []string{
+		"ids " + strconv.Itoa(uid) + " " + strconv.Itoa(uid) + " 1 /var/task", "the test is out of sight",
+		"the code", "code read-only", "root read-only", "2 MB in /tmp", "/tmp full",
+		"CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1", "Seccomp: 2",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	for _, hidden := range []string{"root ", "home "} {
+		if strings.Contains(out, "root: ") && strings.Contains(out[strings.Index(out, "root: "):], hidden) {
+			t.Errorf("the jail's root shows %q", hidden)
+		}
+	}
+}
+
+// A pooled process starts without code, as root holding only CAP_SETUID
+// and CAP_SETGID; the code mounted for it later appears at TaskRoot,
+// read-only.
+func TestJailedPooledProcessGetsItsCodeLater(t *testing.T) {
+	j := newTestJail(t, 0)
+	code := writeCode(t)
+	out := runJailed(t, Spec{Jail: j, Pooled: true}, `
+		echo "uid $(id -u)"
+		grep -E '^CapEff:' /proc/self/status
+		ls /var/task | wc -l
+		while [ ! -e /var/task/f ]; do sleep 0.01; done
+		cat /var/task/f
+		touch /var/task/new 2>/dev/null && echo "code writable" || echo "code read-only"
+	`, func(p *Process) {
+		time.Sleep(100 * time.Millisecond) // it lists the empty slot first
+		if err := p.MountCode(code); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Logf("%s", out)
+	for _, want := range []string{"uid 0", "CapEff:\t00000000000000c0", "\n0\n", "the code", "code read-only"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(code, "new")); err == nil {
+		t.Error("the jailed process wrote into the code")
+	}
+}
+
+func TestJailedProcessMissingProgram(t *testing.T) {
+	j := newTestJail(t, 0)
+	_, err := Start(Spec{Jail: j, Pooled: true, Path: "/no/such/interpreter"})
+	if !os.IsNotExist(err) && !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("err = %v, want not found", err)
+	}
+	if ents, _ := os.ReadDir(j.cfg.Dir); len(ents) != 0 {
+		t.Errorf("left in the jail dir: %v", ents)
+	}
+}
+
+func TestSeccompPolicyAssembles(t *testing.T) {
+	info, err := arch.GetInfo("")
+	if err != nil {
+		t.Skip(err)
+	}
+	var missing []string
+	for _, n := range deniedSyscalls {
+		if _, ok := info.SyscallNames[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	t.Logf("%s lacks %v", info.Name, missing)
+	if len(missing) > 4 {
+		t.Errorf("%d denied syscalls unknown on %s: %v", len(missing), info.Name, missing)
+	}
+	prog, err := seccompProgram()
+	if err != nil || len(prog) < len(deniedSyscalls) {
+		t.Fatalf("program of %d instructions, %v", len(prog), err)
+	}
+}
+
+func TestLandlockAccessByABI(t *testing.T) {
+	for _, c := range []struct {
+		abi  int
+		want uint64
+	}{{1, 0x1fff}, {2, 0x3fff}, {3, 0x7fff}, {4, 0x7fff}, {5, 0xffff}, {7, 0xffff}} {
+		if got := landlockFS(c.abi); got != c.want {
+			t.Errorf("abi %d: %#x, want %#x", c.abi, got, c.want)
+		}
+	}
+}
+
+func TestUnescapeMountPath(t *testing.T) {
+	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/x\134y`: `/x\y`, `/bad\09`: `/bad\09`} {
+		if got := unescapeMountPath(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
