@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,7 +208,7 @@ func TestServeBinarySIGTERM(t *testing.T) {
 	}
 	dir := testserver.WriteFunction(t, map[string]string{
 		"tern.yaml": "name: pid\nruntime: nodejs\nhandler: index.handler\n",
-		"index.js":  `exports.handler = async () => process.pid;`,
+		"index.js":  `exports.handler = async () => ({pid: process.pid, uid: process.getuid()});`,
 	})
 	cli := func(args ...string) string {
 		cmd := exec.Command(bin, args...)
@@ -219,9 +220,26 @@ func TestServeBinarySIGTERM(t *testing.T) {
 		return string(out)
 	}
 	cli("deploy", dir)
-	pid := strings.TrimSpace(cli("invoke", "pid"))
-	if _, err := os.Stat("/proc/" + pid); err != nil {
-		t.Fatalf("instance pid %q: %v", pid, err)
+	out := cli("invoke", "pid")
+	var who struct{ Pid, UID int }
+	if err := json.Unmarshal([]byte(out), &who); err != nil || who.Pid <= 0 {
+		t.Fatalf("invoke pid: %q %v", out, err)
+	}
+	// Jailed, the instance is pid 1 of its own PID namespace: its host
+	// processes are those of its function's uid that this tern started.
+	// Else its pid is the host's.
+	jailed := who.Pid == 1
+	procs := []int{who.Pid}
+	if jailed {
+		procs = testserver.UIDProcsUnder(who.UID, srv.Process.Pid)
+	}
+	for _, p := range procs {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(p)); err != nil {
+			t.Fatalf("instance pid %d: %v", p, err)
+		}
+	}
+	if len(procs) == 0 {
+		t.Fatalf("no host process of the instance (uid %d) under tern serve", who.UID)
 	}
 	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -236,8 +254,17 @@ func TestServeBinarySIGTERM(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("tern serve did not stop on SIGTERM\n%s", stderr.String())
 	}
-	if b, err := os.ReadFile("/proc/" + pid + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
-		t.Errorf("instance %s still running after shutdown", pid)
+	live := func(p int) bool {
+		if jailed && !slices.Contains(testserver.UIDProcs(who.UID), p) {
+			return false // gone, or the pid is another's now
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+		return err == nil && !strings.Contains(string(b), ") Z ")
+	}
+	for _, p := range procs {
+		if live(p) {
+			t.Errorf("instance %d still running after shutdown", p)
+		}
 	}
 }
 

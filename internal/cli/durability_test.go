@@ -21,20 +21,20 @@ import (
 	"github.com/ternhq/tern/internal/testserver"
 )
 
-// lineRecorderJS appends one line per event to $OUT: "a:<n>" for an async
-// event {"n": n}, "q:<body>" for each record of a queue batch, and the
-// tick's time for a scheduled event.
-const lineRecorderJS = `const fs = require("fs");
+// lineRecorderJS records one line per event with the collector at
+// $RECORD_URL: "a:<n>" for an async event {"n": n}, "q:<body>" for each
+// record of a queue batch, and the tick's time for a scheduled event.
+const lineRecorderJS = testserver.RecordJS + `
 exports.handler = async (event) => {
   if (event.Records) {
-    for (const r of event.Records) fs.appendFileSync(process.env.OUT, "q:" + r.body + "\n");
+    for (const r of event.Records) await record("q:" + r.body);
     return {batchItemFailures: []};
   }
   if (event["detail-type"] === "Scheduled Event") {
-    fs.appendFileSync(process.env.OUT, event.time + "\n");
+    await record(event.time);
     return {ok: true};
   }
-  fs.appendFileSync(process.env.OUT, "a:" + event.n + "\n");
+  await record("a:" + event.n);
   return {ok: true};
 };`
 
@@ -55,8 +55,8 @@ func TestDurabilityAcrossSIGKILL(t *testing.T) {
 	if _, err := c.CreateTopic(ctx, events.TopicConfig{Name: "jobs"}); err != nil {
 		t.Fatalf("create topic: %v", err)
 	}
-	out := filepath.Join(t.TempDir(), "out.txt")
-	deployLineRecorder(ctx, t, c, "rec", out, "scale: {max: 4}\nasync: {retries: 2, backoff: 1s, concurrency: 4}\n"+
+	out := testserver.NewCollector(t)
+	deployLineRecorder(ctx, t, c, "rec", out.URL, "scale: {max: 4}\nasync: {retries: 2, backoff: 1s, concurrency: 4}\n"+
 		"triggers:\n  - queue: {topic: jobs, batch: 10, window: 100ms, maxReceives: 5}\n")
 
 	submit := map[string]func(i int) error{
@@ -150,8 +150,8 @@ func TestScheduleOncePerTickAcrossServers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	out := filepath.Join(t.TempDir(), "ticks.txt")
-	deployLineRecorder(ctx, t, ca, "tick", out, "triggers:\n  - schedule: rate(1 second)\n")
+	out := testserver.NewCollector(t)
+	deployLineRecorder(ctx, t, ca, "tick", out.URL, "triggers:\n  - schedule: rate(1 second)\n")
 	testserver.Eventually(t, 10*time.Second, "server B to know the function and its schedule", func() bool {
 		if _, err := cb.Get(ctx, "tick"); err != nil {
 			return false
@@ -290,11 +290,11 @@ func (p *ternProc) stop(t *testing.T) {
 	}
 }
 
-// deployLineRecorder deploys lineRecorderJS as function name writing to
-// out, with extra manifest lines.
-func deployLineRecorder(ctx context.Context, t *testing.T, c *client.Client, name, out, extra string) {
+// deployLineRecorder deploys lineRecorderJS as function name recording
+// with the collector at recordURL, with extra manifest lines.
+func deployLineRecorder(ctx context.Context, t *testing.T, c *client.Client, name, recordURL, extra string) {
 	t.Helper()
-	m := fmt.Sprintf("name: %s\nruntime: nodejs\nhandler: index.handler\ntimeout: 5s\nenvironment: {OUT: %s}\n%s", name, out, extra)
+	m := fmt.Sprintf("name: %s\nruntime: nodejs\nhandler: index.handler\ntimeout: 5s\nenvironment: {RECORD_URL: %q}\n%s", name, recordURL, extra)
 	dir := testserver.WriteFunction(t, map[string]string{"tern.yaml": m, "index.js": lineRecorderJS})
 	var pkg bytes.Buffer
 	if _, err := archive.Build(dir, &pkg); err != nil {
@@ -305,22 +305,12 @@ func deployLineRecorder(ctx context.Context, t *testing.T, c *client.Client, nam
 	}
 }
 
-// readLines counts the lines of path (none if it does not exist yet). A
-// last line without its newline is still being written and is left out.
-func readLines(t *testing.T, path string) map[string]int {
+// readLines counts the lines the collector received so far.
+func readLines(t *testing.T, c *testserver.Collector) map[string]int {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
 	counts := map[string]int{}
-	for len(b) > 0 {
-		line, rest, ok := bytes.Cut(b, []byte("\n"))
-		if !ok {
-			break
-		}
-		counts[string(line)]++
-		b = rest
+	for _, line := range c.Lines() {
+		counts[line]++
 	}
 	return counts
 }

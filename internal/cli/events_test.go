@@ -1,8 +1,6 @@
 package cli_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +12,15 @@ func TestCLIEvents(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
 	t.Setenv("TERN_SERVER", s.URL())
 	t.Setenv("TERN_TOKEN", s.Token())
-	out := filepath.Join(t.TempDir(), "out")
+	rec := testserver.NewCollector(t)
 	// Fails on events that ask it to, so they end as dead letters.
 	dir := testserver.WriteFunction(t, map[string]string{
-		"tern.yaml": "name: ev\nruntime: nodejs\nhandler: index.handler\nenvironment:\n  OUT: " + out + "\n" +
+		"tern.yaml": "name: ev\nruntime: nodejs\nhandler: index.handler\nenvironment:\n  RECORD_URL: " + rec.URL + "\n" +
 			"async: {retries: 0}\ntriggers:\n  - queue: {topic: jobs}\n  - schedule: \"0 12 * * *\"\n    timezone: Europe/Paris\n",
-		"index.js": `const fs = require("fs");
+		"index.js": testserver.RecordJS + `
 exports.handler = async (e) => {
   if (e.fail) throw new Error("asked to fail");
-  fs.appendFileSync(process.env.OUT, JSON.stringify(e) + "\n");
+  await record(JSON.stringify(e));
   return {};
 };`,
 	})
@@ -49,8 +47,7 @@ exports.handler = async (e) => {
 		t.Fatalf("invoke --async failing: %d", code)
 	}
 	testserver.Eventually(t, 10*time.Second, "the queue message and the async event run", func() bool {
-		b, _ := os.ReadFile(out)
-		return strings.Count(string(b), "\n") == 2
+		return len(rec.Lines()) == 2
 	})
 	var stdout string
 	testserver.Eventually(t, 10*time.Second, "a dead letter", func() bool {

@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,18 +20,27 @@ import (
 	"github.com/ternhq/tern/internal/testserver"
 )
 
-// recorderJS appends every event it gets to $OUT as one JSON line (with
-// when it started and ended, after sleeping $SLEEP_MS) and fails (throws)
-// while $FAIL_FILE exists or for its first $FAIL_TIMES runs; queue
-// records whose body starts with "fail" are reported as batch item
-// failures.
-const recorderJS = `const fs = require("fs");
+// recorderJS records every event it gets with the collector at
+// $RECORD_URL as one JSON line (with when it started and ended, after
+// sleeping $SLEEP_MS) and fails (throws) while the recorder is set failing
+// or for its first $FAIL_TIMES runs (both read from $STATE_URL once the
+// line is recorded); queue records whose body starts with "fail" are
+// reported as batch item failures.
+const recorderJS = testserver.RecordJS + `
+const state = () => new Promise((resolve, reject) => {
+  require("http").get(process.env.STATE_URL, (res) => {
+    let b = "";
+    res.setEncoding("utf8");
+    res.on("data", (d) => { b += d; });
+    res.on("end", () => { try { resolve(JSON.parse(b)); } catch (e) { reject(e); } });
+  }).on("error", reject);
+});
 exports.handler = async (event, context) => {
   const start = Date.now();
   if (process.env.SLEEP_MS) await new Promise(r => setTimeout(r, +process.env.SLEEP_MS));
-  fs.appendFileSync(process.env.OUT, JSON.stringify({rid: context.awsRequestId, start, end: Date.now(), event}) + "\n");
-  const runs = fs.readFileSync(process.env.OUT, "utf8").split("\n").filter(Boolean).length;
-  if ((process.env.FAIL_FILE && fs.existsSync(process.env.FAIL_FILE)) || runs <= +(process.env.FAIL_TIMES || 0)) {
+  await record(JSON.stringify({rid: context.awsRequestId, start, end: Date.now(), event}));
+  const {failing, runs} = await state();
+  if (failing || runs <= +(process.env.FAIL_TIMES || 0)) {
     const e = new Error("failing on purpose"); e.name = "PurposeError"; throw e;
   }
   if (event.Records) {
@@ -47,21 +56,32 @@ type recorded struct {
 	Event      json.RawMessage `json:"event"`
 }
 
-// readRecords returns what a recorder function wrote so far.
-func readRecords(t *testing.T, path string) []recorded {
+// recorder is where a recorder function records its runs (a collector) and
+// what it asks whether to fail (a loopback state server answering
+// {"failing": bool, "runs": lines recorded so far}).
+type recorder struct {
+	*testserver.Collector
+	stateURL string
+	failing  atomic.Bool
+}
+
+func newRecorder(t *testing.T) *recorder {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := &recorder{Collector: testserver.NewCollector(t)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"failing": r.failing.Load(), "runs": len(r.Lines())})
+	}))
+	t.Cleanup(srv.Close)
+	r.stateURL = srv.URL
+	return r
+}
+
+// readRecords returns what a recorder function recorded so far.
+func readRecords(t *testing.T, rec *recorder) []recorded {
+	t.Helper()
 	var out []recorded
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if line == "" {
-			continue
-		}
+	for _, line := range rec.Lines() {
 		var r recorded
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("record %q: %v", line, err)
@@ -73,27 +93,19 @@ func readRecords(t *testing.T, path string) []recorded {
 
 // deployRecorder deploys a recorder function with extra manifest lines
 // (lines indented by two spaces first add environment variables) and
-// returns the file it writes to.
-func deployRecorder(t *testing.T, s *testserver.Server, name, extra string) (out string) {
+// returns where it records.
+func deployRecorder(t *testing.T, s *testserver.Server, name, extra string) *recorder {
 	t.Helper()
-	dir := t.TempDir()
-	out = filepath.Join(dir, "out.jsonl")
-	m := fmt.Sprintf("name: %s\nruntime: nodejs\nhandler: index.handler\ntimeout: 5s\nenvironment:\n  OUT: %s\n  FAIL_FILE: %s\n%s",
-		name, out, filepath.Join(dir, "fail"), extra)
+	rec := newRecorder(t)
+	m := fmt.Sprintf("name: %s\nruntime: nodejs\nhandler: index.handler\ntimeout: 5s\nenvironment:\n  RECORD_URL: %s\n  STATE_URL: %s\n%s",
+		name, rec.URL, rec.stateURL, extra)
 	s.Deploy(map[string]string{"tern.yaml": m, "index.js": recorderJS})
-	return out
+	return rec
 }
 
-func setFailing(t *testing.T, out string, on bool) {
+func setFailing(t *testing.T, rec *recorder, on bool) {
 	t.Helper()
-	f := filepath.Join(filepath.Dir(out), "fail")
-	if on {
-		if err := os.WriteFile(f, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	_ = os.Remove(f)
+	rec.failing.Store(on)
 }
 
 func TestAsyncInvocation(t *testing.T) {
@@ -685,7 +697,7 @@ func TestTopicReadersKeepTheirOwnDeadLettersAndTopicsTrim(t *testing.T) {
 		}
 	}
 	testserver.Eventually(t, 20*time.Second, "both readers get all 40", func() bool {
-		count := func(out string) int {
+		count := func(out *recorder) int {
 			n := 0
 			for _, r := range readRecords(t, out) {
 				n += strings.Count(string(r.Event), `"body":"xxx`)

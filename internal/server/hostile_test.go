@@ -116,7 +116,7 @@ func TestHostileFunctions(t *testing.T) {
 	// The victim: code with a marker file, a secret.
 	const marker = "victim-code-7d1f"
 	s.Deploy(fn("victim", "index.handler", map[string]string{
-		"index.js":   `exports.handler = async (e) => e.what === "api" ? process.env.AWS_LAMBDA_RUNTIME_API : {statusCode: 200, body: "victim ok"};`,
+		"index.js":   `exports.handler = async (e) => e.what === "api" ? process.env.AWS_LAMBDA_RUNTIME_API : e.what === "uid" ? process.getuid() : {statusCode: 200, body: "victim ok"};`,
 		"marker.txt": marker,
 	}))
 	if err := s.Client.SetSecret(context.Background(), "victim", "VICTIM_SECRET", "s3cr3t-9c2e"); err != nil {
@@ -163,8 +163,8 @@ func TestHostileFunctions(t *testing.T) {
 		t.Fatalf("whoami: %v %s", err, out)
 	}
 	t.Logf("attacker: %+v", who)
-	if who.UID < uids.Base || who.GID != who.UID || who.Pid != 1 || who.Cwd != "/var/task" {
-		t.Errorf("attacker runs as uid %d gid %d pid %d in %s; want its own uid (>= %d), pid 1 in its namespace, /var/task", who.UID, who.GID, who.Pid, who.Cwd, uids.Base)
+	if who.UID < uids.Lowest || who.GID != who.UID || who.Pid != 1 || who.Cwd != "/var/task" {
+		t.Errorf("attacker runs as uid %d gid %d pid %d in %s; want its own uid (>= %d), pid 1 in its namespace, /var/task", who.UID, who.GID, who.Pid, who.Cwd, uids.Lowest)
 	}
 	if strings.Trim(who.CapEff, "0") != "" || strings.Trim(who.CapPrm, "0") != "" || who.NoNewPrivs != "1" || who.Seccomp != "2" {
 		t.Errorf("attacker has CapEff %s CapPrm %s NoNewPrivs %s Seccomp %s; want no capabilities, no_new_privs and a filter", who.CapEff, who.CapPrm, who.NoNewPrivs, who.Seccomp)
@@ -172,23 +172,15 @@ func TestHostileFunctions(t *testing.T) {
 	if strings.Join(who.Task, ",") != "index.js,tern.yaml" || who.Secret != nil {
 		t.Errorf("attacker sees code %v and secret %v; want only its own code and no secret", who.Task, who.Secret)
 	}
-	victimUID := -1
-	for _, pid := range testserver.UIDProcs(who.UID) {
+	for _, pid := range testserver.UIDProcsUnder(who.UID, os.Getpid()) {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 		if !strings.Contains(string(b), "NoNewPrivs:\t1") {
 			t.Errorf("host process %d of the attacker's uid lacks no_new_privs", pid)
 		}
 	}
-	if _, err := s.Client.Invoke(context.Background(), "victim", nil); err != nil {
-		t.Fatal(err)
-	}
-	for uid := uids.Base; uid < uids.Base+10; uid++ {
-		if uid != who.UID && len(testserver.UIDProcs(uid)) > 0 {
-			victimUID = uid
-		}
-	}
-	if victimUID < 0 {
-		t.Errorf("the victim's instance does not run as a uid of its own (attacker %d)", who.UID)
+	out, err = s.Client.Invoke(context.Background(), "victim", []byte(`{"what":"uid"}`))
+	if victimUID, _ := strconv.Atoi(string(out)); err != nil || victimUID < uids.Lowest || victimUID == who.UID {
+		t.Errorf("the victim runs as uid %s (%v), the attacker as %d: want a uid of its own", out, err, who.UID)
 	}
 
 	// The victim's Runtime API address, which the attacker could find by

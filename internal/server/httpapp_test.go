@@ -36,7 +36,7 @@ http.createServer((req, res) => {
     res.setHeader("Set-Cookie", ["a=1", "b=2"]);
     res.writeHead(req.url.startsWith("/missing") ? 404 : 200, {"content-type": "application/json", "x-app": "yes"});
     res.end(JSON.stringify({method: req.method, url: req.url, prefix: req.headers["x-forwarded-prefix"] || null,
-      cookie: req.headers.cookie || null, body, pid: process.pid, port: process.env.PORT, fn: process.env.AWS_LAMBDA_FUNCTION_NAME}));
+      cookie: req.headers.cookie || null, body, id: process.env.AWS_LAMBDA_LOG_STREAM_NAME, port: process.env.PORT, fn: process.env.AWS_LAMBDA_FUNCTION_NAME}));
   });
 }).listen(Number(process.env.PORT), "127.0.0.1");
 `
@@ -53,12 +53,12 @@ func TestHTTPRuntime(t *testing.T) {
 	}
 	var got struct {
 		Method, URL, Prefix, Cookie, Body, Port, Fn string
-		Pid                                         int
+		ID                                          string // the instance's
 	}
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatalf("%s: %v", body, err)
 	}
-	if got.Method != "POST" || got.URL != "/items/7?x=1" || got.Prefix != "/fn/web" || got.Cookie != "c=3" || got.Body != "payload" || got.Port == "" || got.Fn != "web" {
+	if got.Method != "POST" || got.URL != "/items/7?x=1" || got.Prefix != "/fn/web" || got.Cookie != "c=3" || got.Body != "payload" || got.Port == "" || got.Fn != "web" || got.ID == "" {
 		t.Errorf("the app saw %+v", got)
 	}
 	if h.Get("X-App") != "yes" || len(h.Values("Set-Cookie")) != 2 {
@@ -84,9 +84,9 @@ func TestHTTPRuntime(t *testing.T) {
 		t.Errorf("crash: %d %s", status, body)
 	}
 	status, _, body = s.Do("GET", "/fn/web/again", nil, nil)
-	var again struct{ Pid int }
-	if status != 200 || json.Unmarshal(body, &again) != nil || again.Pid == got.Pid {
-		t.Errorf("after the crash: %d %s (pid before %d)", status, body, got.Pid)
+	var again struct{ ID string }
+	if status != 200 || json.Unmarshal(body, &again) != nil || again.ID == "" || again.ID == got.ID {
+		t.Errorf("after the crash: %d %s (instance before %q)", status, body, got.ID)
 	}
 	// Bodies stream: the first chunk arrives before the app ends its answer.
 	start := time.Now()
@@ -168,8 +168,10 @@ func TestHTTPRuntimeEdges(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("after the cut: %d %s", status, body)
 	}
-	var before struct{ Pid int }
-	_ = json.Unmarshal(body, &before)
+	var before struct{ ID string } // the instance's
+	if json.Unmarshal(body, &before) != nil || before.ID == "" {
+		t.Fatalf("after the cut: %s", body)
+	}
 
 	pr, pw := io.Pipe()
 	go func() {
@@ -191,9 +193,9 @@ func TestHTTPRuntimeEdges(t *testing.T) {
 		t.Errorf("7 MB chunked body: %d, want 413", resp.StatusCode)
 	}
 	status, _, body = s.Do("GET", "/fn/edgy/ok", nil, nil)
-	var after struct{ Pid int }
-	if status != 200 || json.Unmarshal(body, &after) != nil || after.Pid != before.Pid {
-		t.Errorf("the app did not survive an oversized request: %d %s (pid before %d)", status, body, before.Pid)
+	var after struct{ ID string }
+	if status != 200 || json.Unmarshal(body, &after) != nil || after.ID != before.ID {
+		t.Errorf("the app did not survive an oversized request: %d %s (instance before %q)", status, body, before.ID)
 	}
 
 	out, err := s.Client.Invoke(context.Background(), "edgy", []byte(`{"version":"2.0","rawPath":"/redir","requestContext":{"http":{"method":"GET"}}}`))

@@ -83,11 +83,11 @@ func readInt(t *testing.T, path string) int64 {
 func TestInstanceCgroupLimits(t *testing.T) {
 	needControls(t, "cgroup memory", "cgroup pids", "cgroup cpu weight")
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
-	pidJS := `exports.handler = async () => process.pid;`
+	pidJS := `exports.handler = async () => ` + selfJS + `;`
 	s.Deploy(map[string]string{"tern.yaml": "name: sized\nruntime: nodejs\nhandler: index.handler\nmemory: 384\n", "index.js": pidJS})
 	// An http app is not pooled: its process is confined right after start.
 	s.Deploy(map[string]string{"tern.yaml": "name: app\nruntime: http\ncommand: node server.js\nmemory: 512\n",
-		"server.js": `require("http").createServer((q, r) => r.end(String(process.pid))).listen(process.env.PORT);`})
+		"server.js": `require("http").createServer((q, r) => r.end(JSON.stringify(` + selfJS + `))).listen(process.env.PORT);`})
 
 	for _, c := range []struct {
 		fn string
@@ -95,10 +95,17 @@ func TestInstanceCgroupLimits(t *testing.T) {
 	}{{"sized", 384}, {"app", 512}} {
 		t.Run(c.fn, func(t *testing.T) {
 			status, _, body := s.Do("GET", "/fn/"+c.fn, nil, nil)
-			pid, err := strconv.Atoi(strings.TrimSpace(string(body)))
-			if status != 200 || err != nil {
+			var w whoami
+			if status != 200 || json.Unmarshal(body, &w) != nil {
 				t.Fatalf("status %d body %s", status, body)
 			}
+			// Jailed, the instance is pid 1 of its own PID namespace: its
+			// host process is found by its function's uid.
+			procs := w.hostPids()
+			if len(procs) == 0 {
+				t.Fatalf("no host process found for the instance (%s)", body)
+			}
+			pid := procs[0]
 			mem := cgroupFile(t, pid, "memory", "memory.limit_in_bytes")
 			if mem == "" {
 				mem = cgroupFile(t, pid, "memory", "memory.max")

@@ -49,7 +49,7 @@ func TestPoolServesColdStartsInIsolation(t *testing.T) {
 	code := `
 		globalThis.seen = globalThis.seen || [];
 		globalThis.seen.push(process.env.AWS_LAMBDA_FUNCTION_NAME);
-		exports.handler = async () => ({ pid: process.pid, seen: globalThis.seen, secretA: process.env.SECRET_A || null,
+		exports.handler = async () => ({ pid: process.pid, uid: process.getuid(), id: process.env.AWS_LAMBDA_LOG_STREAM_NAME, seen: globalThis.seen, secretA: process.env.SECRET_A || null,
 			cwd: process.cwd(), root: process.env.LAMBDA_TASK_ROOT, fd: process.env.TERN_RUNTIME_FD || null });`
 	s.Deploy(map[string]string{"tern.yaml": "name: fa\nruntime: nodejs\nhandler: index.handler\nenvironment:\n  SECRET_A: only-for-a\n", "index.js": code})
 	s.Deploy(map[string]string{"tern.yaml": "name: fb\nruntime: nodejs\nhandler: index.handler\n", "index.js": code})
@@ -59,6 +59,8 @@ func TestPoolServesColdStartsInIsolation(t *testing.T) {
 
 	type answer struct {
 		Pid     int
+		UID     int
+		ID      string
 		Seen    []string
 		SecretA *string
 		Cwd     string
@@ -77,14 +79,30 @@ func TestPoolServesColdStartsInIsolation(t *testing.T) {
 		return a
 	}
 	a, b := call("fa"), call("fb")
-	if a.Pid == b.Pid {
-		t.Fatalf("fa and fb share process %d", a.Pid)
+	// Jailed, every instance is pid 1 of a PID namespace of its own: the
+	// instance id tells them apart, and its host process is found by its
+	// function's uid.
+	if a.ID == "" || a.ID == b.ID {
+		t.Fatalf("fa and fb share instance %q", a.ID)
+	}
+	hostPid := func(name string, x answer) int {
+		w := whoami{Pid: x.Pid, UID: x.UID}
+		pids := w.hostPids()
+		if len(pids) != 1 {
+			t.Fatalf("%s (%+v): host processes %v, want its one instance", name, w, pids)
+		}
+		return pids[0]
+	}
+	pa, pb := hostPid("fa", a), hostPid("fb", b)
+	if pa == pb {
+		t.Fatalf("fa and fb share process %d", pa)
 	}
 	for _, x := range []struct {
 		name string
 		a    answer
-	}{{"fa", a}, {"fb", b}} {
-		if st := startTicks(t, x.a.Pid); st > before {
+		pid  int
+	}{{"fa", a, pa}, {"fb", b, pb}} {
+		if st := startTicks(t, x.pid); st > before {
 			t.Errorf("%s's instance started after the call was made (tick %d > %d): not from the pool", x.name, st, before)
 		}
 		if len(x.a.Seen) != 1 || x.a.Seen[0] != x.name {

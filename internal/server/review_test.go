@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,16 +49,34 @@ func TestDetachedGrandchildIsKilled(t *testing.T) {
 		exports.handler = async (e) => {
 			const c = spawn("sleep", ["300"], { detached: true, stdio: "inherit" });
 			if (e.rawPath === "/hang") await new Promise(() => setTimeout(() => {}, 1e9));
-			return c.pid;
+			return {child: c.pid, pid: process.pid, uid: process.getuid()};
 		};`,
 	})
 	out, err := s.Client.Invoke(context.Background(), "escaper", []byte(`{"rawPath":"/"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var child int
-	if err := json.Unmarshal(out, &child); err != nil {
+	var got struct {
+		Child int
+		whoami
+	}
+	if err := json.Unmarshal(out, &got); err != nil || got.Child <= 0 {
 		t.Fatalf("pid %s", out)
+	}
+	// Jailed, the child's pid is one of the instance's PID namespace: its
+	// host pid is that of the process of the function's uid, started by
+	// this tern, whose innermost pid it is.
+	child := got.Child
+	if got.jailed() {
+		child = 0
+		for _, p := range got.hostPids() {
+			if nsPid(p) == got.Child {
+				child = p
+			}
+		}
+		if child == 0 {
+			t.Fatalf("the detached child (pid %d in the instance) is not among the instance's processes %v", got.Child, got.hostPids())
+		}
 	}
 	start := time.Now()
 	status, _, body := s.Do("GET", "/fn/escaper/hang", nil, nil)
@@ -71,8 +90,27 @@ func TestDetachedGrandchildIsKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	testserver.Eventually(t, 10*time.Second, "the detached child "+strconv.Itoa(child)+" to be killed", func() bool {
-		return !processAlive(child)
+		return !got.anyAlive([]int{child})
 	})
+}
+
+// nsPid is pid's pid in its innermost PID namespace (the last of NSpid in
+// /proc/pid/status); 0 if pid is gone.
+func nsPid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.Atoi(f[len(f)-1])
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // A client following logs must not hold up shutdown.

@@ -35,22 +35,26 @@ func TestIdleInstancesStopDownToMin(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
 	s.Deploy(map[string]string{
 		"tern.yaml": "name: idler\nruntime: nodejs\nhandler: index.handler\nscale:\n  idle: 1s\n",
-		"index.js":  `exports.handler = async () => process.pid;`,
+		"index.js":  `exports.handler = async () => ` + selfJS + `;`,
 	})
 	out, err := s.Client.Invoke(context.Background(), "idler", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pid int
-	if err := json.Unmarshal(out, &pid); err != nil {
+	var w whoami
+	if err := json.Unmarshal(out, &w); err != nil {
 		t.Fatal(err)
+	}
+	procs := w.hostPids()
+	if len(procs) == 0 {
+		t.Fatalf("no host process found for the instance (%s)", out)
 	}
 	if n, _ := instances(t, s, "idler"); n != 1 {
 		t.Fatalf("instances after one call = %d", n)
 	}
 	testserver.Eventually(t, 10*time.Second, "the idle instance to stop", func() bool {
 		n, _ := instances(t, s, "idler")
-		return n == 0 && !processAlive(pid)
+		return n == 0 && !w.anyAlive(procs)
 	})
 	// Scaled to zero, the next call starts a new instance.
 	if _, err := s.Client.Invoke(context.Background(), "idler", nil); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -181,7 +182,7 @@ func TestFunctionFailures(t *testing.T) {
 		"index.js":  `exports.handler = async (e) => { if (e.rawPath === "/hang") await new Promise(r => setTimeout(r, 60000)); return {statusCode: 200, body: "ok"}; };`,
 	})
 	s.Deploy(fn("crash", "index.handler", map[string]string{"index.js": `
-		exports.handler = async (e) => { if (e.rawPath === "/exit") process.exit(3); return {statusCode: 200, body: "alive " + process.pid}; };`}))
+		exports.handler = async (e) => { if (e.rawPath === "/exit") process.exit(3); return {statusCode: 200, body: "alive " + process.env.AWS_LAMBDA_LOG_STREAM_NAME}; };`}))
 
 	type errJSON struct {
 		ErrorType    string   `json:"errorType"`
@@ -235,8 +236,8 @@ func TestFunctionFailures(t *testing.T) {
 	})
 	t.Run("crash then recovers", func(t *testing.T) {
 		status, _, first := s.Do("GET", "/fn/crash", nil, nil)
-		if status != 200 {
-			t.Fatalf("status %d", status)
+		if status != 200 || string(first) == "alive " || string(first) == "alive undefined" {
+			t.Fatalf("status %d body %s", status, first)
 		}
 		status, _, body := s.Do("GET", "/fn/crash/exit", nil, nil)
 		if status != 502 {
@@ -266,12 +267,12 @@ func TestConcurrentRequestsScaleOut(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
 	s.Deploy(map[string]string{
 		"tern.yaml": "name: busy\nruntime: nodejs\nhandler: index.handler\nscale:\n  max: 10\n",
-		"index.js":  `exports.handler = async () => { await new Promise(r => setTimeout(r, 200)); return {statusCode: 200, body: String(process.pid)}; };`,
+		"index.js":  `exports.handler = async () => { await new Promise(r => setTimeout(r, 200)); return {statusCode: 200, body: String(process.env.AWS_LAMBDA_LOG_STREAM_NAME)}; };`,
 	})
 	const n = 30
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	pids := map[string]int{}
+	ids := map[string]int{} // instance id: requests it served
 	errs := make(chan string, n)
 	for range n {
 		wg.Add(1)
@@ -290,7 +291,7 @@ func TestConcurrentRequestsScaleOut(t *testing.T) {
 				return
 			}
 			mu.Lock()
-			pids[b.String()]++
+			ids[b.String()]++
 			mu.Unlock()
 		}()
 	}
@@ -299,8 +300,11 @@ func TestConcurrentRequestsScaleOut(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	if len(pids) < 2 || len(pids) > 10 {
-		t.Errorf("served by %d instances, want between 2 and scale.max=10", len(pids))
+	if _, ok := ids["undefined"]; ok {
+		t.Errorf("an instance has no AWS_LAMBDA_LOG_STREAM_NAME: %v", ids)
+	}
+	if len(ids) < 2 || len(ids) > 10 {
+		t.Errorf("served by %d instances, want between 2 and scale.max=10: %v", len(ids), ids)
 	}
 }
 
@@ -455,20 +459,24 @@ func TestRestartKeepsFunctions(t *testing.T) {
 
 func TestDeleteStopsInstances(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
-	s.Deploy(fn("gone", "index.handler", map[string]string{"index.js": `exports.handler = async () => process.pid;`}))
+	s.Deploy(fn("gone", "index.handler", map[string]string{"index.js": `exports.handler = async () => ` + selfJS + `;`}))
 	out, err := s.Client.Invoke(context.Background(), "gone", []byte(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pid int
-	if err := json.Unmarshal(out, &pid); err != nil || pid <= 0 {
-		t.Fatalf("pid %s", out)
+	var w whoami
+	if err := json.Unmarshal(out, &w); err != nil || w.Pid <= 0 {
+		t.Fatalf("whoami %s", out)
+	}
+	procs := w.hostPids()
+	if len(procs) == 0 {
+		t.Fatalf("no host process found for the instance (%s)", out)
 	}
 	if err := s.Client.Delete(context.Background(), "gone"); err != nil {
 		t.Fatal(err)
 	}
-	testserver.Eventually(t, 5*time.Second, "the instance process to exit", func() bool {
-		return !processAlive(pid)
+	testserver.Eventually(t, 5*time.Second, fmt.Sprintf("the instance's processes %v to exit", procs), func() bool {
+		return !w.anyAlive(procs)
 	})
 	if status, _, _ := s.Do("GET", "/fn/gone", nil, nil); status != 404 {
 		t.Errorf("after delete: status %d", status)
@@ -477,6 +485,44 @@ func TestDeleteStopsInstances(t *testing.T) {
 	if ce, ok := err.(*client.Error); !ok || ce.Status != 404 {
 		t.Errorf("second delete: %v", err)
 	}
+}
+
+// selfJS is a JavaScript expression for what an instance tells about
+// itself to be found on the host (whoami).
+const selfJS = `({pid: process.pid, uid: process.getuid()})`
+
+// whoami is what an instance reports with selfJS: its pid, which in a
+// jail (a PID namespace of its own) is 1, and its uid, in a jail its
+// function's own.
+type whoami struct{ Pid, UID int }
+
+func (w whoami) jailed() bool { return w.Pid == 1 }
+
+// hostPids lists the host pids of the instance's live processes: jailed,
+// the processes of its function's uid that this test's tern started
+// (with one instance of the function, that instance's); else its pid.
+func (w whoami) hostPids() []int {
+	if !w.jailed() {
+		if processAlive(w.Pid) {
+			return []int{w.Pid}
+		}
+		return nil
+	}
+	return testserver.UIDProcsUnder(w.UID, os.Getpid())
+}
+
+// anyAlive reports whether any of pids (from hostPids) still runs.
+func (w whoami) anyAlive(pids []int) bool {
+	live := pids
+	if w.jailed() {
+		live = testserver.UIDProcs(w.UID)
+	}
+	for _, p := range pids {
+		if slices.Contains(live, p) && processAlive(p) {
+			return true
+		}
+	}
+	return false
 }
 
 func processAlive(pid int) bool {

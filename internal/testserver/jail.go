@@ -54,6 +54,39 @@ func UIDProcs(uid int) []int {
 	return out
 }
 
+// UIDProcsUnder lists, of UIDProcs(uid), the processes that descend from
+// process ancestor: a tern's instances (its children) and what they
+// started, not those of other terns whose functions got the same uid
+// (every data dir numbers its functions' uids from the same base).
+func UIDProcsUnder(uid, ancestor int) []int {
+	var out []int
+	for _, pid := range UIDProcs(uid) {
+		for p, n := pid, 0; p > 1 && n < 64; p, n = parentPid(p), n+1 {
+			if p == ancestor {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// parentPid is pid's parent, 0 if pid is gone.
+func parentPid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command (field 2) may hold spaces and parentheses: fields are
+	// counted from the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
 // Collector is a loopback HTTP server that keeps the lines POSTed to it:
 // functions record what they did there (URL in their environment).
 type Collector struct {

@@ -1,37 +1,50 @@
 // Package uids gives every function a uid of its own, which its jailed
-// instances run as: Base, Base+1, ... in the order functions first start,
+// instances run as: base, base+1, ... in the order functions first start,
 // recorded in a KV bucket so that every server of a cluster, and every
 // restart, gives a function the same uid and never gives it to another.
 // A uid is never reused, also not after its function is deleted (a
 // function created again under the same name gets its old uid back).
+//
+// The base is drawn once per store, at random among Blocks blocks of
+// BlockSize uids from Lowest: two Tern stores on one host (two servers
+// with data dirs of their own) then almost never hand out the same uids.
 package uids
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Base is the first uid given to a function: far above the users and
-// groups of a host, and of the ranges container runtimes map, and below
-// 2^31, since some programs take uids for signed numbers.
-const Base = 2_000_000_000
+const (
+	// Lowest is the lowest uid given to a function: far above the users
+	// and groups of a host, and of the ranges container runtimes map.
+	Lowest = 2_000_000_000
+	// BlockSize is how many functions one store can give uids to.
+	BlockSize = 1 << 16
+	// Blocks is how many blocks there are to draw from, all below 2^31
+	// (some programs take uids for signed numbers).
+	Blocks = (1<<31 - Lowest) / BlockSize
+)
 
-// Max is how many functions can get a uid.
-const Max = 100_000_000
-
-// nextKey holds the number of uids given out so far.
-const nextKey = "next"
+// Keys of the bucket besides fn.<name>: the store's base, and how many
+// uids were given out.
+const (
+	baseKey = "base"
+	nextKey = "next"
+)
 
 // Allocator hands out and remembers function uids.
 type Allocator struct {
 	kv jetstream.KeyValue
 
 	mu    sync.Mutex
+	base  int // 0 until read or drawn
 	cache map[string]int
 }
 
@@ -59,9 +72,13 @@ func (a *Allocator) For(ctx context.Context, fn string) (int, error) {
 }
 
 func (a *Allocator) lookupOrTake(ctx context.Context, fn string) (int, error) {
+	base, err := a.storeBase(ctx)
+	if err != nil {
+		return 0, err
+	}
 	key := "fn." + fn
 	for range 100 {
-		if uid, err := a.get(ctx, key); err == nil {
+		if uid, err := a.get(ctx, key, base); err == nil {
 			return uid, nil
 		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return 0, err
@@ -70,9 +87,9 @@ func (a *Allocator) lookupOrTake(ctx context.Context, fn string) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		_, err = a.kv.Create(ctx, key, []byte(strconv.Itoa(Base+n)))
+		_, err = a.kv.Create(ctx, key, []byte(strconv.Itoa(base+n)))
 		if err == nil {
-			return Base + n, nil
+			return base + n, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return 0, err
@@ -83,13 +100,40 @@ func (a *Allocator) lookupOrTake(ctx context.Context, fn string) (int, error) {
 	return 0, errors.New("too much contention for uids")
 }
 
-func (a *Allocator) get(ctx context.Context, key string) (int, error) {
+// storeBase reads the store's base, drawing it if the store has none.
+func (a *Allocator) storeBase(ctx context.Context) (int, error) {
+	a.mu.Lock()
+	base := a.base
+	a.mu.Unlock()
+	if base != 0 {
+		return base, nil
+	}
+	drawn := Lowest + rand.IntN(Blocks)*BlockSize
+	if _, err := a.kv.Create(ctx, baseKey, []byte(strconv.Itoa(drawn))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, err
+	}
+	// Ours, or the one another server drew first.
+	e, err := a.kv.Get(ctx, baseKey)
+	if err != nil {
+		return 0, err
+	}
+	base, err = strconv.Atoi(string(e.Value()))
+	if err != nil || base < Lowest || base+BlockSize > 1<<31 {
+		return 0, fmt.Errorf("corrupt uid base %q", e.Value())
+	}
+	a.mu.Lock()
+	a.base = base
+	a.mu.Unlock()
+	return base, nil
+}
+
+func (a *Allocator) get(ctx context.Context, key string, base int) (int, error) {
 	e, err := a.kv.Get(ctx, key)
 	if err != nil {
 		return 0, err
 	}
 	uid, err := strconv.Atoi(string(e.Value()))
-	if err != nil || uid < Base || uid >= Base+Max {
+	if err != nil || uid < base || uid >= base+BlockSize {
 		return 0, fmt.Errorf("corrupt uid record %q", e.Value())
 	}
 	return uid, nil
@@ -109,7 +153,7 @@ func (a *Allocator) take(ctx context.Context) (int, error) {
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
 			return 0, err
 		}
-		if n >= Max {
+		if n >= BlockSize {
 			return 0, errors.New("every uid is taken")
 		}
 		next := []byte(strconv.Itoa(n + 1))
