@@ -57,6 +57,7 @@ import (
 )
 
 type config struct {
+	serveArgs   []string // extra arguments of every tern serve
 	coldN       int
 	gap         time.Duration
 	levels      []int
@@ -117,6 +118,8 @@ func main() {
 	flag.IntVar(&cfg.asyncEvents, "async-events", 5000, "events phase: invocations of each throughput run (async, and the sync baseline)")
 	flag.IntVar(&cfg.asyncRounds, "async-rounds", 3, "events phase: rounds of the throughput runs (one sync and one async run each)")
 	flag.IntVar(&cfg.mtRounds, "metering-rounds", 2, "metering phase: rounds per concurrency level (one run with metering on and one off each)")
+	var serveArgs string
+	flag.StringVar(&serveArgs, "serve-args", "", "extra arguments for every tern serve the suite starts, e.g. --sandbox=false")
 	flag.StringVar(&cfg.ternBin, "tern", "", "tern binary (default: go build ./cmd/tern into a temp dir)")
 	flag.StringVar(&cfg.nodeBin, "node", "node", "node binary, for the baselines and for tern's instances")
 	flag.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
@@ -124,6 +127,7 @@ func main() {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temp dir (tern's data dirs and logs) for inspection")
 	flag.StringVar(&phases, "phases", "cold,warm,burst,memory", "comma-separated phases to run (in this order whatever the order given); runtimes, events and metering are extra: cold,warm,burst,runtimes,events,metering,memory")
 	flag.Parse()
+	cfg.serveArgs = strings.Fields(serveArgs)
 	if flag.NArg() != 0 {
 		fmt.Fprintln(os.Stderr, "usage: suite [flags]; see -h")
 		os.Exit(2)
@@ -368,7 +372,7 @@ func run(ctx context.Context, cfg *config, cs *benchkit.Children) (err error) {
 func (e *env) startTern(ctx context.Context, name string, pool int) (*benchkit.Tern, error) {
 	t, err := benchkit.StartTern(ctx, e.cs, benchkit.TernOptions{
 		Bin: e.ternBin, Node: e.nodeBin, Dir: filepath.Join(e.tmp, name),
-		Args: []string{"--pool-size", strconv.Itoa(pool)},
+		Args: append([]string{"--pool-size", strconv.Itoa(pool)}, e.cfg.serveArgs...),
 	})
 	if err != nil {
 		return nil, err

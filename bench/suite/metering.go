@@ -98,7 +98,7 @@ func (e *env) meteringPhase(ctx context.Context) (*meteringResult, error) {
 	for _, s := range servers {
 		t, err := benchkit.StartTern(ctx, e.cs, benchkit.TernOptions{
 			Bin: e.ternBin, Node: e.nodeBin, Dir: filepath.Join(e.tmp, s.name),
-			Args: append([]string{"--pool-size", strconv.Itoa(e.cfg.poolSize)}, s.args...),
+			Args: append(append([]string{"--pool-size", strconv.Itoa(e.cfg.poolSize)}, s.args...), e.cfg.serveArgs...),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.label(), err)
