@@ -170,6 +170,12 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 		Stderr:     errW,
 		ExtraFiles: extra,
 	}
+	// A cgroup of its own: a framed runtime's gets its memory limit when
+	// it is given its function, the function's own program's at once.
+	sspec.Cgroup, sspec.OnConfine = i.id, i.confined
+	if !framed {
+		sspec.Limits.MemoryMB = spec.MemoryMB
+	}
 	if jailed {
 		// A framed runtime is given its function (and its uid) later.
 		sspec.Jail, sspec.Pooled = l.jail, framed
@@ -189,9 +195,6 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return nil, err
-	}
-	if !framed {
-		i.confine() // the function's own program: its cgroup right away
 	}
 	i.stdout = &outputPipe{f: outR, stream: logs.StreamStdout}
 	i.stderr = &outputPipe{f: errR, stream: logs.StreamStderr}
@@ -294,12 +297,10 @@ func (i *Instance) waitBooted(ctx context.Context) error {
 func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	begin := time.Now()
 	i.setSpec(spec)
-	// Its limits before it loads a line of the function's code: a pooled
+	// Its limits before it loads a line of the function's code: the
 	// process sits in its cgroup already (moving it now would cost the
-	// kernel milliseconds of this cold start), others move in now.
-	if ok, err := i.proc.Limit(sandbox.Limits{MemoryMB: spec.MemoryMB}); !ok {
-		i.confine()
-	} else if err != nil {
+	// kernel milliseconds of this cold start).
+	if ok, err := i.proc.Limit(sandbox.Limits{MemoryMB: spec.MemoryMB}); ok && err != nil {
 		i.l.cfg.Log.Warn("runtime: instance runs without its memory limit", "instance", i.id, "err", err)
 	}
 	envs := i.environ()
@@ -347,11 +348,10 @@ func (i *Instance) specialize(ctx context.Context, spec *Spec) error {
 	return i.waitReady(ctx, begin)
 }
 
-// confine puts the instance's process into its cgroup, with the limits
-// of its function. Where that fails the instance runs without one; the
-// first failure is logged.
-func (i *Instance) confine() {
-	err := i.proc.Confine(i.id, sandbox.Limits{MemoryMB: i.spec.MemoryMB})
+// confined learns whether the instance's process got into its cgroup.
+// Where that failed the instance runs without one; the first failure is
+// logged.
+func (i *Instance) confined(err error) {
 	if err == nil {
 		return
 	}

@@ -293,9 +293,6 @@ func (l *Launcher) bootGeneric(ctx context.Context, k *kind) (*Instance, error) 
 	if err != nil {
 		return nil, err
 	}
-	// Into a cgroup of its own now (pids only until it has a function),
-	// off the cold start's path.
-	inst.confine()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := inst.waitBooted(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,16 +16,17 @@ import (
 
 // The jail is set up by the tern binary itself: Start runs /proc/self/exe
 // under the name helperName, in new mount, PID, IPC and UTS namespaces,
-// with a helperSpec as its one argument. Before any other code of the
-// binary runs (this package's init), the helper builds the instance's
-// filesystem, drops what the instance must not have and execs the
-// runtime, which keeps the helper's pid: nothing of tern stays in the
-// instance.
+// with an empty environment and, as its one argument, the file descriptor
+// to read its helperSpec from. In this package's init (after the Go
+// runtime's and the inits of packages before it, which see nothing of the
+// function's), the helper builds the instance's filesystem, drops what the
+// instance must not have and execs the runtime, which keeps the helper's
+// pid: nothing of tern stays in the instance.
 
 // helperName is argv[0] of the helper.
 const helperName = "tern-sandbox"
 
-// helperSpec is what the helper needs; it travels as JSON in argv[1].
+// helperSpec is what the helper needs; it travels as JSON through a pipe.
 type helperSpec struct {
 	Root string   `json:"root"` // empty directory to build the root in
 	Slot string   `json:"slot"` // pooled: the host directory the code is mounted on later
@@ -39,11 +41,21 @@ type helperSpec struct {
 	UID    int  `json:"uid"`
 	GID    int  `json:"gid"`
 	Pooled bool `json:"pooled"`
+	// Gate, if not 0, is a file descriptor to read one byte (or the end)
+	// from before the exec: tern writes it once the process is in its
+	// cgroup, so the program never runs outside.
+	Gate int `json:"gate"`
 	// Probe: report what could be applied on stdout and exit.
 	Probe bool     `json:"probe"`
 	Path  string   `json:"path"`
 	Args  []string `json:"args"`
 	Dir   string   `json:"dir"`
+	Env   []string `json:"env"`
+	// Keep is how many file descriptors from 3 on the program gets; every
+	// other one is closed (whatever tern inherited without close-on-exec).
+	Keep int `json:"keep"`
+	// Landlock: the probe applied it, so every instance must.
+	Landlock bool `json:"landlock"`
 }
 
 // TaskRoot is where an instance in the jail sees its function's code.
@@ -71,8 +83,18 @@ func init() {
 // runHelper sets the jail up and execs the program; it returns only on
 // failure.
 func runHelper(arg string) error {
+	fd, err := strconv.Atoi(arg)
+	if err != nil {
+		return fmt.Errorf("spec: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "spec")
+	b, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("spec: %w", err)
+	}
 	var s helperSpec
-	if err := json.Unmarshal([]byte(arg), &s); err != nil {
+	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("spec: %w", err)
 	}
 	if err := buildRoot(&s); err != nil {
@@ -90,6 +112,9 @@ func runHelper(arg string) error {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	landlock := restrictPaths(s.Bind)
+	if s.Landlock && !strings.HasPrefix(landlock, "abi") {
+		return fmt.Errorf("landlock: %s", landlock)
+	}
 	if err := loadSeccomp(); err != nil {
 		return err
 	}
@@ -104,8 +129,20 @@ func runHelper(arg string) error {
 		fmt.Printf("landlock=%s\n", landlock)
 		return exitNow()
 	}
+	if s.Gate > 0 {
+		var b [1]byte
+		_, _ = unix.Read(s.Gate, b[:]) // a byte, or the end if tern went away
+		unix.Close(s.Gate)
+	}
+	if err := unix.CloseRange(uint(3+s.Keep), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close inherited files: %w", err)
+	}
 	argv := append([]string{s.Path}, s.Args...)
-	return fmt.Errorf("exec %s: %w", s.Path, unix.Exec(s.Path, argv, os.Environ()))
+	env := s.Env
+	if env == nil {
+		env = []string{}
+	}
+	return fmt.Errorf("exec %s: %w", s.Path, unix.Exec(s.Path, argv, env))
 }
 
 func exitNow() error {
@@ -192,6 +229,11 @@ func buildRoot(s *helperSpec) error {
 	if err := mountDir(r+"/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("/proc: %w", err)
 	}
+	// The kernel's settings stay out of reach, also of the pooled stage
+	// that still runs as root.
+	if err := bindReadOnly(r+"/proc/sys", r+"/proc/sys"); err != nil {
+		return fmt.Errorf("/proc/sys: %w", err)
+	}
 	return buildDev(r + "/dev")
 }
 
@@ -237,7 +279,7 @@ var devices = []struct {
 	name         string
 	major, minor uint32
 }{
-	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9},
 }
 
 func buildDev(dev string) error {

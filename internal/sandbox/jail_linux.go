@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -50,6 +52,7 @@ type Jail struct {
 	cfg      JailConfig
 	why      string // empty: on
 	landlock string // what the probe reported for Landlock
+	mounted  bool   // cfg.Dir was made a mount point here
 }
 
 // NewJail prepares cfg.Dir and checks, by jailing /bin/true, that this
@@ -68,13 +71,28 @@ func NewJail(cfg JailConfig) (*Jail, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	// mountinfo names mount points by their real paths.
+	dir, err := filepath.EvalSymlinks(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	j.cfg.Dir = dir
+	// Every jail shows these directories: the jails' mount points (and
+	// the data dir around them) must not be among them.
+	for _, shown := range append(append([]string{cfg.Runtime}, systemDirs...), cfg.ReadOnly...) {
+		if shown != "" && covered(dir, []string{shown}) {
+			j.why = fmt.Sprintf("%s is inside %s, which every jail shows: move the data dir", dir, shown)
+			return j, nil
+		}
+	}
 	if err := j.sweep(); err != nil {
 		return nil, err
 	}
-	if err := makeSharedMount(cfg.Dir); err != nil {
+	if err := makeSharedMount(dir); err != nil {
 		j.why = err.Error()
 		return j, nil
 	}
+	j.mounted = true
 	if err := j.probe(); err != nil {
 		j.why = err.Error()
 	}
@@ -84,7 +102,7 @@ func NewJail(cfg JailConfig) (*Jail, error) {
 // Close unmounts cfg.Dir, once no instance runs: what is left there of
 // instances is swept at the next start.
 func (j *Jail) Close() error {
-	if !j.On() {
+	if !j.mounted {
 		return nil
 	}
 	_ = j.sweep()
@@ -254,10 +272,13 @@ func (j *Jail) probe() error {
 		return err
 	}
 	defer j.releaseSlot(slot)
-	cmd, err := j.command(slot, &helperSpec{Probe: true, Pooled: true, Path: "/bin/true"}, false)
+	specR, err := j.writeSpec(slot, &helperSpec{Probe: true, Pooled: true, Path: "/bin/true"})
 	if err != nil {
 		return err
 	}
+	defer specR.Close()
+	cmd := j.command(3, false)
+	cmd.ExtraFiles = []*os.File{specR}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	done := make(chan error, 1)
@@ -291,6 +312,9 @@ type slot struct {
 	dir  string
 	task string // where the code is mounted for a pooled instance
 	root string // the helper builds the instance's root here
+
+	mu       sync.Mutex // no code mounted once it is released
+	released bool
 }
 
 func (j *Jail) newSlot(name string) (*slot, error) {
@@ -311,6 +335,9 @@ func (j *Jail) newSlot(name string) (*slot, error) {
 
 // releaseSlot unmounts the code (if any) and removes the directory.
 func (j *Jail) releaseSlot(s *slot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.released = true
 	if err := unix.Unmount(s.task, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 		return // leave it: the next start sweeps it
 	}
@@ -320,14 +347,20 @@ func (j *Jail) releaseSlot(s *slot) {
 // mountCode shows dir read-only on s's task slot, and so at /var/task in
 // the namespace of the instance jailed with it.
 func (j *Jail) mountCode(s *slot, dir string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.released {
+		return errors.New("sandbox: mount code: the instance exited")
+	}
 	if err := bindReadOnly(dir, s.task); err != nil {
 		return fmt.Errorf("sandbox: mount code: %w", err)
 	}
 	return nil
 }
 
-// command is the helper's command for spec in slot s.
-func (j *Jail) command(s *slot, spec *helperSpec, noNetwork bool) (*exec.Cmd, error) {
+// writeSpec completes spec for slot s and returns a pipe's read end that
+// holds it, written and closed.
+func (j *Jail) writeSpec(s *slot, spec *helperSpec) (*os.File, error) {
 	spec.Root = s.root
 	if spec.Code == "" {
 		spec.Slot = s.task
@@ -335,18 +368,36 @@ func (j *Jail) command(s *slot, spec *helperSpec, noNetwork bool) (*exec.Cmd, er
 	spec.Bind = j.cfg.ReadOnly
 	spec.Runtime = j.cfg.Runtime
 	spec.TmpMB = j.cfg.TmpMB
-	arg, err := json.Marshal(spec)
+	spec.Landlock = strings.HasPrefix(j.landlock, "abi")
+	b, err := json.Marshal(spec)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{helperName, string(arg)}}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	// A pipe holds 64 KiB; a bigger spec (a huge environment) is written
+	// while the helper reads.
+	go func() {
+		_, _ = w.Write(b)
+		w.Close()
+	}()
+	return r, nil
+}
+
+// command is the helper's command, reading its spec from file descriptor
+// specFD, in new namespaces (and a network namespace of its own if
+// noNetwork). Its environment is empty.
+func (j *Jail) command(specFD int, noNetwork bool) *exec.Cmd {
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{helperName, strconv.Itoa(specFD)}, Env: []string{}}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:    true,
+		Setsid:     true,
 		Pdeathsig:  syscall.SIGKILL,
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
 	}
 	if noNetwork && NetworkControl().On {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
 	}
-	return cmd, nil
+	return cmd
 }

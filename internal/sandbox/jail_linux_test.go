@@ -2,10 +2,14 @@ package sandbox
 
 import (
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,7 +94,19 @@ func TestJailedProcess(t *testing.T) {
 	j := newTestJail(t, 4)
 	code := writeCode(t)
 	const uid = 2000000123
-	out := runJailed(t, Spec{Jail: j, Code: code, UID: uid, GID: uid, Dir: TaskRoot}, `
+	// A file tern inherited without close-on-exec must not reach the jail.
+	leak, err := syscall.Open(filepath.Join(code, "f"), syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(leak)
+	// The function's environment reaches its program, not the helper,
+	// which runs as root (GODEBUG would make its Go runtime talk).
+	env := []string{"GODEBUG=inittrace=1", "FN_VAR=fn-value"}
+	out := runJailed(t, Spec{Jail: j, Code: code, UID: uid, GID: uid, Dir: TaskRoot, Env: env}, `
+		echo "env $FN_VAR"
+		echo "fds $(ls /proc/self/fd | tr '\n' ' ')"
+		echo "session $(cut -d' ' -f6,7 /proc/self/stat)"
 		echo "ids $(id -u) $(id -g) $$ $(pwd)"
 		cat /var/task/f
 		touch /var/task/new 2>/dev/null && echo "code writable" || echo "code read-only"
@@ -107,10 +123,15 @@ func TestJailedProcess(t *testing.T) {
 		"ids " + strconv.Itoa(uid) + " " + strconv.Itoa(uid) + " 1 /var/task", "the test is out of sight",
 		"the code", "code read-only", "root read-only", "2 MB in /tmp", "/tmp full",
 		"CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1", "Seccomp: 2",
+		"env fn-value", "fds 0 1 2 3 \n", // 3: ls's own /proc/self/fd
+		"session 1 0", // a session of its own, no controlling terminal
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+	if strings.Contains(out, "init ") {
+		t.Errorf("the helper saw the function's GODEBUG")
 	}
 	for _, hidden := range []string{"root ", "home "} {
 		if strings.Contains(out, "root: ") && strings.Contains(out[strings.Index(out, "root: "):], hidden) {
@@ -232,5 +253,63 @@ func BenchmarkStart(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// The Runtime API's peer check finds the client's uid over IPv4 and over
+// an IPv6 socket connected to a v4-mapped address, and refuses another.
+func TestPeerUIDListener(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allowed atomic.Int64
+	allowed.Store(int64(os.Geteuid()))
+	pl := &PeerUIDListener{Listener: ln, Allowed: func() int { return int(allowed.Load()) }}
+	defer pl.Close()
+	go func() {
+		for {
+			c, err := pl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 1)
+				if _, err := c.Read(b); err == nil {
+					_, _ = c.Write(b)
+				}
+			}()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	echo := func(network, addr string) error {
+		c, err := net.Dial(network, addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte{7}); err != nil {
+			return err
+		}
+		b := make([]byte, 1)
+		_, err = c.Read(b)
+		return err
+	}
+	v4 := "127.0.0.1:" + strconv.Itoa(port)
+	if err := echo("tcp4", v4); err != nil {
+		t.Errorf("IPv4 client of the allowed uid: %v", err)
+	}
+	// Go dials v4-mapped addresses over IPv4; a raw AF_INET6 socket needs
+	// the kernel's dual stack: use python, as other runtimes' clients do.
+	py := `import socket,sys
+s=socket.socket(socket.AF_INET6); s.settimeout(5); s.connect(("::ffff:127.0.0.1",` + strconv.Itoa(port) + `)); s.send(b"x"); sys.exit(0 if s.recv(1)==b"x" else 1)`
+	if out, err := exec.Command("python3", "-c", py).CombinedOutput(); err != nil {
+		t.Errorf("IPv6 (v4-mapped) client of the allowed uid: %v %s", err, out)
+	}
+	allowed.Store(12345) // not ours
+	if err := echo("tcp4", v4); err == nil {
+		t.Error("a client of another uid was served")
 	}
 }

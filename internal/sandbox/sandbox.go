@@ -58,6 +58,15 @@ type Spec struct {
 	// its function's uid itself before it loads the function's code.
 	UID, GID int
 	Pooled   bool
+
+	// Cgroup, when set, names a cgroup of the process's own, with Limits
+	// (see Confine). Jailed, the process is moved while the jail is built
+	// (moving a process costs the kernel milliseconds, mostly waiting) and
+	// the program is exec'd only once it is in; otherwise it is moved
+	// right after it started. OnConfine, if set, learns how that went.
+	Cgroup    string
+	Limits    Limits
+	OnConfine func(error)
 }
 
 // Process is a started instance process.
@@ -70,10 +79,12 @@ type Process struct {
 
 	// mu guards cg and exited: Confine must not add a cgroup once the
 	// exit was seen, or nobody would remove it.
-	mu     sync.Mutex
-	cg     *cgroup
-	exited bool
-	oom    bool // set before done is closed
+	// confining is closed once Start's move into the cgroup was tried.
+	confining chan struct{}
+	mu        sync.Mutex
+	cg        *cgroup
+	exited    bool
+	oom       bool // set before done is closed
 
 	// The high-water mark only grows, so a reading younger than
 	// rssRefresh is reused: under load this saves a /proc read per
@@ -92,24 +103,44 @@ type Process struct {
 
 const rssRefresh = 50 * time.Millisecond
 
-// Start starts the process in its own process group.
+// Start starts the process in a session (and process group) of its own:
+// no controlling terminal.
 func Start(spec Spec) (*Process, error) {
 	if spec.Path == "" {
 		return nil, errors.New("sandbox: no program")
 	}
-	p := &Process{done: make(chan struct{})}
-	cmd, err := p.command(&spec)
-	if err != nil {
-		return nil, err
-	}
-	cmd.Env = spec.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{} // nil would mean "inherit the server's"
+	p := &Process{done: make(chan struct{}), confining: make(chan struct{})}
+	var cmd *exec.Cmd
+	var gate *os.File     // jailed: written once the process is in its cgroup
+	var theirs []*os.File // the helper's ends, closed here once it started
+	if spec.Jail.On() {
+		var err error
+		if cmd, gate, theirs, err = p.jailed(&spec); err != nil {
+			return nil, err
+		}
+	} else {
+		cmd = exec.Command(spec.Path, spec.Args...)
+		cmd.Dir = spec.Dir
+		cmd.Env = spec.Env
+		if cmd.Env == nil {
+			cmd.Env = []string{} // nil would mean "inherit the server's"
+		}
+		cmd.ExtraFiles = spec.ExtraFiles
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+		if spec.NoNetwork && NetworkControl().On {
+			cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+		}
 	}
 	cmd.Stdout = spec.Stdout
 	cmd.Stderr = spec.Stderr
-	cmd.ExtraFiles = spec.ExtraFiles
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	for _, f := range theirs {
+		f.Close()
+	}
+	if err != nil {
+		if gate != nil {
+			gate.Close()
+		}
 		if p.slot != nil {
 			p.jail.releaseSlot(p.slot)
 		}
@@ -117,6 +148,26 @@ func Start(spec Spec) (*Process, error) {
 	}
 	noCoreDumps(cmd.Process.Pid)
 	p.cmd = cmd
+	if spec.Cgroup == "" {
+		close(p.confining)
+	} else {
+		confine := func() {
+			err := p.Confine(spec.Cgroup, spec.Limits)
+			close(p.confining)
+			if spec.OnConfine != nil {
+				spec.OnConfine(err)
+			}
+		}
+		if gate == nil {
+			confine()
+		} else {
+			go func() {
+				confine()
+				_, _ = gate.Write([]byte{1}) // the helper may exec now
+				gate.Close()
+			}()
+		}
+	}
 	go func() {
 		p.waitErr = cmd.Wait()
 		p.mu.Lock()
@@ -146,43 +197,59 @@ func Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
-// command is spec's command: the program itself, or, jailed, the helper
-// that jails it (p gets its slot).
-func (p *Process) command(spec *Spec) (*exec.Cmd, error) {
-	if !spec.Jail.On() {
-		cmd := exec.Command(spec.Path, spec.Args...)
-		cmd.Dir = spec.Dir
-		cmd.SysProcAttr = &syscall.SysProcAttr{
-			Setpgid:   true,
-			Pdeathsig: syscall.SIGKILL,
-		}
-		if spec.NoNetwork && NetworkControl().On {
-			cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
-		}
-		return cmd, nil
-	}
+// jailed is the command of the helper that jails spec's program (p gets
+// its slot), the write end of its gate (when it has a cgroup to wait
+// for), and the files to close once it started. The helper starts with an
+// empty environment: the program's, which is the function's, must not
+// reach code that runs as root (LD_PRELOAD and the like); it travels in
+// the spec, through a pipe (never in argv, which every user can read).
+func (p *Process) jailed(spec *Spec) (cmd *exec.Cmd, gate *os.File, theirs []*os.File, err error) {
 	j := spec.Jail
 	if !strings.HasPrefix(spec.Path, TaskRoot+"/") {
 		// A program of the host's (an interpreter): if it is missing, say
 		// so now, as an unjailed start would, not as the helper's failure.
 		if _, err := os.Stat(spec.Path); err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
+			return nil, nil, nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
 	s, err := j.newSlot(newSlotName())
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	cmd, err := j.command(s, &helperSpec{
-		Code: spec.Code, UID: spec.UID, GID: spec.GID, Pooled: spec.Pooled,
-		Path: spec.Path, Args: spec.Args, Dir: spec.Dir,
-	}, spec.NoNetwork)
-	if err != nil {
+	fail := func(err error) (*exec.Cmd, *os.File, []*os.File, error) {
+		for _, f := range theirs {
+			f.Close()
+		}
+		if gate != nil {
+			gate.Close()
+		}
 		j.releaseSlot(s)
-		return nil, err
+		return nil, nil, nil, err
 	}
+	hs := &helperSpec{
+		Code: spec.Code, UID: spec.UID, GID: spec.GID, Pooled: spec.Pooled,
+		Path: spec.Path, Args: spec.Args, Dir: spec.Dir, Env: spec.Env,
+		Keep: len(spec.ExtraFiles),
+	}
+	extra := append([]*os.File(nil), spec.ExtraFiles...)
+	if spec.Cgroup != "" {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(fmt.Errorf("sandbox: %w", err))
+		}
+		theirs, gate = append(theirs, r), w
+		hs.Gate = 3 + len(extra)
+		extra = append(extra, r)
+	}
+	specR, err := j.writeSpec(s, hs)
+	if err != nil {
+		return fail(err)
+	}
+	theirs = append(theirs, specR)
+	cmd = j.command(3+len(extra), spec.NoNetwork)
+	cmd.ExtraFiles = append(extra, specR)
 	p.jail, p.slot = j, s
-	return cmd, nil
+	return cmd, gate, theirs, nil
 }
 
 func newSlotName() string {
@@ -249,6 +316,7 @@ func (p *Process) Confine(name string, lim Limits) error {
 // when it starts and only limited when it is given its function. False
 // if the process has no cgroup.
 func (p *Process) Limit(lim Limits) (bool, error) {
+	<-p.confining
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cg == nil {

@@ -12,7 +12,7 @@ import (
 
 // deniedSyscalls fail with EPERM in every instance: what no function
 // needs and what would reach past its jail (mounts, other namespaces,
-// another process's memory, the kernel itself, the clock, keyrings). Most
+// another process's memory, the kernel itself, the clock, keyrings, io_uring's second way into the kernel). Most
 // already fail for an unprivileged uid; the filter closes them for the
 // pooled bootstrap too, and for kernel bugs behind them. Names the
 // architecture lacks are skipped.
@@ -25,6 +25,7 @@ var deniedSyscalls = []string{
 	"quotactl", "syslog", "iopl", "ioperm", "open_by_handle_at", "name_to_handle_at",
 	"add_key", "request_key", "keyctl", "settimeofday", "clock_settime", "clock_adjtime",
 	"adjtimex", "lookup_dcookie", "vhangup", "uselib", "personality",
+	"io_uring_setup", "io_uring_enter", "io_uring_register",
 }
 
 // seccompPolicy is the instance filter: the denied syscalls, clone with

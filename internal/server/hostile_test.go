@@ -96,7 +96,11 @@ def handler(event, context):
         "kexec_load": errno_of(lambda: libc.syscall(SYS["kexec_load"], 0, 0, 0, 0)),
         "reboot": errno_of(lambda: libc.syscall(SYS["reboot"], 0xfee1dead, 672274793, 0x4321fedc, 0)),
         "setns": errno_of(lambda: libc.syscall(SYS["setns"], 0, 0)),
+        "io_uring_setup": errno_of(lambda: libc.syscall(425, 1, ctypes.create_string_buffer(120))),
     }
+    sig = ctypes.c_int(0)
+    libc.prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+    out["pdeathsig"] = sig.value
     return out
 `
 
@@ -235,6 +239,10 @@ func TestHostileFunctions(t *testing.T) {
 	if err != nil || json.Unmarshal(out, &errnos) != nil || len(errnos) == 0 {
 		t.Fatalf("syscalls: %v %s", err, out)
 	}
+	if errnos["pdeathsig"] != 9 {
+		t.Errorf("the python instance's parent-death signal is %d, want SIGKILL (9): it would outlive tern", errnos["pdeathsig"])
+	}
+	delete(errnos, "pdeathsig")
 	for name, e := range errnos {
 		if e != 1 {
 			t.Errorf("%s: errno %d, want EPERM (1)", name, e)

@@ -87,6 +87,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// Owner-only also when it existed before: the token and the keys are
+	// there.
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	tmp := filepath.Join(cfg.DataDir, "tmp")
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -278,7 +283,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		<-s.served
 		return nil
 	})
-	if !s.launcher.Jailed() {
+	switch {
+	case s.launcher.Jailed():
+	case os.Geteuid() == 0 && cfg.Sandbox:
+		log.Error("tern runs as root but cannot jail instances (see the isolation line): they run as root with every capability and can read the data dir; fix what the isolation line names, or run only code you trust")
+	default:
 		log.Warn("instances are not jailed (see the isolation line): they run as this user, can read the data dir (the admin token included) and see this host's processes; run only code you trust")
 	}
 	log.Info("tern is serving", "addr", s.Addr(), "data_dir", cfg.DataDir)

@@ -14,6 +14,11 @@ import sys
 import threading
 import time
 import contextvars
+
+if os.geteuid() == 0:
+    # A jailed pooled process: it will need ctypes when it becomes its
+    # function's uid; load it now, off the cold start.
+    import ctypes  # noqa: F401
 import io
 
 # Frame types.
@@ -891,6 +896,17 @@ def _become_user(uid, gid):
         key, _, value = line.partition(":")
         if key in ("CapPrm", "CapEff") and value.strip().strip("0"):
             _die("capabilities left after becoming uid %d (%s)" % (uid, key))
+    # The change of uid cleared the parent-death signal (so the instance
+    # would outlive a killed tern) and made /proc/self root's: set both
+    # back.
+    try:
+        import ctypes  # loaded at boot already when this process started as root
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+        libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+    except Exception as e:
+        _die("cannot set the parent-death signal: %s" % e)
 
 
 def _specialize(h):
