@@ -237,6 +237,8 @@ func BenchmarkStart(b *testing.B) {
 	}{
 		{"plain", Spec{Path: "/bin/true"}},
 		{"jailed", Spec{Path: "/bin/true", Jail: j, Code: code, UID: 2000000999, GID: 2000000999, Dir: TaskRoot}},
+		{"node-plain", Spec{Path: "/usr/bin/node", Args: []string{"-e", "0"}}},
+		{"node-jailed", Spec{Path: "/usr/bin/node", Args: []string{"-e", "0"}, Jail: j, Code: code, UID: 2000000999, GID: 2000000999, Dir: TaskRoot}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			if c.spec.Jail != nil && !j.On() {
