@@ -82,7 +82,7 @@ func (s *Sink) Failed() int64   { return s.failed.Load() }
 // linger is how long the Sink waits for more entries after the first one of
 // a batch: a few milliseconds of log latency buy one store message for many
 // entries instead of one each.
-const linger = 2 * time.Millisecond
+const linger = 10 * time.Millisecond
 
 // maxMessage bounds one store message (NATS refuses payloads over 1 MB).
 const maxMessage = 256 << 10

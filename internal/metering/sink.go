@@ -37,7 +37,7 @@ type SinkConfig struct {
 	// 100,000.
 	MaxBuffered int
 	// Linger is how long the Sink waits after the first record of a batch
-	// for more to arrive. Default 2 ms.
+	// for more to arrive. Default 10 ms.
 	Linger time.Duration
 	// AckTimeout bounds the wait for the store's acknowledgements of one
 	// batch; unacknowledged messages are sent again (with the same message
@@ -62,7 +62,7 @@ func (c SinkConfig) withDefaults() SinkConfig {
 		c.MaxBuffered = DefaultMaxBuffered
 	}
 	if c.Linger <= 0 {
-		c.Linger = 2 * time.Millisecond
+		c.Linger = 10 * time.Millisecond
 	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = 5 * time.Second

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -49,7 +50,19 @@ const clockTick = 10 * time.Millisecond
 // from the start of f (its /proc/<pid>/stat).
 func readCPU(f *os.File) (time.Duration, bool) {
 	var buf [512]byte
-	n, _ := f.ReadAt(buf[:], 0)
+	// One pread (ReadAt would make a second one to see the end); the raw
+	// connection keeps the descriptor from being closed meanwhile.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	n := 0
+	if err := rc.Read(func(fd uintptr) bool {
+		n, err = syscall.Pread(int(fd), buf[:], 0)
+		return true
+	}); err != nil || n <= 0 {
+		return 0, false
+	}
 	b := buf[:n]
 	// The command name may hold spaces and parentheses: fields start
 	// after the last ')'.

@@ -91,6 +91,9 @@ type Process struct {
 	// invocation at the price of a slightly late figure.
 	rssAt  atomic.Int64 // unix nanoseconds of the last reading
 	rssMax atomic.Int64
+	// The last CPU reading and when it was made (see CPUTime).
+	cpuAt  atomic.Int64
+	cpuVal atomic.Int64
 
 	// /proc/<pid>/stat stays open while the process runs: re-reading it
 	// costs a pread, not an open and a close.
@@ -358,11 +361,23 @@ func (p *Process) CPUTime() (time.Duration, bool) {
 		return 0, false
 	default:
 	}
+	// The kernel counts in ticks of clockTick: a reading younger than one
+	// is reused (under load that saves a read per invocation; the time
+	// shows in a later reading, so per-instance sums stay whole).
+	now := time.Now().UnixNano()
+	if at := p.cpuAt.Load(); at != 0 && now-at < int64(clockTick) {
+		return time.Duration(p.cpuVal.Load()), true
+	}
 	p.statOnce.Do(func() { p.stat = openStat(p.cmd.Process.Pid) })
 	if p.stat == nil {
 		return 0, false
 	}
-	return readCPU(p.stat)
+	cpu, ok := readCPU(p.stat)
+	if ok {
+		p.cpuVal.Store(int64(cpu))
+		p.cpuAt.Store(now)
+	}
+	return cpu, ok
 }
 
 // MaxRSS is the peak resident memory in bytes, measured by the kernel: from
