@@ -24,10 +24,24 @@ const TokenFile = "admin.token"
 // TokenPath returns where the admin token of dataDir lives.
 func TokenPath(dataDir string) string { return filepath.Join(dataDir, TokenFile) }
 
+// NATSTokenFile holds the token clients of the embedded NATS server must
+// present when its client port is open (--nats-listen).
+const NATSTokenFile = "nats.token"
+
 // LoadOrCreate returns the admin token of dataDir, creating it (mode 0600)
 // if there is none. created reports whether it was made now.
 func LoadOrCreate(dataDir string) (token string, created bool, err error) {
-	path := TokenPath(dataDir)
+	return loadOrCreate(dataDir, TokenFile, "tern_")
+}
+
+// LoadOrCreateNATS is LoadOrCreate for the NATS client token
+// (NATSTokenFile); it is URL-safe, for nats://<token>@host:port.
+func LoadOrCreateNATS(dataDir string) (token string, created bool, err error) {
+	return loadOrCreate(dataDir, NATSTokenFile, "ternnats_")
+}
+
+func loadOrCreate(dataDir, name, prefix string) (token string, created bool, err error) {
+	path := filepath.Join(dataDir, name)
 	if tok, err := Load(path); err == nil {
 		return tok, false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -37,11 +51,11 @@ func LoadOrCreate(dataDir string) (token string, created bool, err error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", false, fmt.Errorf("auth: %w", err)
 	}
-	tok := "tern_" + base64.RawURLEncoding.EncodeToString(b[:])
+	tok := prefix + base64.RawURLEncoding.EncodeToString(b[:])
 	// Write the whole token to a temp file (mode 0600), then link it into
 	// place: the link fails if the file exists, and a reader never sees a
 	// created but not yet written file, as one racing an O_EXCL create would.
-	f, err := os.CreateTemp(dataDir, "."+TokenFile+"-*")
+	f, err := os.CreateTemp(dataDir, "."+name+"-*")
 	if err != nil {
 		return "", false, fmt.Errorf("auth: create token: %w", err)
 	}

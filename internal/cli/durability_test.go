@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -144,8 +145,13 @@ func TestScheduleOncePerTickAcrossServers(t *testing.T) {
 	natsPort := freePort(t)
 	a := startTern(t, bin, "server A", "--listen", "127.0.0.1:"+freePort(t), "--data-dir", dataA,
 		"--nats-listen", "127.0.0.1:"+natsPort)
+	// A's client port answers only clients with its token.
+	natsToken, err := os.ReadFile(filepath.Join(dataA, "nats.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := startTern(t, bin, "server B", "--listen", "127.0.0.1:"+freePort(t), "--data-dir", dataB,
-		"--nats-url", "nats://127.0.0.1:"+natsPort)
+		"--nats-url", "nats://"+strings.TrimSpace(string(natsToken))+"@127.0.0.1:"+natsPort)
 	ca, cb := client.New(a.url, a.token(t)), client.New(b.url, b.token(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -33,7 +33,7 @@ func (e *env) serveCmd() *cobra.Command {
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP address for the API, triggers and /healthz")
 	f.StringVar(&cfg.DataDir, "data-dir", envOr("TERN_DATA_DIR", cfg.DataDir), "where Tern keeps its store, code cache and admin token (env TERN_DATA_DIR)")
 	f.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("TERN_NATS_URL"), "use this external NATS server or cluster instead of the embedded one (env TERN_NATS_URL)")
-	f.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server's client port on this address (default: in-process only)")
+	f.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server's client port on this address; clients present the token in <data dir>/nats.token or TERN_NATS_TOKEN (default: in-process only)")
 	f.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync the embedded store on every write (default: every second)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight invocations may finish on shutdown")
 	f.Int64Var(&cfg.Package.MaxBytes, "max-package", cfg.Package.MaxBytes, "largest accepted code package, bytes")

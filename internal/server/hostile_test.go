@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,6 +46,19 @@ const attempts = {
     try { for (let i = 0; i < e.mb; i++) fs.writeSync(f, chunk); } finally { fs.closeSync(f); fs.rmSync("/tmp/fill"); }
     return "wrote " + e.mb + " MB";
   },
+  // Talk to the store's NATS client port, unauthenticated.
+  nats: (e) => new Promise((resolve, reject) => {
+    const sock = require("net").connect(e.port, "127.0.0.1");
+    let got = "";
+    sock.setTimeout(3000, () => { sock.destroy(); reject(Object.assign(new Error("ETIMEDOUT"), {code: "ETIMEDOUT"})); });
+    sock.on("data", (d) => {
+      got += d;
+      if (got.includes("INFO") && !got.includes("sent")) { got += "sent"; sock.write("CONNECT {\"verbose\":false}\r\nPING\r\n"); }
+      if (got.includes("Authorization Violation")) { sock.destroy(); reject(Object.assign(new Error("EAUTH: " + got.slice(-60)), {code: "EAUTH"})); }
+      if (got.includes("PONG")) { sock.destroy(); resolve("connected to NATS: " + got.slice(0, 80)); }
+    });
+    sock.on("error", (err) => reject(err));
+  }),
   // Take the next event of another instance from its Runtime API.
   runtimeAPI: (e) => new Promise((resolve, reject) => {
     const req = require("http").get("http://" + e.addr + "/2018-06-01/runtime/invocation/next", (res) => {
@@ -114,6 +128,7 @@ func TestHostileFunctions(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testserver.Config(dir)
 	cfg.TmpMB = 16
+	cfg.NATSListen = "127.0.0.1:0" // the store's client port, on the loopback functions share
 	s := testserver.Start(t, cfg)
 	needJail(t, s)
 
@@ -194,6 +209,10 @@ func TestHostileFunctions(t *testing.T) {
 	if err != nil || json.Unmarshal(out, &victimAPI) != nil || victimAPI == "" {
 		t.Fatalf("the victim's Runtime API: %v %s", err, out)
 	}
+	natsURL, err := url.Parse(s.NATSURL())
+	if err != nil || natsURL.Port() == "" {
+		t.Fatalf("NATS URL %q: %v", s.NATSURL(), err)
+	}
 	ternPid := os.Getpid()
 	for _, c := range []struct {
 		name  string
@@ -212,6 +231,7 @@ func TestHostileFunctions(t *testing.T) {
 		{"write outside /tmp", map[string]any{"what": "writeFile", "path": "/etc/tern-was-here"}, "EROFS"},
 		{"fill /tmp past its size", map[string]any{"what": "fillTmp", "mb": 32}, "ENOSPC"},
 		{"take another function's events", map[string]any{"what": "runtimeAPI", "addr": victimAPI}, "ECONNRESET"},
+		{"use the store without its token", map[string]any{"what": "nats", "port": natsURL.Port()}, "EAUTH"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ev, _ := json.Marshal(c.event)

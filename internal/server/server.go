@@ -97,10 +97,24 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 
+	var natsToken string
+	if cfg.NATSListen != "" && cfg.NATSURL == "" {
+		// Functions share the host's loopback: the open client port
+		// answers only clients that present this token.
+		natsToken = os.Getenv("TERN_NATS_TOKEN")
+		if natsToken == "" {
+			if natsToken, _, err = auth.LoadOrCreateNATS(cfg.DataDir); err != nil {
+				return nil, err
+			}
+		}
+		log.Info("store: NATS clients authenticate with the token in TERN_NATS_TOKEN or this file: nats://<token>@host:port",
+			"path", filepath.Join(cfg.DataDir, auth.NATSTokenFile))
+	}
 	s.store, err = store.Open(ctx, store.Config{
 		URL:          cfg.NATSURL,
 		Dir:          filepath.Join(cfg.DataDir, "nats"),
 		ClientListen: cfg.NATSListen,
+		ClientToken:  natsToken,
 		SyncAlways:   cfg.SyncAlways,
 		LogsMaxAge:   cfg.LogsMaxAge,
 		LogsMaxBytes: cfg.LogsMaxBytes,
@@ -312,7 +326,7 @@ func (s *Server) PoolSizes() map[string]int { return s.launcher.PoolSizes() }
 
 // NATSURL is the embedded NATS server's client URL when --nats-listen
 // opened its port, else "".
-func (s *Server) NATSURL() string { return s.store.ClientURL() }
+func (s *Server) NATSURL() string { return s.store.ClientURLWithToken() }
 
 // Token is the admin token.
 func (s *Server) Token() string { return s.token }

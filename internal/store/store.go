@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,8 +81,14 @@ type Config struct {
 	// Dir is where the embedded server keeps JetStream data.
 	Dir string
 	// ClientListen, when set ("127.0.0.1:4222"), opens the embedded server's
-	// client port so NATS tools can connect. Empty keeps it in-process only.
+	// client port so NATS tools and other Tern servers can connect. Empty
+	// keeps it in-process only.
 	ClientListen string
+	// ClientToken is the token every client of the embedded server must
+	// present (required with ClientListen): functions' instances share the
+	// host's loopback, and the store holds every function's code and the
+	// API keys.
+	ClientToken string
 	// SyncAlways makes the embedded server fsync every write; otherwise it
 	// syncs once a second.
 	SyncAlways bool
@@ -117,6 +124,7 @@ type Store struct {
 
 	log       *slog.Logger
 	ns        *server.Server // nil when external
+	token     string         // the embedded server's client token
 	closeOnce sync.Once
 }
 
@@ -176,10 +184,14 @@ func (s *Store) startEmbedded(cfg Config) error {
 		MaxPayload: 8 << 20,
 	}
 	if cfg.ClientListen != "" {
+		if cfg.ClientToken == "" {
+			return errors.New("store: an open client port needs a token")
+		}
 		host, port, err := splitHostPort(cfg.ClientListen)
 		if err != nil {
 			return fmt.Errorf("store: client listen address: %w", err)
 		}
+		opts.Authorization = cfg.ClientToken
 		if port == 0 {
 			// ":0" asks for any free port; to the server, 0 means 4222.
 			port = server.RANDOM_PORT
@@ -191,12 +203,12 @@ func (s *Store) startEmbedded(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("store: embedded server: %w", err)
 	}
-	s.ns = ns
+	s.ns, s.token = ns, cfg.ClientToken
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		return errors.New("store: embedded server did not become ready")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tern"))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tern"), nats.Token(cfg.ClientToken))
 	if err != nil {
 		return fmt.Errorf("store: connect in-process: %w", err)
 	}
@@ -409,12 +421,22 @@ func (s *Store) setupAccess(ctx context.Context, cfg Config) error {
 }
 
 // ClientURL is the embedded server's client URL when its port is open
-// (--nats-listen), else "".
+// (--nats-listen), else "". It holds no token.
 func (s *Store) ClientURL() string {
 	if s.ns == nil || s.ns.Addr() == nil {
 		return ""
 	}
 	return s.ns.ClientURL()
+}
+
+// ClientURLWithToken is ClientURL with the client token in it
+// (nats://<token>@host:port), as NATS clients take it. Never log it.
+func (s *Store) ClientURLWithToken() string {
+	u := s.ClientURL()
+	if u == "" || s.token == "" {
+		return u
+	}
+	return strings.Replace(u, "nats://", "nats://"+s.token+"@", 1)
 }
 
 // Close drains the connection and shuts the embedded server down. It is safe

@@ -187,6 +187,7 @@ func TestClientListen(t *testing.T) {
 	c := capture{Handler: testserver.Logger(t).Handler(), mu: new(sync.Mutex), attrs: map[string]string{}}
 	cfg := config(t.TempDir())
 	cfg.ClientListen = "127.0.0.1:0"
+	cfg.ClientToken = "secret-token"
 	st := open(t, cfg, slog.New(c))
 
 	c.mu.Lock()
@@ -203,7 +204,19 @@ func TestClientListen(t *testing.T) {
 	if _, err := st.Functions.Put(ctx(t), "fn.x", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
+	// Without the token the port answers nothing.
+	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("a client without the token connected")
+	}
+	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.Token("wrong")); err == nil {
+		nc.Close()
+		t.Fatal("a client with a wrong token connected")
+	}
+	if u := st.ClientURLWithToken(); u != strings.Replace(url, "nats://", "nats://secret-token@", 1) {
+		t.Errorf("ClientURLWithToken = %q", u)
+	}
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.Token("secret-token"))
 	if err != nil {
 		t.Fatalf("connect to %s: %v", url, err)
 	}
@@ -242,9 +255,11 @@ func TestOpenErrors(t *testing.T) {
 			[]string{"store: connect nats://127.0.0.1:1:", "no servers available"}},
 		{"no dir", store.Config{LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20},
 			[]string{"data directory"}},
-		{"bad listen address", store.Config{Dir: t.TempDir(), ClientListen: "nope", LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20},
+		{"open port without a token", store.Config{Dir: t.TempDir(), ClientListen: "127.0.0.1:0", LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20},
+			[]string{"client port needs a token"}},
+		{"bad listen address", store.Config{Dir: t.TempDir(), ClientListen: "nope", ClientToken: "t", LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20},
 			[]string{"client listen address"}},
-		{"bad listen port", store.Config{Dir: t.TempDir(), ClientListen: "127.0.0.1:99999", LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20},
+		{"bad listen port", store.Config{Dir: t.TempDir(), ClientListen: "127.0.0.1:99999", ClientToken: "t", LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20},
 			[]string{"client listen address", "bad port"}},
 	}
 	for _, tt := range tests {
@@ -277,10 +292,9 @@ func TestExternalURL(t *testing.T) {
 	c := capture{Handler: testserver.Logger(t).Handler(), mu: new(sync.Mutex), attrs: map[string]string{}}
 	cfg := config(t.TempDir())
 	cfg.ClientListen = "127.0.0.1:0"
+	cfg.ClientToken = "tok"
 	embedded := open(t, cfg, slog.New(c))
-	c.mu.Lock()
-	url := c.attrs["client_url"]
-	c.mu.Unlock()
+	url := embedded.ClientURLWithToken()
 
 	ext := open(t, store.Config{URL: url, LogsMaxAge: time.Hour, LogsMaxBytes: 64 << 20}, testserver.Logger(t))
 	if _, err := ext.Functions.Put(ctx(t), "fn.ext", []byte("via url")); err != nil {
