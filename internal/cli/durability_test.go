@@ -216,7 +216,8 @@ type ternProc struct {
 	url     string
 	dataDir string
 	stderr  *syncBuffer
-	exited  chan error // receives cmd.Wait's result once
+	exited  chan error    // receives cmd.Wait's result once
+	gone    chan struct{} // closed once it exited
 }
 
 // flagValue returns the value following name in args.
@@ -232,20 +233,30 @@ func flagValue(args []string, name string) string {
 // startTern starts `tern serve` with args (which must include --listen
 // and --data-dir)
 // and waits for /healthz. Its log is printed, under name, if the test
-// fails; a process still running when the test ends is killed.
+// fails; a process still running when the test ends is stopped (SIGTERM,
+// so that it unmounts its jails; SIGKILL after 15 s).
 func startTern(t *testing.T, bin, name string, args ...string) *ternProc {
 	t.Helper()
 	p := &ternProc{url: "http://" + flagValue(args, "--listen"), dataDir: flagValue(args, "--data-dir"),
-		stderr: &syncBuffer{}, exited: make(chan error, 1)}
+		stderr: &syncBuffer{}, exited: make(chan error, 1), gone: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "TERN_TOKEN=", "TERN_NATS_URL=", "TERN_DATA_DIR=")
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
+	go func() {
+		err := p.cmd.Wait()
+		close(p.gone)
+		p.exited <- err
+	}()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill() // no-op once it exited
+		_ = p.cmd.Process.Signal(syscall.SIGTERM) // no-op once it exited
+		select {
+		case <-p.gone:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
 		if t.Failed() {
 			t.Logf("log of tern serve (%s):\n%s", name, p.stderr.String())
 		}
