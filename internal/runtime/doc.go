@@ -22,11 +22,17 @@
 // that function until it stops and never returns to the pool. A refill
 // goroutine owned by the Launcher starts replacements.
 //
-// An instance is confined to its function's cgroup (sandbox.Confine:
-// memory, pids, CPU weight) when it is given its function: a pooled one
-// just before SPECIALIZE, before it loads any of the function's code; a
-// provided or http one right after its start. Where that fails it runs
-// without (logged once). A process the kernel killed for exceeding the
+// Every process starts in a cgroup of its own (sandbox: pids, CPU weight;
+// the memory limit of its function when it is the function's own program,
+// else set just before SPECIALIZE, before it loads any of the function's
+// code). Where that fails it runs without (logged once).
+//
+// As root, every instance is jailed (sandbox.Jail): a pooled one boots in
+// its jail as root holding only CAP_SETUID and CAP_SETGID with an empty
+// /var/task; a cold start mounts the function's code there and sends
+// SPECIALIZE with taskRoot /var/task and the function's uid (Spec.UID),
+// which the bootstrap takes, checking that no capability is left, before
+// it loads the code. The Runtime API then serves only that uid. A process the kernel killed for exceeding the
 // memory answers its invocation with the function error
 // Runtime.OutOfMemory (Result.Fatal: the instance is replaced).
 //

@@ -1,22 +1,26 @@
 // Package sandbox starts instance processes with the controls this host
-// allows. Today that is: a new process group (so an instance is killed with
-// every child it started), an environment built only from what the caller
-// gives (never the server's own), the working directory, SIGKILL to the
-// process group if tern's thread that started it dies, and no stdin.
+// allows: a session and process group of their own (so an instance is
+// killed with every child it started, and has no controlling terminal), an
+// environment built only from what the caller gives (never the server's
+// own), the working directory, SIGKILL if tern's thread that started it
+// dies, no stdin, no core dumps.
+//
+// With a Jail (jail_linux.go, helper_linux.go; tern as root), the process
+// is started through a re-exec of the tern binary that builds it a root of
+// its own in new mount, PID, IPC and UTS namespaces (the code read-only at
+// TaskRoot, a private /tmp), drops every capability and its uid, and
+// applies no_new_privs, Landlock and seccomp before it execs the program.
+//
+// Confine puts a started process into a cgroup of its own (memory, pids,
+// CPU weight; see Controls for what this host allows); Start does it when
+// the Spec names a cgroup, before a jailed program runs. The cgroup's
+// processes are killed with the instance and the cgroup removed once it
+// exited; OOMKilled then says whether the kernel killed it for its memory.
+// Where cgroups cannot be used (no root, no delegation), Confine does
+// nothing and the process runs without them.
 //
 // Descendants that leave the process group are found through /proc and
 // killed too.
-//
-// Confine puts a started process into a cgroup of its own (memory, pids,
-// CPU weight; see Controls for what this host allows): pooled processes
-// when they are given their function, others right after Start. The
-// cgroup's processes are killed with the instance and the cgroup removed
-// once it exited; OOMKilled then says whether the kernel killed it for its
-// memory. Where cgroups cannot be used (no root, no delegation), Confine
-// does nothing and the process runs without them.
-//
-// Namespaces, an unprivileged uid, Landlock and seccomp are to be added
-// here, behind the same calls, so the runtimes need not change.
 package sandbox
 
 import (
