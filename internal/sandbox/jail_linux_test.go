@@ -213,14 +213,6 @@ func TestLandlockAccessByABI(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountPath(t *testing.T) {
-	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/x\134y`: `/x\y`, `/bad\09`: `/bad\09`} {
-		if got := unescapeMountPath(in); got != want {
-			t.Errorf("%q: %q, want %q", in, got, want)
-		}
-	}
-}
-
 // BenchmarkStart compares starting (and reaping) /bin/true jailed and
 // not: what the jail adds to a start that no pool hides.
 func BenchmarkStart(b *testing.B) {
