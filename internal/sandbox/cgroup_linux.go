@@ -60,8 +60,32 @@ func host() *setup {
 			return
 		}
 		hostSetup = detect(mi, sc)
+		hostSetup.sweep()
 	})
 	return hostSetup
+}
+
+// ownerPrefix starts the names of this process's instance cgroups.
+func ownerPrefix() string { return strconv.Itoa(os.Getpid()) + "-" }
+
+// sweep kills and removes the instance cgroups of tern processes that are
+// gone (SIGKILLed, crashed): their instances would run on, unowned. A
+// cgroup whose owner still runs (another tern on this host) is left
+// alone.
+func (s *setup) sweep() {
+	for _, h := range s.hs {
+		ents, _ := os.ReadDir(h.dir)
+		for _, e := range ents {
+			owner, _, ok := strings.Cut(e.Name(), "-")
+			pid, err := strconv.Atoi(owner)
+			if !e.IsDir() || !ok || err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
+				continue
+			}
+			cg := &cgroup{dirs: []string{filepath.Join(h.dir, e.Name())}, v2: []bool{h.v2}}
+			cg.killAll()
+			cg.remove()
+		}
+	}
 }
 
 // Controls reports each cgroup control and whether it applies on this host,
@@ -388,6 +412,8 @@ func newCgroup(s *setup, name string, lim Limits) (_ *cgroup, err error) {
 	if pids <= 0 {
 		pids = DefaultPids
 	}
+	// Named for this process: a later tern finds what a killed one left.
+	name = ownerPrefix() + name
 	for _, h := range s.hs {
 		dir := filepath.Join(h.dir, name)
 		if err := mkdirCgroup(dir); err != nil {

@@ -91,15 +91,15 @@ func TestDetectV1Hybrid(t *testing.T) {
 		t.Fatal(err)
 	}
 	for f, want := range map[string]string{
-		"memory/jail/abc/tern/i1/memory.limit_in_bytes": strconv.Itoa(256 << 20),
-		"pids/tern/i1/pids.max":                         strconv.Itoa(DefaultPids),
-		"cpu,cpuacct/tern/i1/cpu.shares":                "256",
+		"memory/jail/abc/tern/" + ownerPrefix() + "i1/memory.limit_in_bytes": strconv.Itoa(256 << 20),
+		"pids/tern/" + ownerPrefix() + "i1/pids.max":                         strconv.Itoa(DefaultPids),
+		"cpu,cpuacct/tern/" + ownerPrefix() + "i1/cpu.shares":                "256",
 	} {
 		if b, _ := os.ReadFile(filepath.Join(root, f)); string(b) != want {
 			t.Errorf("%s = %q, want %q", f, b, want)
 		}
 	}
-	if cg.mem != filepath.Join(root, "memory/jail/abc/tern/i1") || cg.memV2 {
+	if cg.mem != filepath.Join(root, "memory/jail/abc/tern/"+ownerPrefix()+"i1") || cg.memV2 {
 		t.Errorf("memory dir %q", cg.mem)
 	}
 	fakeKernel(t, "memory.limit_in_bytes", "cpu.shares") // no pids.max
@@ -141,9 +141,9 @@ func TestDetectV2(t *testing.T) {
 	if cg.oomKilled(false) {
 		t.Error("out of memory before any oom_kill")
 	}
-	touch(t, root, map[string]string{"svc/tern/i1/memory.events": "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"})
+	touch(t, root, map[string]string{"svc/tern/" + ownerPrefix() + "i1/memory.events": "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"})
 	for f, want := range map[string]string{"memory.max": strconv.Itoa(128 << 20), "pids.max": "64", "cpu.weight": "12"} {
-		if b, _ := os.ReadFile(filepath.Join(root, "svc/tern/i1", f)); string(b) != want {
+		if b, _ := os.ReadFile(filepath.Join(root, "svc/tern/"+ownerPrefix()+"i1", f)); string(b) != want {
 			t.Errorf("%s = %q, want %q", f, b, want)
 		}
 	}
@@ -300,5 +300,34 @@ func TestDetectOffWhenCgroupsCannotBeCreated(t *testing.T) {
 	cs := controlsByName(s)
 	if len(s.hs) != 0 || cs["cgroup pids"].On || !strings.Contains(cs["cgroup pids"].Why, "cannot create cgroups") {
 		t.Errorf("%+v %+v", s.hs, cs["cgroup pids"])
+	}
+}
+
+// sweep removes the instance cgroups of tern processes that are gone and
+// leaves those of live ones (and what is not an instance cgroup).
+func TestSweepRemovesDeadOwners(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	names := map[string]bool{ // name: kept
+		strconv.Itoa(dead.Process.Pid) + "-a1": false,
+		strconv.Itoa(os.Getppid()) + "-b2":     true,
+		ownerPrefix() + "c3":                   true,
+		"probe":                                true,
+	}
+	for n := range names {
+		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &setup{hs: []*hierarchy{{dir: dir}}}
+	s.sweep()
+	for n, kept := range names {
+		_, err := os.Stat(filepath.Join(dir, n))
+		if (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v", n, err == nil, kept)
+		}
 	}
 }
