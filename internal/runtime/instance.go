@@ -516,8 +516,21 @@ func (i *Instance) meter(inv *Invocation, start time.Time, dur time.Duration, co
 		Outcome: Outcome(res, err),
 	}
 	if cpu, ok := i.proc.CPUTime(); ok {
-		if prev := i.cpuSeen.Swap(int64(cpu) + 1); prev > 0 && int64(cpu)+1 >= prev {
-			r.CPUUS = (int64(cpu) + 1 - prev) / 1000
+		// The mark only moves forward: concurrent invocations may read
+		// in one order and get here in the other, and the later reading
+		// must not be counted twice.
+		cur := int64(cpu) + 1
+		for {
+			prev := i.cpuSeen.Load()
+			if cur <= prev {
+				break // nothing since the last record
+			}
+			if i.cpuSeen.CompareAndSwap(prev, cur) {
+				if prev > 0 {
+					r.CPUUS = (cur - prev) / 1000
+				}
+				break
+			}
 		}
 	}
 	if cold {

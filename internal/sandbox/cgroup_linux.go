@@ -65,20 +65,44 @@ func host() *setup {
 	return hostSetup
 }
 
-// ownerPrefix starts the names of this process's instance cgroups.
-func ownerPrefix() string { return strconv.Itoa(os.Getpid()) + "-" }
+// ownerPrefix starts the names of this process's instance cgroups: its
+// pid and start time, "<pid>.<start>-", which no other process has had.
+var ownerPrefix = sync.OnceValue(func() string {
+	return owner(os.Getpid()) + "-"
+})
+
+// owner is "<pid>.<start time>" of a live process, or "" if it is gone.
+func owner(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	// After the command name (which may hold spaces): state is field 3,
+	// starttime field 22.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return ""
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return strconv.Itoa(pid) + "." + string(f[19])
+}
 
 // sweep kills and removes the instance cgroups of tern processes that are
-// gone (SIGKILLed, crashed): their instances would run on, unowned. A
-// cgroup whose owner still runs (another tern on this host) is left
-// alone.
+// gone (SIGKILLed, crashed): their instances would run on, unowned. It
+// runs before this process made any, so its own pid's are stale too. A
+// cgroup whose owner still runs (another tern on this host; the same pid
+// and start time) is left alone.
 func (s *setup) sweep() {
 	for _, h := range s.hs {
 		ents, _ := os.ReadDir(h.dir)
 		for _, e := range ents {
-			owner, _, ok := strings.Cut(e.Name(), "-")
-			pid, err := strconv.Atoi(owner)
-			if !e.IsDir() || !ok || err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
+			name, _, ok := strings.Cut(e.Name(), "-")
+			ps, _, _ := strings.Cut(name, ".")
+			pid, err := strconv.Atoi(ps)
+			if !e.IsDir() || !ok || err != nil || (pid != os.Getpid() && owner(pid) == name) {
 				continue
 			}
 			cg := &cgroup{dirs: []string{filepath.Join(h.dir, e.Name())}, v2: []bool{h.v2}}

@@ -303,19 +303,23 @@ func TestDetectOffWhenCgroupsCannotBeCreated(t *testing.T) {
 	}
 }
 
-// sweep removes the instance cgroups of tern processes that are gone and
-// leaves those of live ones (and what is not an instance cgroup).
+// sweep removes the instance cgroups of tern processes that are gone
+// (also when their pid was reused) and leaves those of live ones (and
+// what is not an instance cgroup).
 func TestSweepRemovesDeadOwners(t *testing.T) {
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
 		t.Skip(err)
 	}
 	dir := t.TempDir()
+	parent := owner(os.Getppid())
+	ppid := strconv.Itoa(os.Getppid())
 	names := map[string]bool{ // name: kept
-		strconv.Itoa(dead.Process.Pid) + "-a1": false,
-		strconv.Itoa(os.Getppid()) + "-b2":     true,
-		ownerPrefix() + "c3":                   true,
-		"probe":                                true,
+		strconv.Itoa(dead.Process.Pid) + ".1-a1": false, // gone
+		parent + "-b2":                           true,  // alive
+		ppid + ".1-b3":                           false, // the pid, since reused
+		ownerPrefix() + "c4":                     false, // this process's, before it made any
+		"probe":                                  true,
 	}
 	for n := range names {
 		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {

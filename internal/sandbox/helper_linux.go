@@ -130,8 +130,13 @@ func runHelper(arg string) error {
 		return exitNow()
 	}
 	if s.Gate > 0 {
+		// A byte once tern moved this process into its cgroup; the end
+		// instead means tern went away: nothing runs outside.
 		var b [1]byte
-		_, _ = unix.Read(s.Gate, b[:]) // a byte, or the end if tern went away
+		n, err := unix.Read(s.Gate, b[:])
+		if n != 1 {
+			return fmt.Errorf("tern went away before the cgroup was ready (%v)", err)
+		}
 		unix.Close(s.Gate)
 	}
 	if err := unix.CloseRange(uint(3+s.Keep), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {

@@ -80,6 +80,9 @@ func NewJail(cfg JailConfig) (*Jail, error) {
 	// Every jail shows these directories: the jails' mount points (and
 	// the data dir around them) must not be among them.
 	for _, shown := range append(append([]string{cfg.Runtime}, systemDirs...), cfg.ReadOnly...) {
+		if real, err := filepath.EvalSymlinks(shown); err == nil {
+			shown = real // the mount shows where a symlink leads
+		}
 		if shown != "" && covered(dir, []string{shown}) {
 			j.why = fmt.Sprintf("%s is inside %s, which every jail shows: move the data dir", dir, shown)
 			return j, nil

@@ -37,6 +37,9 @@ import (
 	"time"
 )
 
+// errExited: the process was gone before it could be confined.
+var errExited = errors.New("sandbox: cgroup: the process exited")
+
 // Spec describes the process to start.
 type Spec struct {
 	Path   string   // absolute path of the program
@@ -96,8 +99,7 @@ type Process struct {
 	rssAt  atomic.Int64 // unix nanoseconds of the last reading
 	rssMax atomic.Int64
 	// The last CPU reading and when it was made (see CPUTime).
-	cpuAt  atomic.Int64
-	cpuVal atomic.Int64
+	cpuLast atomic.Pointer[cpuReading]
 
 	// /proc/<pid>/stat stays open while the process runs: re-reading it
 	// costs a pread, not an open and a close.
@@ -161,7 +163,7 @@ func Start(spec Spec) (*Process, error) {
 		confine := func() {
 			err := p.Confine(spec.Cgroup, spec.Limits)
 			close(p.confining)
-			if spec.OnConfine != nil {
+			if spec.OnConfine != nil && !errors.Is(err, errExited) {
 				spec.OnConfine(err)
 			}
 		}
@@ -176,6 +178,9 @@ func Start(spec Spec) (*Process, error) {
 		}
 	}
 	go func() {
+		// Not reaped before the move into its cgroup was tried: until
+		// then its pid stays its own, even if it died.
+		<-p.confining
 		p.waitErr = cmd.Wait()
 		p.mu.Lock()
 		p.exited = true
@@ -299,7 +304,7 @@ func (p *Process) Confine(name string, lim Limits) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.exited {
-		return errors.New("sandbox: cgroup: the process exited")
+		return errExited
 	}
 	if p.cg != nil {
 		return errors.New("sandbox: cgroup: the process is confined already")
@@ -328,6 +333,9 @@ func (p *Process) Limit(lim Limits) (bool, error) {
 	defer p.mu.Unlock()
 	if p.cg == nil {
 		return false, nil
+	}
+	if p.exited {
+		return true, nil // nothing left to limit
 	}
 	return true, p.cg.limit(host(), lim.MemoryMB)
 }
@@ -368,21 +376,30 @@ func (p *Process) CPUTime() (time.Duration, bool) {
 	// The kernel counts in ticks of clockTick: a reading younger than one
 	// is reused (under load that saves a read per invocation; the time
 	// shows in a later reading, so per-instance sums stay whole).
-	now := time.Now().UnixNano()
-	if at := p.cpuAt.Load(); at != 0 && now-at < int64(clockTick) {
-		return time.Duration(p.cpuVal.Load()), true
+	now := time.Since(epoch) // monotonic
+	last := p.cpuLast.Load()
+	if last != nil && now-last.at < clockTick {
+		return last.cpu, true
 	}
 	p.statOnce.Do(func() { p.stat = openStat(p.cmd.Process.Pid) })
 	if p.stat == nil {
 		return 0, false
 	}
 	cpu, ok := readCPU(p.stat)
-	if ok {
-		p.cpuVal.Store(int64(cpu))
-		p.cpuAt.Store(now)
+	if ok && (last == nil || cpu >= last.cpu) {
+		// A reading older than the one kept may lose the race to store.
+		p.cpuLast.CompareAndSwap(last, &cpuReading{at: now, cpu: cpu})
 	}
 	return cpu, ok
 }
+
+// cpuReading is a CPU time and when it was read (since epoch).
+type cpuReading struct {
+	at, cpu time.Duration
+}
+
+// epoch is what cpuReading times count from.
+var epoch = time.Now()
 
 // MaxRSS is the peak resident memory in bytes, measured by the kernel: from
 // /proc while the process runs, from its rusage after it exited. 0 if unknown.

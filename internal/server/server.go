@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -106,9 +107,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 			if natsToken, _, err = auth.LoadOrCreateNATS(cfg.DataDir); err != nil {
 				return nil, err
 			}
+		} else if !urlSafeToken(natsToken) {
+			return nil, errors.New("TERN_NATS_TOKEN: use only letters, digits and - . _ ~ (it goes into nats://<token>@host URLs)")
 		}
 		log.Info("store: NATS clients authenticate with the token in TERN_NATS_TOKEN or this file: nats://<token>@host:port",
 			"path", filepath.Join(cfg.DataDir, auth.NATSTokenFile))
+		if host, _, err := net.SplitHostPort(cfg.NATSListen); err == nil {
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				log.Warn("store: the NATS client port listens beyond loopback without TLS: its token and data cross the network in the clear", "listen", cfg.NATSListen)
+			}
+		}
 	}
 	s.store, err = store.Open(ctx, store.Config{
 		URL:          cfg.NATSURL,
@@ -431,4 +439,14 @@ func debugHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return http.StripPrefix("/v1", mux)
+}
+
+// urlSafeToken: tok can stand as the user part of a URL as it is.
+func urlSafeToken(tok string) bool {
+	for _, c := range tok {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("-._~", c)) {
+			return false
+		}
+	}
+	return tok != ""
 }

@@ -147,10 +147,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Store, err erro
 	} else {
 		nc, err := nats.Connect(cfg.URL, nats.Name("tern"), nats.MaxReconnects(-1))
 		if err != nil {
-			return nil, fmt.Errorf("store: connect %s: %w", cfg.URL, err)
+			return nil, fmt.Errorf("store: connect %s: %w", redactURLs(cfg.URL), err)
 		}
 		s.NC = nc
-		log.Info("store: using external NATS", "url", cfg.URL)
+		log.Info("store: using external NATS", "url", redactURLs(cfg.URL))
 	}
 	js, err := jetstream.New(s.NC)
 	if err != nil {
@@ -461,4 +461,21 @@ func (s *Store) Close() error {
 		}
 	})
 	return err
+}
+
+// redactURLs is a NATS URL list (comma-separated) without the user
+// information of each URL: a token (nats://<token>@host) or a user and
+// password never reach a log or an error.
+func redactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for n, p := range parts {
+		scheme, rest, ok := strings.Cut(strings.TrimSpace(p), "://")
+		if !ok {
+			continue
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			parts[n] = scheme + "://***@" + rest[at+1:]
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -312,3 +312,16 @@ func TestExternalURL(t *testing.T) {
 		t.Errorf("embedded store after the external one closed: %v", err)
 	}
 }
+
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                  "nats://127.0.0.1:4222",
+		"nats://tok@127.0.0.1:4222":              "nats://***@127.0.0.1:4222",
+		"nats://u:p@a:1, tls://t@b:2,nats://c:3": "nats://***@a:1,tls://***@b:2,nats://c:3",
+		"127.0.0.1:4222":                         "127.0.0.1:4222",
+	} {
+		if got := store.RedactURLs(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

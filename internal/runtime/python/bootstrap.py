@@ -903,8 +903,10 @@ def _become_user(uid, gid):
         import ctypes  # loaded at boot already when this process started as root
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-        libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+        if libc.prctl(1, 9, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG, SIGKILL
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        if libc.prctl(4, 1, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
     except Exception as e:
         _die("cannot set the parent-death signal: %s" % e)
 

@@ -1,0 +1,4 @@
+package store
+
+// RedactURLs is redactURLs, for the tests.
+var RedactURLs = redactURLs
