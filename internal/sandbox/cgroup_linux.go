@@ -77,17 +77,11 @@ func owner(pid int) string {
 	if err != nil {
 		return ""
 	}
-	// After the command name (which may hold spaces): state is field 3,
-	// starttime field 22.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return ""
-	}
-	f := bytes.Fields(b[i+1:])
+	f := statFields(b)
 	if len(f) < 20 {
 		return ""
 	}
-	return strconv.Itoa(pid) + "." + string(f[19])
+	return strconv.Itoa(pid) + "." + string(f[19]) // starttime, field 22
 }
 
 // sweep kills and removes the instance cgroups of tern processes that are
@@ -135,9 +129,15 @@ type mount struct {
 	ctrls       []string // v1: its controllers
 }
 
-// parseMountinfo finds the cgroup mounts in /proc/self/mountinfo.
-func parseMountinfo(b []byte) []mount {
-	var out []mount
+// mountEntry is one line of /proc/self/mountinfo: the tree shown (root),
+// where (point), the file system type and its super-block options.
+type mountEntry struct {
+	root, point, fstype, opts string
+}
+
+// mountEntries parses /proc/self/mountinfo (paths unescaped).
+func mountEntries(b []byte) []mountEntry {
+	var out []mountEntry
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
@@ -148,12 +148,21 @@ func parseMountinfo(b []byte) []mount {
 		if len(f) < 5 || len(g) < 3 {
 			continue
 		}
-		m := mount{root: unescape(f[3]), point: unescape(f[4])}
-		switch g[0] {
+		out = append(out, mountEntry{root: unescape(f[3]), point: unescape(f[4]), fstype: g[0], opts: g[2]})
+	}
+	return out
+}
+
+// parseMountinfo finds the cgroup mounts in /proc/self/mountinfo.
+func parseMountinfo(b []byte) []mount {
+	var out []mount
+	for _, e := range mountEntries(b) {
+		m := mount{root: e.root, point: e.point}
+		switch e.fstype {
 		case "cgroup2":
 			m.v2 = true
 		case "cgroup":
-			for _, o := range strings.Split(g[2], ",") {
+			for _, o := range strings.Split(e.opts, ",") {
 				if slices.Contains(wanted, o) {
 					m.ctrls = append(m.ctrls, o)
 				}

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -184,15 +183,9 @@ func mountsUnder(dir string) ([]string, error) {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 {
-			continue
-		}
-		p := unescape(f[4])
-		if p == dir || strings.HasPrefix(p, dir+"/") {
-			out = append(out, p)
+	for _, e := range mountEntries(b) {
+		if e.point == dir || strings.HasPrefix(e.point, dir+"/") {
+			out = append(out, e.point)
 		}
 	}
 	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })

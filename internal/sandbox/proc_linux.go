@@ -63,15 +63,8 @@ func readCPU(f *os.File) (time.Duration, bool) {
 	}); err != nil || n <= 0 {
 		return 0, false
 	}
-	b := buf[:n]
-	// The command name may hold spaces and parentheses: fields start
-	// after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f2 := bytes.Fields(b[i+1:])
-	// After the name: state(3) ... utime(14) stime(15), counted from 1.
+	// state(3) ... utime(14) stime(15), counted from 1.
+	f2 := statFields(buf[:n])
 	if len(f2) < 13 {
 		return 0, false
 	}
@@ -81,4 +74,15 @@ func readCPU(f *os.File) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(ut+st) * clockTick, true
+}
+
+// statFields splits a /proc/<pid>/stat line after the command name, which
+// may hold spaces and parentheses: the first field is the state (field 3
+// of the line). Nil if the line has no name.
+func statFields(b []byte) [][]byte {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return bytes.Fields(b[i+1:])
 }
