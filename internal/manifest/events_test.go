@@ -395,24 +395,6 @@ func TestEventsJSONRoundTrip(t *testing.T) {
 	}
 }
 
-func TestEventsYAMLRoundTrip(t *testing.T) {
-	m, err := Parse([]byte(eventsYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := yaml.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Parse(y)
-	if err != nil {
-		t.Fatalf("Parse(%s): %v", y, err)
-	}
-	if !reflect.DeepEqual(back, m) {
-		t.Errorf("YAML round trip:\n got %s\nwant %s\nYAML:\n%s", show(back), show(m), y)
-	}
-}
-
 func TestCloneEvents(t *testing.T) {
 	m, err := Parse([]byte(eventsYAML))
 	if err != nil {

@@ -472,20 +472,24 @@ func TestManifestJSONRoundTrip(t *testing.T) {
 }
 
 func TestManifestYAMLRoundTrip(t *testing.T) {
-	m, err := Parse([]byte(fullYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := yaml.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Parse(y)
-	if err != nil {
-		t.Fatalf("Parse(%s): %v", y, err)
-	}
-	if !reflect.DeepEqual(back, m) {
-		t.Errorf("YAML round trip: got %+v, want %+v", back, m)
+	for name, src := range map[string]string{"full": fullYAML, "events": eventsYAML} {
+		t.Run(name, func(t *testing.T) {
+			m, err := Parse([]byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			y, err := yaml.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Parse(y)
+			if err != nil {
+				t.Fatalf("Parse(%s): %v", y, err)
+			}
+			if !reflect.DeepEqual(back, m) {
+				t.Errorf("YAML round trip:\n got %s\nwant %s\nYAML:\n%s", show(back), show(m), y)
+			}
+		})
 	}
 }
 
