@@ -127,7 +127,7 @@ func runHelper(arg string) error {
 	}
 	if s.Probe {
 		fmt.Printf("landlock=%s\n", landlock)
-		return exitNow()
+		os.Exit(0)
 	}
 	if s.Gate > 0 {
 		// A byte once tern moved this process into its cgroup; the end
@@ -148,11 +148,6 @@ func runHelper(arg string) error {
 		env = []string{}
 	}
 	return fmt.Errorf("exec %s: %w", s.Path, unix.Exec(s.Path, argv, env))
-}
-
-func exitNow() error {
-	os.Exit(0)
-	return nil
 }
 
 // buildRoot mounts the instance's filesystem under s.Root: the system
