@@ -23,6 +23,7 @@ import (
 	"github.com/ternhq/tern/internal/apierror"
 	"github.com/ternhq/tern/internal/audit"
 	"github.com/ternhq/tern/internal/auth"
+	"github.com/ternhq/tern/internal/dirlock"
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/events"
 	"github.com/ternhq/tern/internal/gateway"
@@ -88,6 +89,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// One data dir, one server, before anything in it is read or changed.
+	lock, err := dirlock.Acquire(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, func(context.Context) error { return lock.Release() })
 	// Owner-only also when it existed before: the token and the keys are
 	// there.
 	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
