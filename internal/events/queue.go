@@ -539,7 +539,7 @@ func messageID(topic string, msg jetstream.Msg, md *jetstream.MsgMetadata) strin
 	return derivedID("topic", topic, strconv.FormatUint(md.Sequence.Stream, 10))
 }
 
-func sqsRecordOf(topic string, msg jetstream.Msg, md *jetstream.MsgMetadata, id string) sqsRecord {
+func sqsRecordOf(region, topic string, msg jetstream.Msg, md *jetstream.MsgMetadata, id string) sqsRecord {
 	body := msg.Data()
 	sum := md5.Sum(body)
 	r := sqsRecord{
@@ -555,7 +555,7 @@ func sqsRecordOf(topic string, msg jetstream.Msg, md *jetstream.MsgMetadata, id 
 		MD5OfBody:         hex.EncodeToString(sum[:]),
 		EventSource:       "tern:topic",
 		EventSourceARN:    "tern:topic:" + topic,
-		AWSRegion:         "local",
+		AWSRegion:         region,
 	}
 	if utf8.Valid(body) {
 		r.Body = string(body)
@@ -595,7 +595,7 @@ func (s *Service) runBatch(ctx context.Context, fn string, q manifest.QueueTrigg
 		}
 		mds[i] = md
 		ids[i] = messageID(q.Topic, m, md)
-		ev.Records = append(ev.Records, sqsRecordOf(q.Topic, m, md, ids[i]))
+		ev.Records = append(ev.Records, sqsRecordOf(s.cfg.Region, q.Topic, m, md, ids[i]))
 	}
 	v, err := s.fns.Resolve(fn)
 	if err != nil {

@@ -194,7 +194,7 @@ func (sc *scheduler) fire(ctx context.Context, e *entry, tick time.Time) {
 	if len(payload) == 0 {
 		b, err := json.Marshal(scheduledEvent{
 			Version: "0", ID: rid, DetailType: "Scheduled Event", Source: "tern.scheduler",
-			Account: "000000000000", Time: tick.UTC().Format(time.RFC3339), Region: "local",
+			Account: "000000000000", Time: tick.UTC().Format(time.RFC3339), Region: sc.svc.cfg.Region,
 			Resources: []string{fmt.Sprintf("tern:schedule/%s/%d", e.fn, e.index)}, Detail: json.RawMessage("{}"),
 		})
 		if err != nil {

@@ -65,6 +65,9 @@ type Config struct {
 	// (4 days as SQS; 1 GiB).
 	TopicMaxAge   time.Duration
 	TopicMaxBytes int64
+	// Region is the AWS region named in queue and schedule events
+	// (default us-east-1).
+	Region string
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 }
@@ -96,6 +99,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.TopicMaxBytes <= 0 {
 		c.TopicMaxBytes = 1 << 30
+	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -153,6 +153,8 @@ var reservedEnv = map[string]bool{
 	"AWS_LAMBDA_LOG_GROUP_NAME":       true,
 	"AWS_LAMBDA_LOG_STREAM_NAME":      true,
 	"AWS_LAMBDA_RUNTIME_API":          true,
+	"AWS_REGION":                      true,
+	"AWS_DEFAULT_REGION":              true,
 	"LAMBDA_TASK_ROOT":                true,
 	"LAMBDA_RUNTIME_DIR":              true,
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -275,7 +276,7 @@ func (i *Instance) setSpec(spec *Spec) {
 	if i.l.jail.On() {
 		i.taskRoot = sandbox.TaskRoot
 	}
-	i.arn = FunctionARN(spec.Function, spec.Version)
+	i.arn = FunctionARN(i.l.cfg.Region, spec.Function, spec.Version)
 	i.specOK.Store(true)
 }
 
@@ -402,10 +403,14 @@ func (i *Instance) waitReady(ctx context.Context, begin time.Time) error {
 	}
 }
 
+// DefaultRegion is the region instances are told they run in unless
+// Config.Region says otherwise.
+const DefaultRegion = "us-east-1"
+
 // FunctionARN is the ARN-shaped identifier functions see as
 // invokedFunctionArn.
-func FunctionARN(name string, version int) string {
-	return "arn:aws:lambda:local:000000000000:function:" + name + ":" + strconv.Itoa(version)
+func FunctionARN(region, name string, version int) string {
+	return "arn:aws:lambda:" + region + ":000000000000:function:" + name + ":" + strconv.Itoa(version)
 }
 
 // environ is the instance's whole environment: the function's own variables
@@ -430,6 +435,9 @@ func (i *Instance) environ() []string {
 		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
 		"_HANDLER":                        s.Handler,
 		"LAMBDA_TASK_ROOT":                i.taskRoot,
+		"LAMBDA_RUNTIME_DIR":              i.runtimeDir(),
+		"AWS_REGION":                      i.l.cfg.Region,
+		"AWS_DEFAULT_REGION":              i.l.cfg.Region,
 	} {
 		env[k] = v // the platform's variables always win
 	}
@@ -438,6 +446,20 @@ func (i *Instance) environ() []string {
 		out = append(out, k+"="+v)
 	}
 	return out
+}
+
+// runtimeDir is where the instance sees the runtime's own files (Lambda's
+// LAMBDA_RUNTIME_DIR): Tern's bootstraps, or the function's code for a
+// runtime it brings itself (provided, http).
+func (i *Instance) runtimeDir() string {
+	switch i.spec.Runtime {
+	case "nodejs", "python":
+		if i.l.jail.On() {
+			return filepath.Join(sandbox.RuntimeRoot, i.spec.Runtime)
+		}
+		return filepath.Join(i.l.cfg.Dir, i.spec.Runtime)
+	}
+	return i.taskRoot
 }
 
 // baseEnv is what every runtime process starts with, plus extra.

@@ -23,6 +23,9 @@ type Config struct {
 	// Dir is where embedded bootstraps are written; pooled instances wait
 	// there before they are given a function.
 	Dir string
+	// Region is the AWS region instances are told they run in
+	// (AWS_REGION, AWS_DEFAULT_REGION, their ARN); default us-east-1.
+	Region string
 	// NodePath is the node binary; empty looks "node" up on PATH once.
 	NodePath string
 	// MaxResponseBytes caps a function's response (Lambda: 6 MB).
@@ -80,6 +83,9 @@ func NewLauncher(cfg Config) (*Launcher, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Launcher{cfg: cfg, kinds: make(map[string]*kind), ctx: ctx, cancel: cancel}

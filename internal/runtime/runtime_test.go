@@ -96,7 +96,7 @@ func TestInvokeAndLogs(t *testing.T) {
 		Trace string
 		Env   []string
 	}
-	if err := json.Unmarshal(res.Payload, &out); err != nil || out.N != 42 || out.Arn != runtime.FunctionARN("fn", 3) {
+	if err := json.Unmarshal(res.Payload, &out); err != nil || out.N != 42 || out.Arn != runtime.FunctionARN(runtime.DefaultRegion, "fn", 3) {
 		t.Fatalf("result %s", res.Payload)
 	}
 	if !regexp.MustCompile(`^Root=1-[0-9a-f]{8}-[0-9a-f]{24};Sampled=0$`).MatchString(out.Trace) || out.Trace != inv.TraceID {

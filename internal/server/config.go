@@ -46,6 +46,9 @@ type Config struct {
 	// LogsMaxAge and LogsMaxBytes bound the log stream.
 	LogsMaxAge   time.Duration
 	LogsMaxBytes int64
+	// Region is the AWS region functions are told they run in
+	// (AWS_REGION, their ARNs, the region of queue and schedule events).
+	Region string
 	// NodePath is the node binary; empty looks it up on PATH.
 	NodePath string
 	// PoolSize is how many generic instances per runtime are kept started
@@ -95,6 +98,7 @@ func DefaultConfig() Config {
 		Dispatch:         defaultDispatch(),
 		LogsMaxAge:       7 * 24 * time.Hour,
 		LogsMaxBytes:     1 << 30,
+		Region:           "us-east-1",
 		PoolSize:         2,
 		Sandbox:          true,
 		TmpMB:            sandbox.DefaultTmpMB,
@@ -167,6 +171,9 @@ func (c *Config) Validate() error {
 	if c.Dispatch.MaxInstances < 0 || c.Dispatch.MaxMemoryMB < 0 {
 		errs = append(errs, errors.New("max-instances, max-memory: must not be negative (0: no cap)"))
 	}
+	if !validRegion(c.Region) {
+		errs = append(errs, fmt.Errorf("region: %q is not a region name such as us-east-1 (lowercase letters, digits and dashes)", c.Region))
+	}
 	if c.PoolSize < 0 || c.PoolSize > 64 {
 		errs = append(errs, errors.New("pool-size: must be between 0 and 64"))
 	}
@@ -212,4 +219,18 @@ func jailDir(cfg Config) string {
 		return ""
 	}
 	return filepath.Join(cfg.DataDir, "jail")
+}
+
+// validRegion: r looks like an AWS region name (us-east-1, eu-central-2,
+// or a name of one's own such as local): it ends up in ARNs and URLs.
+func validRegion(r string) bool {
+	if r == "" || len(r) > 32 || r[0] == '-' || r[len(r)-1] == '-' {
+		return false
+	}
+	for _, c := range r {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

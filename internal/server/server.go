@@ -181,6 +181,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	launcher, err := runtime.NewLauncher(runtime.Config{
 		Dir:              filepath.Join(cfg.DataDir, "runtime"),
 		NodePath:         cfg.NodePath,
+		Region:           cfg.Region,
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		PoolSize:         cfg.PoolSize,
 		JailDir:          jailDir(cfg),
@@ -225,6 +226,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	s.stops = append(s.stops, s.disp.Close)
 	// Events stop before the dispatcher: running async invocations
 	// finish (or are given back) while instances still run.
+	cfg.Events.Region = cfg.Region
 	s.events = events.New(cfg.Events, s.store, s.registry, s.disp, log)
 	s.stops = append(s.stops, s.events.Close)
 	if err := s.registry.Start(ctx); err != nil {
@@ -328,6 +330,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the base URL of the HTTP server.
 func (s *Server) URL() string { return s.scheme + "://" + s.Addr() }
+
+// Jailed reports whether instances run in the jail (sandbox.Jail).
+func (s *Server) Jailed() bool { return s.launcher.Jailed() }
 
 // Pooled is how many generic instances wait in the runtime pools.
 func (s *Server) Pooled() int { return s.launcher.Pooled() }

@@ -334,6 +334,8 @@ let logStream;
 // transport.
 function initialize(name, taskRoot) {
   phase = INITIALIZING;
+  // As Lambda's own Node.js runtimes name themselves (set once, at load).
+  if (!env.AWS_EXECUTION_ENV) env.AWS_EXECUTION_ENV = 'AWS_Lambda_nodejs' + process.versions.node.split('.')[0] + '.x';
   functionName = env.AWS_LAMBDA_FUNCTION_NAME;
   functionVersion = env.AWS_LAMBDA_FUNCTION_VERSION || '$LATEST';
   memorySize = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE || '128';

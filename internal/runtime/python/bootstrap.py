@@ -941,6 +941,8 @@ def _specialize(h):
     except Exception as e:
         _init_error(_error_payload(e))
 
+    # As Lambda's own Python runtimes name themselves (set once, at load).
+    os.environ.setdefault("AWS_EXECUTION_ENV", "AWS_Lambda_python%d.%d" % sys.version_info[:2])
     _fn_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
     _fn_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST"
     try:
