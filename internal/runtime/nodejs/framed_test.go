@@ -82,6 +82,11 @@ exports.handler = async () => ({
 	if err := json.Unmarshal(fr.Body, &got); err != nil {
 		t.Fatal(err)
 	}
+	// The bootstrap names its runtime, as Lambda's do, unless told.
+	if v := got.Env["AWS_EXECUTION_ENV"]; !strings.HasPrefix(v, "AWS_Lambda_nodejs") {
+		t.Errorf("process.env.AWS_EXECUTION_ENV = %q, want AWS_Lambda_nodejs...", v)
+	}
+	delete(got.Env, "AWS_EXECUTION_ENV")
 	if !maps.Equal(got.Env, env) {
 		for _, k := range slices.Sorted(maps.Keys(got.Env)) {
 			if want, ok := env[k]; !ok || want != got.Env[k] {

@@ -58,6 +58,11 @@ def handler(event, context):
 		GMTOff  int               `json:"gmtoff"`
 	}
 	framedtest.DecodeResponse(t, f.Invoke(t, `{}`, nil), &got)
+	// The bootstrap names its runtime, as Lambda's do, unless told.
+	if v := got.Env["AWS_EXECUTION_ENV"]; !strings.HasPrefix(v, "AWS_Lambda_python3.") {
+		t.Errorf("os.environ.AWS_EXECUTION_ENV = %q, want AWS_Lambda_python3....", v)
+	}
+	delete(got.Env, "AWS_EXECUTION_ENV")
 	if !maps.Equal(got.Env, env) {
 		for _, k := range slices.Sorted(maps.Keys(got.Env)) {
 			if want, ok := env[k]; !ok || want != got.Env[k] {
