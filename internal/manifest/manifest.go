@@ -55,6 +55,8 @@ const (
 	MaxScaleIdle = Duration(24 * time.Hour)
 	MaxNameLen   = 64
 	MaxEnvSize   = 4096 // bytes, keys plus values, as on Lambda
+	MinEphemeral = 512  // MB of /tmp, as on Lambda
+	MaxEphemeral = 10240
 )
 
 // Manifest is the content of tern.yaml.
@@ -89,6 +91,14 @@ type Manifest struct {
 	// RateLimit bounds the function's HTTP and API invocations per
 	// second on each server (zero: no limit).
 	RateLimit RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitzero"`
+	// EphemeralStorage is the size of the function's /tmp, MB (512 to
+	// 10240, as on Lambda; 0: the server's --tmp-size): a disk of its own,
+	// never counted as memory.
+	EphemeralStorage int `yaml:"ephemeralStorage,omitempty" json:"ephemeralStorage,omitempty"`
+	// ErrorDetails shows callers of the HTTP trigger that hold a key
+	// (auth: key) the function's error messages and stack traces; public
+	// callers never see them.
+	ErrorDetails bool `yaml:"errorDetails,omitempty" json:"errorDetails,omitempty"`
 }
 
 // RateLimit is a token bucket: RPS requests a second, Burst at once
@@ -260,6 +270,8 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 				"reserved": intField(&m.Scale.Reserved),
 			})...)
 		},
+		"ephemeralStorage": intField(&m.EphemeralStorage),
+		"errorDetails":     boolField(&m.ErrorDetails),
 		"rateLimit": func(v *yaml.Node, field string) error {
 			if isNull(v) {
 				return nil
@@ -316,6 +328,18 @@ func stringField(dst *string) func(*yaml.Node, string) error {
 		}
 		*dst = v.Value
 		return nil
+	}
+}
+
+func boolField(dst *bool) func(*yaml.Node, string) error {
+	return func(v *yaml.Node, field string) error {
+		if isNull(v) {
+			return nil
+		}
+		if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
+			return typeError(field, "true or false", v)
+		}
+		return v.Decode(dst)
 	}
 }
 
@@ -513,8 +537,14 @@ func (m *Manifest) Validate() error {
 	}
 	switch m.Auth {
 	case "", AuthNone, AuthKey:
+		if m.ErrorDetails && m.Auth != AuthKey {
+			add("errorDetails", "needs auth: key (public callers of the HTTP trigger never see error details)")
+		}
 	default:
 		add("auth", "unknown value %q (want none or key)", m.Auth)
+	}
+	if s := m.EphemeralStorage; s != 0 && (s < MinEphemeral || s > MaxEphemeral) {
+		add("ephemeralStorage", "must be between %d and %d MB (got %d; leave it out for the server's default, 512)", MinEphemeral, MaxEphemeral, s)
 	}
 	switch m.Style {
 	case "", "lambda":

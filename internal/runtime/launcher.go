@@ -337,6 +337,13 @@ func alive(i *Instance) bool {
 // invocation, its runtime reports an init error (*InitError), or ctx ends.
 // The instance comes from the runtime's pool when one is there: then the
 // cold start costs loading the handler, not starting the interpreter.
+// poolable: a pooled process can become spec's instance. Pooled processes
+// have the network, and a /tmp of the jail's default size, fixed when they
+// booted.
+func (l *Launcher) poolable(spec *Spec) bool {
+	return !spec.NoNetwork && (spec.TmpMB == 0 || spec.TmpMB == l.jail.PoolTmpMB() || l.jail.PoolTmpMB() == 0)
+}
+
 func (l *Launcher) Start(ctx context.Context, spec Spec) (*Instance, error) {
 	switch spec.Runtime {
 	case "provided":
@@ -353,14 +360,15 @@ func (l *Launcher) Start(ctx context.Context, spec Spec) (*Instance, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		var inst *Instance
-		if !spec.NoNetwork { // pooled processes have the network
+		if l.poolable(&spec) {
 			inst = l.takePooled(k)
 		}
 		pooled := inst != nil
 		begin := time.Now()
 		if !pooled {
 			var err error
-			if inst, err = launch(l, nil, k.path, l.bootArgs(k), true, spec.NoNetwork); err != nil {
+			// Framed: spec only sizes its /tmp; it is given the rest later.
+			if inst, err = launch(l, &spec, k.path, l.bootArgs(k), true, spec.NoNetwork); err != nil {
 				return nil, err
 			}
 		}

@@ -34,8 +34,11 @@ type helperSpec struct {
 	Bind []string `json:"bind"` // host paths to show read-only at the same path
 	// Runtime is the host directory shown read-only at RuntimeRoot.
 	Runtime string `json:"runtime"`
-	// TmpMB is the size of /tmp.
+	// TmpMB is the size of /tmp when it is a tmpfs.
 	TmpMB int `json:"tmpMB"`
+	// TmpSlot, when set, is the host directory shown writable at /tmp
+	// instead: the instance's /tmp disk is mounted there, now or later.
+	TmpSlot string `json:"tmpSlot,omitempty"`
 	// UID and GID the program runs as; with Pooled it starts as root
 	// holding only CAP_SETUID and CAP_SETGID and drops to them itself.
 	UID    int  `json:"uid"`
@@ -223,7 +226,19 @@ func buildRoot(s *helperSpec) error {
 	if tmpMB <= 0 {
 		tmpMB = DefaultTmpMB
 	}
-	if err := mountDir(r+"/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size="+strconv.Itoa(tmpMB)+"m"); err != nil {
+	if s.TmpSlot != "" {
+		// A plain bind, as the code slot: the disk the host mounts on it
+		// (before or after this) is the instance's /tmp.
+		if err := os.MkdirAll(r+"/tmp", 0o755); err != nil {
+			return fmt.Errorf("/tmp: %w", err)
+		}
+		if err := unix.Mount(s.TmpSlot, r+"/tmp", "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("/tmp slot: %w", err)
+		}
+		if err := unix.Mount("", r+"/tmp", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+			return fmt.Errorf("/tmp slot: %w", err)
+		}
+	} else if err := mountDir(r+"/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size="+strconv.Itoa(tmpMB)+"m"); err != nil {
 		return fmt.Errorf("/tmp: %w", err)
 	}
 	if err := mountDir(r+"/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {

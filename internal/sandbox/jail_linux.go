@@ -19,7 +19,7 @@ import (
 )
 
 // DefaultTmpMB is the size of an instance's /tmp (Lambda's default
-// ephemeral storage). Its pages count against the instance's memory.
+// ephemeral storage): a disk of its own (see tmpdisk_linux.go).
 const DefaultTmpMB = 512
 
 // JailConfig says where and how instances are jailed.
@@ -35,7 +35,9 @@ type JailConfig struct {
 	// Runtime is a host directory shown read-only at RuntimeRoot: the
 	// runtimes' bootstraps.
 	Runtime string
-	// TmpMB is the size of each instance's /tmp; 0: DefaultTmpMB.
+	// TmpMB is the size of an instance's /tmp unless its Spec says
+	// otherwise (and of every pooled instance's until it is given a
+	// function); 0: DefaultTmpMB.
 	TmpMB int
 	// Off turns the jail off (instances run as tern's uid, with its view
 	// of the filesystem).
@@ -52,6 +54,9 @@ type Jail struct {
 	why      string // empty: on
 	landlock string // what the probe reported for Landlock
 	mounted  bool   // cfg.Dir was made a mount point here
+
+	tmp    *tmpDisks // nil: /tmp is a tmpfs, and tmpWhy says why
+	tmpWhy string
 }
 
 // NewJail prepares cfg.Dir and checks, by jailing /bin/true, that this
@@ -95,6 +100,15 @@ func NewJail(cfg JailConfig) (*Jail, error) {
 		return j, nil
 	}
 	j.mounted = true
+	if j.cfg.TmpMB <= 0 {
+		j.cfg.TmpMB = DefaultTmpMB
+	}
+	if j.tmp, j.tmpWhy = newTmpDisks(dir); j.tmp != nil {
+		// Formatted now, not on the first cold start.
+		if _, err := j.tmp.template(j.cfg.TmpMB); err != nil {
+			j.tmp, j.tmpWhy = nil, err.Error()
+		}
+	}
 	if err := j.probe(); err != nil {
 		j.why = err.Error()
 	}
@@ -122,6 +136,14 @@ func (j *Jail) Controls() []Control {
 	tmp := j.cfg.TmpMB
 	if tmp <= 0 {
 		tmp = DefaultTmpMB
+	}
+	disk := Control{Name: "/tmp on a disk of its own", On: j.On() && j.tmp != nil,
+		Why: fmt.Sprintf("each instance's /tmp is a filesystem of its function's size (default %d MB) on a loop device over a sparse file in the data dir: never counted as memory, full is ENOSPC", tmp)}
+	switch {
+	case !j.On():
+		disk.Why = "jail off: " + j.why
+	case j.tmp == nil:
+		disk.Why = "/tmp is a tmpfs, whose pages count as the function's memory: " + j.tmpWhy
 	}
 	cs := []Control{
 		{Name: "unprivileged uid per function", Why: "each function's instances run as a uid of their own, never root"},
@@ -151,7 +173,7 @@ func (j *Jail) Controls() []Control {
 	default:
 		ll.Why = j.landlock
 	}
-	return append(cs, ll)
+	return append(cs, ll, disk)
 }
 
 // makeSharedMount makes dir a mount point in a peer group of its own, so
@@ -225,7 +247,7 @@ func (j *Jail) sweep() error {
 // removeSlot removes an instance's directory once nothing is mounted in
 // it: never RemoveAll, which would walk into a code mount still there.
 func removeSlot(dir string) {
-	for _, sub := range []string{"task", "root"} {
+	for _, sub := range []string{"task", "root", "tmp", "tmp.img"} {
 		_ = os.Remove(filepath.Join(dir, sub))
 	}
 	_ = os.Remove(dir)
@@ -280,15 +302,17 @@ type slot struct {
 	dir  string
 	task string // where the code is mounted for a pooled instance
 	root string // the helper builds the instance's root here
+	tmp  string // where its /tmp disk is mounted
 
-	mu       sync.Mutex // no code mounted once it is released
+	mu       sync.Mutex // no code or /tmp mounted once it is released
 	released bool
+	disk     *tmpDisk // mounted on tmp; nil: none
 }
 
 func (j *Jail) newSlot(name string) (*slot, error) {
 	s := &slot{dir: filepath.Join(j.cfg.Dir, name)}
-	s.task, s.root = filepath.Join(s.dir, "task"), filepath.Join(s.dir, "root")
-	for _, d := range []string{s.dir, s.task, s.root} {
+	s.task, s.root, s.tmp = filepath.Join(s.dir, "task"), filepath.Join(s.dir, "root"), filepath.Join(s.dir, "tmp")
+	for _, d := range []string{s.dir, s.task, s.root, s.tmp} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			removeSlot(s.dir)
 			return nil, fmt.Errorf("sandbox: %w", err)
@@ -306,10 +330,49 @@ func (j *Jail) releaseSlot(s *slot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.released = true
-	if err := unix.Unmount(s.task, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return // leave it: the next start sweeps it
+	for _, m := range []string{s.tmp, s.task} {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return // leave it: the next start sweeps it
+		}
+	}
+	if s.disk != nil {
+		s.disk.close()
+		s.disk = nil
 	}
 	removeSlot(s.dir)
+}
+
+// mountTmp gives s a /tmp disk of sizeMB (0: the jail's default).
+// Without disks (j.tmp nil) it does nothing: the helper makes a tmpfs.
+func (j *Jail) mountTmp(s *slot, sizeMB int) error {
+	if j.tmp == nil {
+		return nil
+	}
+	if sizeMB <= 0 {
+		sizeMB = j.cfg.TmpMB
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.released || s.disk != nil {
+		return errors.New("sandbox: /tmp: the instance exited or has one")
+	}
+	d, err := j.tmp.mount(s.tmp, s.dir+"/tmp.img", sizeMB)
+	if err != nil {
+		return err
+	}
+	s.disk = d
+	return nil
+}
+
+// PoolTmpMB is the size of a pooled instance's /tmp: a function whose
+// ephemeral storage is another size needs an instance of its own (see
+// tmpdisk_linux.go). 0 when /tmp is the host's (jail off) and so the
+// same for every function.
+func (j *Jail) PoolTmpMB() int {
+	if !j.On() {
+		return 0
+	}
+	return j.cfg.TmpMB
 }
 
 // mountCode shows dir read-only on s's task slot, and so at /var/task in
@@ -336,6 +399,9 @@ func (j *Jail) writeSpec(s *slot, spec *helperSpec) (*os.File, error) {
 	spec.Bind = j.cfg.ReadOnly
 	spec.Runtime = j.cfg.Runtime
 	spec.TmpMB = j.cfg.TmpMB
+	if j.tmp != nil {
+		spec.TmpSlot = s.tmp
+	}
 	spec.Landlock = strings.HasPrefix(j.landlock, "abi")
 	b, err := json.Marshal(spec)
 	if err != nil {

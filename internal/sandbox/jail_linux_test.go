@@ -325,3 +325,37 @@ s=socket.socket(socket.AF_INET6); s.settimeout(5); s.connect(("::ffff:127.0.0.1"
 		t.Error("a client of another uid was served")
 	}
 }
+
+// A jailed process's /tmp is a disk of its own, of its size: storage the
+// kernel writes back under the memory limit, never the process's memory.
+func TestJailedTmpDisk(t *testing.T) {
+	j := newTestJail(t, 16)
+	if j.tmp == nil {
+		t.Fatalf("no /tmp disks here: %s", j.tmpWhy)
+	}
+	for _, c := range []struct {
+		spec Spec
+		size string
+	}{
+		{Spec{Jail: j, Pooled: true}, "size 15\n"},                                                       // a pooled one: the jail's default
+		{Spec{Jail: j, Code: writeCode(t), UID: 2345, GID: 2345, Dir: TaskRoot, TmpMB: 32}, "size 30\n"}, // its function's
+	} {
+		out := runJailed(t, c.spec, `
+			df -m /tmp | tail -1 | awk '{print "size " $2}'
+			dd if=/dev/zero of=/tmp/a bs=1M count=10 2>/dev/null && echo "10 MB in /tmp"
+			dd if=/dev/zero of=/tmp/b bs=1M count=40 2>/dev/null || echo "/tmp full"
+			ls -ld /tmp | cut -c1-10
+			ls /tmp | tr '\n' ' '; echo
+		`, nil)
+		t.Logf("%s", out)
+		for _, want := range []string{c.size, "10 MB in /tmp", "/tmp full", "drwxrwxrwt", "\na b \n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q", want)
+			}
+		}
+	}
+	// Nothing of the disks is left: no image, no loop device bound to one.
+	if ents, _ := os.ReadDir(j.cfg.Dir); len(ents) != 0 {
+		t.Errorf("left in the jail dir: %v", ents)
+	}
+}

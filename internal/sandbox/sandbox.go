@@ -65,6 +65,9 @@ type Spec struct {
 	// its function's uid itself before it loads the function's code.
 	UID, GID int
 	Pooled   bool
+	// TmpMB is the size of its /tmp, MB (0: the jail's default, which a
+	// pooled process has).
+	TmpMB int
 
 	// Cgroup, when set, names a cgroup of the process's own, with Limits
 	// (see Confine). Jailed, the process is moved while the jail is built
@@ -260,6 +263,11 @@ func (p *Process) jailed(spec *Spec) (cmd *exec.Cmd, gate *os.File, theirs []*os
 	theirs = append(theirs, specR)
 	cmd = j.command(3+len(extra), spec.NoNetwork)
 	cmd.ExtraFiles = append(extra, specR)
+	// Its /tmp disk before it starts (a pooled process's is the jail's
+	// default size).
+	if err := j.mountTmp(s, spec.TmpMB); err != nil {
+		return fail(err)
+	}
 	p.jail, p.slot = j, s
 	return cmd, gate, theirs, nil
 }

@@ -81,6 +81,7 @@ func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Inst
 		Timeout:     m.Timeout.D(),
 		Env:         env,
 		NoNetwork:   m.Network == manifest.NetworkNone,
+		TmpMB:       m.EphemeralStorage,
 		UID:         uid,
 	})
 	if err != nil {
