@@ -321,7 +321,8 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	if aborted {
 		err = fmt.Errorf("%w: %w", ErrAborted, errOr(err, ErrAppConnection))
 	}
-	i.end(rid, dur, cold, err)
+	err = i.failure(err)
+	i.end(rid, dur, cold, nil, err)
 	i.meter(inv, start, dur, cold, nil, err)
 	return err
 }

@@ -180,6 +180,9 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 	if jailed {
 		// A framed runtime is given its function (and its uid) later.
 		sspec.Jail, sspec.Pooled = l.jail, framed
+		if spec != nil {
+			sspec.TmpMB = spec.TmpMB
+		}
 		if !framed {
 			sspec.Code = spec.CodeDir
 			sspec.UID, sspec.GID = spec.uid(), spec.uid()
@@ -235,10 +238,18 @@ func (i *Instance) begin(inv *Invocation) (c *call, done func()) {
 
 // end writes an invocation's last lines (after its output): a timeout
 // notice, END and REPORT.
-func (i *Instance) end(rid string, dur time.Duration, cold bool, err error) {
+func (i *Instance) end(rid string, dur time.Duration, cold bool, res *Result, err error) {
 	i.drainOutput()
-	if errors.Is(err, ErrTimeout) {
-		i.platform(rid, fmt.Sprintf("%s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339Nano), i.spec.Timeout.Seconds()))
+	// One line saying why the invocation failed, where the function could
+	// not say it itself (its own errors it logs as it throws them).
+	var f *Failure
+	switch {
+	case errors.As(err, &f) && f.Type == ErrTypeTimeout:
+		i.platform(rid, time.Now().UTC().Format(time.RFC3339Nano)+" "+f.Message)
+	case errors.As(err, &f):
+		i.platform(rid, f.Type+": "+f.Message)
+	case res != nil && res.Error != nil && res.Error.Type == ErrTypeOutOfMemory:
+		i.platform(rid, ErrTypeOutOfMemory+": "+i.oomMessage())
 	}
 	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
 	if cold {
@@ -363,6 +374,31 @@ func (i *Instance) confined(err error) {
 	}
 }
 
+// failure wraps err, when it is a timeout or a crash, in a *Failure that
+// says what happened as Lambda does; other errors (nil included) are
+// returned as they are. An event that never reached the function
+// (ErrNotDelivered) is no failure of its: the dispatcher gives it to
+// another instance.
+func (i *Instance) failure(err error) error {
+	var typ, msg string
+	switch {
+	case err == nil, errors.Is(err, ErrNotDelivered):
+		return err
+	case errors.Is(err, ErrTimeout):
+		typ, msg = ErrTypeTimeout, fmt.Sprintf("Task timed out after %.2f seconds", i.spec.Timeout.Seconds())
+	case errors.Is(err, ErrCrashed):
+		typ, msg = ErrTypeExitError, "Runtime exited without providing a reason"
+		if i.proc.OOMKilled() {
+			typ, msg = ErrTypeOutOfMemory, i.oomMessage()
+		} else if e := i.proc.ExitError(); e != nil {
+			msg = "Runtime exited with error: " + e.Error()
+		}
+	default:
+		return err
+	}
+	return &Failure{Cause: err, FunctionError: FunctionError{Type: typ, Body: errorBody(typ, msg)}, Message: msg}
+}
+
 // outOfMemory is the error of an invocation whose instance the kernel
 // killed for exceeding the function's memory, or nil if it did not.
 // Valid once the process exited.
@@ -370,8 +406,11 @@ func (i *Instance) outOfMemory() *FunctionError {
 	if !i.proc.OOMKilled() {
 		return nil
 	}
-	msg := fmt.Sprintf("function exceeded its memory limit of %d MB", i.spec.MemoryMB)
-	return &FunctionError{Type: ErrTypeOutOfMemory, Body: errorBody(ErrTypeOutOfMemory, msg)}
+	return &FunctionError{Type: ErrTypeOutOfMemory, Body: errorBody(ErrTypeOutOfMemory, i.oomMessage())}
+}
+
+func (i *Instance) oomMessage() string {
+	return fmt.Sprintf("function exceeded its memory limit of %d MB", i.spec.MemoryMB)
 }
 
 // waitReady waits for the runtime to report its handler loaded (HTTP mode:
@@ -495,7 +534,8 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 	start := time.Now()
 	res, err := i.await(c, timer.C)
 	dur := time.Since(start)
-	i.end(rid, dur, cold, err)
+	err = i.failure(err)
+	i.end(rid, dur, cold, res, err)
 	i.meter(inv, start, dur, cold, res, err)
 	return res, err
 }

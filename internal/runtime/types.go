@@ -57,6 +57,9 @@ type Spec struct {
 	// instances are started for it, in a network namespace of their own,
 	// never taken from the pool.
 	NoNetwork bool
+	// TmpMB is the size of a jailed instance's /tmp, its ephemeral
+	// storage (0: the server's default).
+	TmpMB int
 	// UID is the function's own unprivileged uid (and gid), which its
 	// jailed instances run as; 0: DefaultUID.
 	UID int
@@ -108,6 +111,26 @@ type FunctionError struct {
 }
 
 func (e *FunctionError) Error() string { return "function error: " + e.Type }
+
+// Error types Tern reports on a function's behalf, as Lambda names them.
+const (
+	ErrTypeTimeout   = "Sandbox.Timedout"
+	ErrTypeExitError = "Runtime.ExitError"
+)
+
+// Failure is an invocation that ended without the function's answer: it
+// timed out, or its instance died (ErrTimeout, ErrCrashed: Unwrap gives the
+// cause). It says what happened as Lambda does, in the function error
+// shape every invocation failure is answered with.
+type Failure struct {
+	Cause error
+	FunctionError
+	// Message is the errorMessage, also the function's log line.
+	Message string
+}
+
+func (f *Failure) Error() string { return f.Cause.Error() }
+func (f *Failure) Unwrap() error { return f.Cause }
 
 // InitError is returned by Start when the runtime reported /init/error or
 // exited before it became ready.
