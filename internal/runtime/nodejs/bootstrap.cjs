@@ -652,12 +652,15 @@ function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
 }
 
 // ---------------------------------------------------------------------------
-// Express-style handlers (SPECIALIZE "style": "http"): handler(req, res).
-// The event is a Lambda function URL request (payload 2.0); req is built from
-// it, and ending res answers the invocation with a function URL result
-// {"statusCode","headers","cookies","body","isBase64Encoded"}.
+// Express-style handlers (SPECIALIZE "style": "http"): handler(req, res,
+// next). The event is a Lambda function URL request (payload 2.0); req is
+// built from it, and ending res answers the invocation with a function URL
+// result {"statusCode","headers","cookies","body","isBase64Encoded"}.
+// Calling next ends res as Express's final handler would: nothing else
+// answers the request.
 
 const { isUtf8 } = require('node:buffer');
+const { STATUS_CODES } = require('node:http');
 
 const JSON_TYPE = /^application\/(?:[^;\s]*\+)?json\s*(?:;|$)/i;
 const TEXT_TYPE = /^(?:text\/|application\/(?:[^;\s]*\+)?(?:json|xml)\s*(?:;|$)|application\/(?:javascript|ecmascript|x-www-form-urlencoded|graphql)\s*(?:;|$))|;\s*charset=/i;
@@ -685,10 +688,13 @@ function callHttpHandler(event, context, settle) {
     settle(true, err);
     return;
   }
-  const res = newResponse((result) => settle(false, result));
+  const res = newResponse(req, (result) => settle(false, result));
+  req.res = res;
+  const requestId = context.awsRequestId;
+  const next = (err) => finalHandler(req, res, err, requestId);
   let returned;
   try {
-    returned = handler(req, res);
+    returned = handler(req, res, next);
   } catch (err) {
     settle(true, err);
     return;
@@ -701,6 +707,77 @@ function callHttpHandler(event, context, settle) {
       settle(true, err);
     }
   }
+}
+
+function escapeHTML(text) {
+  return text.replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';');
+}
+
+function htmlPage(text) {
+  return '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n</head>\n<body>\n<pre>' +
+    escapeHTML(text) + '</pre>\n</body>\n</html>\n';
+}
+
+// errorStatus is the status Express's final handler gives err: its status
+// or statusCode when that is 4xx or 5xx, else 500.
+function errorStatus(err) {
+  if (err !== null && typeof err === 'object') {
+    for (const key of ['status', 'statusCode']) {
+      let v;
+      try {
+        v = err[key];
+      } catch {
+        continue;
+      }
+      if (Number.isInteger(v) && v >= 400 && v < 600) return v;
+    }
+  }
+  return 500;
+}
+
+// finalHandler is what next(err) does when nothing else answers, as in
+// Express: next() (or next('route'), next('router'): there are no routes)
+// answers 404 "Cannot <method> <path>"; next(err) logs err with the
+// invocation's request id and answers its status (errorStatus) with the
+// status text only, never the error. Headers the handler set are dropped.
+// After res has ended an error is only logged.
+function finalHandler(req, res, err, requestId) {
+  let status = 404;
+  let text = 'Cannot ' + req.method + ' ' + req.path;
+  if (err && err !== 'route' && err !== 'router') {
+    status = errorStatus(err);
+    text = STATUS_CODES[status] || String(status);
+    writeLogAs(requestId, '\tERROR\t', 'Error passed to next() \t' + JSON.stringify(errorPayload(err)));
+  }
+  if (res.finished) return;
+  for (const name of Object.keys(res.getHeaders())) res.removeHeader(name);
+  res.status(status).set({
+    'Content-Type': 'text/html; charset=utf-8',
+    'Content-Security-Policy': "default-src 'none'",
+    'X-Content-Type-Options': 'nosniff',
+  });
+  res.end(req.method === 'HEAD' ? undefined : htmlPage(text));
+}
+
+// encodeLocation percent-encodes what may not stand in a URL as it is
+// (controls, spaces, non-ASCII, quotes, angle brackets, braces, backquotes
+// and a % that starts no escape), keeping what is encoded already.
+function encodeLocation(url) {
+  return url.replace(/[^\x21-\x7e]|["<>`{}]|%(?![0-9A-Fa-f]{2})/gu, (c) => {
+    try {
+      return encodeURIComponent(c);
+    } catch {
+      return '%EF%BF%BD'; // a lone surrogate
+    }
+  });
+}
+
+// wantsHTML: the request's Accept names text/html before text/plain.
+function wantsHTML(req) {
+  const accept = String(req.headers.accept || '').toLowerCase();
+  const html = accept.indexOf('text/html');
+  const plain = accept.indexOf('text/plain');
+  return html !== -1 && (plain === -1 || html < plain);
 }
 
 function objectOr(value) {
@@ -760,6 +837,7 @@ function buildRequest(event, context) {
     body,
     rawBody: raw,
     ip: typeof http.sourceIp === 'string' ? http.sourceIp : undefined,
+    params: {},
     get,
     header: get,
     event,
@@ -775,9 +853,9 @@ function toBuffer(value) {
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-// newResponse returns res; onEnd(result) gets the function URL result when it
-// ends, once.
-function newResponse(onEnd) {
+// newResponse returns the res of req; onEnd(result) gets the function URL
+// result when it ends, once.
+function newResponse(req, onEnd) {
   const fields = new Map(); // lower-case name -> {name, value}
   const cookies = [];
   let chunks = null; // written strings and Buffers
@@ -848,6 +926,7 @@ function newResponse(onEnd) {
     finished: false,
     writableEnded: false,
     locals: {},
+    req,
     status(code) {
       res.statusCode = Number(code);
       return res;
@@ -905,6 +984,41 @@ function newResponse(onEnd) {
     },
     type(value) {
       return res.set('Content-Type', String(value).indexOf('/') === -1 ? 'text/' + value : value);
+    },
+    // location sets Location to url, "back" meaning the Referer (or "/").
+    location(url) {
+      let loc = String(url);
+      if (loc === 'back') loc = req.get('referer') || '/';
+      return res.set('Location', encodeLocation(loc));
+    },
+    // redirect([status,] url) ends res with status (302 by default) and
+    // Location, the body saying where to (HTML when the request accepts it,
+    // else text; none for HEAD). redirect(url, status) works too.
+    redirect(a, b) {
+      let status = 302;
+      let url = a;
+      if (b !== undefined) {
+        if (typeof a === 'number') {
+          status = a;
+          url = b;
+        } else {
+          status = Number(b);
+        }
+      }
+      if (res.finished) return;
+      res.location(url);
+      const loc = res.getHeader('location');
+      const reason = (STATUS_CODES[status] || String(status)) + '. Redirecting to ';
+      let body;
+      if (wantsHTML(req)) {
+        res.set('Content-Type', 'text/html; charset=utf-8');
+        body = '<p>' + escapeHTML(reason) + '<a href="' + escapeHTML(loc) + '">' + escapeHTML(loc) + '</a></p>';
+      } else {
+        res.set('Content-Type', 'text/plain; charset=utf-8');
+        body = reason + loc;
+      }
+      res.statusCode = status;
+      res.end(req.method === 'HEAD' ? undefined : body);
     },
     write(chunk, encoding) {
       if (res.finished) return false;

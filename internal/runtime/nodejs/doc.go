@@ -92,8 +92,9 @@
 // # Express-style handlers
 //
 // With "style": "http" (framed only) the handler is called as
-// handler(req, res), as in Express, instead of handler(event, context,
-// callback). The handler name is resolved as usual, plus: a name without an
+// handler(req, res, next), as in Express, instead of handler(event,
+// context, callback) (docs/express.md lists what req, res and next
+// provide). The handler name is resolved as usual, plus: a name without an
 // export ("index") means "index.default", and when "<module>.default" or
 // "<module>.handler" is not found but the module itself is a function
 // (module.exports = fn, or the default export of an ES module), that function
@@ -105,7 +106,8 @@
 //   - method (requestContext.http.method, upper case), url (rawPath, plus
 //     "?" and rawQueryString when not empty), originalUrl (the same), path
 //     (rawPath), query (a copy of queryStringParameters, {} if none), ip
-//     (requestContext.http.sourceIp);
+//     (requestContext.http.sourceIp), params ({}: there are no routes),
+//     res;
 //   - headers: the event's headers with lower-case names, and "cookie" set
 //     to the cookies joined with "; " when there are any; get(name) and
 //     header(name) read them case-insensitively;
@@ -119,8 +121,12 @@
 // res collects the status (statusCode, 200 by default; status(code) and
 // sendStatus), the headers (set(name, value) or set(object), header,
 // setHeader, append, appendHeader, getHeader, get, hasHeader, removeHeader,
-// getHeaders, type) and the body (write), and ends with end([body]),
-// send(body) or json(value): send sets the content type when unset,
+// getHeaders, type, location) and the body (write), and ends with
+// end([body]), send(body), json(value) or redirect([status,] url) (302 by
+// default; also redirect(url, status)): redirect sets Location (url
+// percent-encoded where needed, "back" meaning the Referer or "/") and a
+// text body "<status text>. Redirecting to <url>", HTML when the Accept
+// header names text/html before text/plain, none for HEAD. send sets the content type when unset,
 // "text/html; charset=utf-8" for a string and "application/octet-stream"
 // for a Buffer (or any Uint8Array), and sends any other non-null value as
 // json does, which sets "application/json" when unset. Set-Cookie values
@@ -136,6 +142,17 @@
 // content type is textual (text/*, JSON, XML, JavaScript, form data, or any
 // with a charset) and they are valid UTF-8, else base64 with
 // "isBase64Encoded": true.
+//
+// next ends res as Express's final handler does when nothing else answers:
+// every header set so far is removed, and next(), next('route') and
+// next('router') answer 404 with an HTML page "Cannot <method> <path>";
+// next(err) with err truthy answers err.status or err.statusCode when it
+// is an integer 400-599, else 500, with the page showing the status text
+// only, and logs an ERROR line "Error passed to next()" with the error JSON
+// under the invocation's request id. The pages have Content-Type
+// "text/html; charset=utf-8", Content-Security-Policy "default-src 'none'"
+// and X-Content-Type-Options "nosniff", and no body for HEAD. After res
+// has ended, next(err) only logs.
 //
 // A synchronous throw or a rejected promise answers an error as for Lambda
 // handlers; the first of a response or an error wins. A handler that
