@@ -325,6 +325,11 @@ async function loadHandler(name, taskRoot) {
   }
 
   let fn = lookup(exportsRoot, parts);
+  // A CommonJS module's default export is module.exports, as import() has
+  // it.
+  if (!esm && fn === undefined && parts[0] === 'default' && exportsRoot !== null && exportsRoot !== undefined && !('default' in Object(exportsRoot))) {
+    fn = lookup(exportsRoot, parts.slice(1));
+  }
   // An ES module namespace of CommonJS code has module.exports as default.
   if (esm && typeof fn !== 'function') {
     const def = exportsRoot.default;
@@ -341,12 +346,100 @@ async function loadHandler(name, taskRoot) {
     if (typeof whole === 'function' && (fn === undefined || fn === null)) fn = whole;
   }
   if (fn === undefined || fn === null) {
-    throw new InitFailure('Runtime.HandlerNotFound', name + ' is undefined or not exported');
+    throw new InitFailure('Runtime.HandlerNotFound', name + ' is undefined or not exported' + notFoundHint(moduleName, path.basename(file), exportsRoot, esm));
   }
   if (typeof fn !== 'function') {
-    throw new InitFailure('Runtime.HandlerNotFound', name + ' is not a function');
+    throw new InitFailure('Runtime.HandlerNotFound', name + ' is not a function' + notFoundHint(moduleName, path.basename(file), exportsRoot, esm));
   }
   return fn;
+}
+
+// paramNames returns the names of fn's parameters as its source declares
+// them (a default or a rest parameter by its name; a destructured one as
+// written), or null when the source does not say.
+function paramNames(fn) {
+  let src;
+  try {
+    src = Function.prototype.toString.call(fn);
+  } catch {
+    return null;
+  }
+  // function f(a, b), async (a, b) =>, a method m(a, b); or a =>.
+  let m = /^\s*(?:async\b\s*)?(?:function\b\s*\*?)?\s*[\w$]*\s*\(([^)]*)\)/.exec(src);
+  if (m === null) m = /^\s*(?:async\b\s*)?([\w$]+)\s*=>/.exec(src);
+  if (m === null) return null;
+  const list = m[1].trim();
+  if (list === '') return [];
+  return list.split(',').map((p) => p.replace(/=[\s\S]*$/, '').replace(/^\s*\.\.\./, '').trim());
+}
+
+// expressParams returns "(req, res, ...)" when fn's parameters look like
+// an Express handler's (a request, then a response), else null.
+function expressParams(fn) {
+  const names = paramNames(fn);
+  if (names === null || names.length < 2) return null;
+  if (!/^_?req(uest)?$/i.test(names[0]) || !/^_?res(ponse)?$/i.test(names[1])) return null;
+  return '(' + names.join(', ') + ')';
+}
+
+// notFoundHint says, when the handler was not found in the module
+// (moduleName, loaded from file), which function the module does export
+// and what to write in tern.yaml to use it; "" when it exports none.
+function notFoundHint(moduleName, file, exportsRoot, esm) {
+  if (exportsRoot === null || exportsRoot === undefined) return '';
+  let fn = null;
+  let what;
+  let handlerName;
+  const def = esm ? exportsRoot.default : undefined;
+  if (typeof exportsRoot === 'function' || typeof def === 'function') {
+    fn = typeof exportsRoot === 'function' ? exportsRoot : def;
+    what = typeof exportsRoot === 'function' ? 'a function as module.exports' : 'a function as its default export';
+    handlerName = moduleName + '.default';
+  } else {
+    // Named exports, and those of CommonJS code loaded with import().
+    const names = [];
+    for (const obj of [exportsRoot, def !== null && typeof def === 'object' ? def : null]) {
+      if (obj === null) continue;
+      for (const key of Object.keys(obj)) {
+        let v;
+        try {
+          v = obj[key];
+        } catch {
+          continue;
+        }
+        if (key !== 'default' && typeof v === 'function' && !names.includes(key)) names.push(key);
+      }
+    }
+    if (names.length === 0) return '';
+    fn = (def !== null && typeof def === 'object' && typeof def[names[0]] === 'function' && !(names[0] in exportsRoot) ? def : exportsRoot)[names[0]];
+    what = names.length === 1 ? 'the function ' + names[0] : 'the functions ' + names.slice(0, 5).join(', ') + (names.length > 5 ? ', ...' : '');
+    handlerName = moduleName + '.' + names[0];
+  }
+  const params = httpStyle ? null : expressParams(fn);
+  if (params !== null) {
+    return '; ' + file + ' exports ' + what + ', which takes ' + params + ' as an Express handler does: set "style: http"' +
+      (handlerName.endsWith('.default') ? '' : ' and "handler: ' + handlerName + '"') + ' in tern.yaml';
+  }
+  return '; ' + file + ' exports ' + what + ': set "handler: ' + handlerName + '" in tern.yaml';
+}
+
+// styleHint is, for a Lambda-style handler whose parameters look like an
+// Express handler's, what its invocation errors add; null otherwise.
+let styleHint = null;
+
+function setStyleHint(name, fn) {
+  const params = httpStyle ? null : expressParams(fn);
+  if (params === null) return;
+  styleHint = ' (' + name + ' takes ' + params + ' but is called as a Lambda handler, (event, context, callback): for an Express-style handler set "style: http" in tern.yaml)';
+  writeLog('\tWARN\t', name + ' takes ' + params + ' as an Express handler does, but is called as a Lambda handler, (event, context, callback): for an Express-style handler set "style: http" in tern.yaml');
+}
+
+// invokeErrorPayload is errorPayload(err) for an invocation's error, with
+// the style hint.
+function invokeErrorPayload(err) {
+  const payload = errorPayload(err);
+  if (styleHint !== null) payload.errorMessage += styleHint;
+  return payload;
 }
 
 // ---------------------------------------------------------------------------
@@ -426,6 +519,7 @@ function initialize(name, taskRoot) {
     (fn) => {
       if (initErrorSent) return;
       handler = fn;
+      setStyleHint(name, fn);
       phase = SERVING;
       transport.ready();
     },
@@ -505,7 +599,7 @@ function postInvocationError(payload, label) {
 
 function finish(isError, value) {
   if (isError) {
-    postInvocationError(errorPayload(value), 'Invoke Error');
+    postInvocationError(invokeErrorPayload(value), 'Invoke Error');
     return;
   }
   state = POSTING;
@@ -1125,7 +1219,7 @@ function settleConcurrent(inv, isError, value) {
   inv.done = true;
   inflight.delete(inv.id);
   if (isError) {
-    answerError(inv, errorPayload(value), 'Invoke Error', false);
+    answerError(inv, invokeErrorPayload(value), 'Invoke Error', false);
     return;
   }
   let body;

@@ -208,7 +208,21 @@
 // files with import() when the nearest package.json (not looking above
 // LAMBDA_TASK_ROOT) has "type": "module", with require() otherwise (falling
 // back to import() on ERR_REQUIRE_ESM). On an ES module namespace the export
-// is looked up directly, then on its default export.
+// is looked up directly, then on its default export. A CommonJS module's
+// default export is module.exports, as import() has it, so
+// "<module>.default" names module.exports = fn (unless module.exports has
+// a property "default").
+//
+// When the export is missing or not a function, the Runtime.HandlerNotFound
+// message says what the module does export and what to write in tern.yaml:
+// for a function as module.exports or as the default export,
+// "handler: <module>.default"; otherwise the first exported function, as
+// "handler: <module>.<name>"; and when that function's parameters look like
+// an Express handler's (its source names a request then a response: req,
+// res, request, response), "style: http" instead (and the handler name when
+// it is not the default export). A Lambda-style handler found with such
+// parameters is loaded, with a WARN line saying so at init, and its
+// invocation errors have the same advice appended to their errorMessage.
 //
 // A failure is posted to /2018-06-01/runtime/init/error as
 // {"errorType","errorMessage","stackTrace"} with the header
