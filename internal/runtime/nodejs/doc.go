@@ -198,8 +198,10 @@
 // runs), or the latest outside any. Reading, `in`, Object.keys, spreading,
 // JSON.stringify and child_process (which reads process.env) see it, and a
 // handler may set or delete it for its own invocation; every other name
-// goes to the real environment. Native code calling getenv(3) and
-// util.inspect(process.env) (which shows the Proxy's target) do not see it.
+// goes to the real environment. Native code calling getenv(3), worker
+// threads started without an env option (Node copies the real environment)
+// and util.inspect(process.env) (which shows the Proxy's target) do not see
+// it.
 //
 // # Init
 //
