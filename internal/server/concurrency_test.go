@@ -120,8 +120,11 @@ func TestExpressStyleHandler(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
 	s.Deploy(map[string]string{
 		"tern.yaml": "name: exp\nruntime: nodejs\nhandler: index.handler\nstyle: http\n",
-		"index.js": `module.exports = (req, res) => {
+		"index.js": `module.exports = (req, res, next) => {
 			if (req.path === "/none") return;
+			if (req.path === "/next") return next();
+			if (req.path === "/fail") return next(new Error("not for the caller"));
+			if (req.path === "/go") return res.redirect("/fn/exp/items?x=1");
 			res.status(201).set("X-Seen", req.method + " " + req.url).json({ body: req.body, q: req.query });
 		};`,
 	})
@@ -132,5 +135,23 @@ func TestExpressStyleHandler(t *testing.T) {
 	status, _, body = s.Do("GET", "/fn/exp/none", nil, nil)
 	if status != 502 || !strings.Contains(string(body), "Runtime.NoResponse") {
 		t.Fatalf("no response: %d %s", status, body)
+	}
+	// next() and next(err) as Express's final handler; a redirect.
+	status, _, body = s.Do("GET", "/fn/exp/next", nil, nil)
+	if status != 404 || !strings.Contains(string(body), "Cannot GET /next") {
+		t.Errorf("next(): %d %s", status, body)
+	}
+	status, _, body = s.Do("GET", "/fn/exp/fail", nil, nil)
+	if status != 500 || strings.Contains(string(body), "not for the caller") {
+		t.Errorf("next(err): %d %s", status, body)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(s.URL() + "/fn/exp/go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 302 || resp.Header.Get("Location") != "/fn/exp/items?x=1" {
+		t.Errorf("redirect: %d %v", resp.StatusCode, resp.Header)
 	}
 }

@@ -10,7 +10,6 @@ const path = require('node:path');
 const util = require('node:util');
 const { pathToFileURL } = require('node:url');
 
-const env = process.env;
 const stdout = process.stdout;
 const stderr = process.stderr;
 
@@ -18,6 +17,90 @@ function die(message) {
   stderr.write('tern bootstrap: ' + message + '\n');
   process.exit(1);
 }
+
+// ---------------------------------------------------------------------------
+// The trace id. process.env._X_AMZN_TRACE_ID is the X-Ray trace id of the
+// running invocation. It is never written into the real environment: each
+// process.env write is a libc setenv, which never frees the value it
+// replaces, so a fresh trace id per invocation leaked (1e6 writes in Node 20:
+// RSS +110 MB). process.env is instead a Proxy over the real environment
+// that answers this one name from the invocation: with one at a time, the
+// latest invocation's (latestTrace); with several, that of the invocation
+// whose code runs (the AsyncLocalStorage store's trace), or outside any the
+// latest's. Reads, writes, deletes, `in`, Object.keys, spreading and
+// child_process (which reads process.env) all see it; native code calling
+// getenv does not.
+
+const TRACE_ID = '_X_AMZN_TRACE_ID';
+// The latest invocation's trace id, undefined for none.
+let latestTrace;
+
+function currentTrace() {
+  if (als !== null) {
+    const inv = als.getStore();
+    if (inv !== undefined) return inv.trace;
+  }
+  return latestTrace;
+}
+
+function setCurrentTrace(value) {
+  if (als !== null) {
+    const inv = als.getStore();
+    if (inv !== undefined) {
+      inv.trace = value;
+      return;
+    }
+  }
+  latestTrace = value;
+}
+
+// traceEnv returns the Proxy over the real environment real, moving a
+// _X_AMZN_TRACE_ID it has into latestTrace.
+function traceEnv(real) {
+  if (Object.prototype.hasOwnProperty.call(real, TRACE_ID)) {
+    latestTrace = real[TRACE_ID];
+    delete real[TRACE_ID];
+  }
+  return new Proxy(real, {
+    get(target, key) {
+      return key === TRACE_ID ? currentTrace() : target[key];
+    },
+    set(target, key, value) {
+      // As the real environment does, a value becomes a string.
+      if (key === TRACE_ID) setCurrentTrace(String(value));
+      else target[key] = value;
+      return true;
+    },
+    has(target, key) {
+      return key === TRACE_ID ? currentTrace() !== undefined : key in target;
+    },
+    deleteProperty(target, key) {
+      if (key === TRACE_ID) setCurrentTrace(undefined);
+      else delete target[key];
+      return true;
+    },
+    defineProperty(target, key, desc) {
+      if (key !== TRACE_ID) return Reflect.defineProperty(target, key, desc);
+      // The real environment takes only plain data properties.
+      if (!('value' in desc) || desc.get !== undefined || desc.set !== undefined) return false;
+      setCurrentTrace(String(desc.value));
+      return true;
+    },
+    getOwnPropertyDescriptor(target, key) {
+      if (key !== TRACE_ID) return Reflect.getOwnPropertyDescriptor(target, key);
+      const value = currentTrace();
+      return value === undefined ? undefined : { value, writable: true, enumerable: true, configurable: true };
+    },
+    ownKeys(target) {
+      const keys = Reflect.ownKeys(target);
+      if (currentTrace() !== undefined) keys.push(TRACE_ID);
+      return keys;
+    },
+  });
+}
+
+const env = traceEnv(process.env);
+process.env = env;
 
 // ---------------------------------------------------------------------------
 // Logging: each console call is one line on stdout:
@@ -242,6 +325,11 @@ async function loadHandler(name, taskRoot) {
   }
 
   let fn = lookup(exportsRoot, parts);
+  // A CommonJS module's default export is module.exports, as import() has
+  // it.
+  if (!esm && fn === undefined && parts[0] === 'default' && exportsRoot !== null && exportsRoot !== undefined && !('default' in Object(exportsRoot))) {
+    fn = lookup(exportsRoot, parts.slice(1));
+  }
   // An ES module namespace of CommonJS code has module.exports as default.
   if (esm && typeof fn !== 'function') {
     const def = exportsRoot.default;
@@ -258,12 +346,100 @@ async function loadHandler(name, taskRoot) {
     if (typeof whole === 'function' && (fn === undefined || fn === null)) fn = whole;
   }
   if (fn === undefined || fn === null) {
-    throw new InitFailure('Runtime.HandlerNotFound', name + ' is undefined or not exported');
+    throw new InitFailure('Runtime.HandlerNotFound', name + ' is undefined or not exported' + notFoundHint(moduleName, path.basename(file), exportsRoot, esm));
   }
   if (typeof fn !== 'function') {
-    throw new InitFailure('Runtime.HandlerNotFound', name + ' is not a function');
+    throw new InitFailure('Runtime.HandlerNotFound', name + ' is not a function' + notFoundHint(moduleName, path.basename(file), exportsRoot, esm));
   }
   return fn;
+}
+
+// paramNames returns the names of fn's parameters as its source declares
+// them (a default or a rest parameter by its name; a destructured one as
+// written), or null when the source does not say.
+function paramNames(fn) {
+  let src;
+  try {
+    src = Function.prototype.toString.call(fn);
+  } catch {
+    return null;
+  }
+  // function f(a, b), async (a, b) =>, a method m(a, b); or a =>.
+  let m = /^\s*(?:async\b\s*)?(?:function\b\s*\*?)?\s*[\w$]*\s*\(([^)]*)\)/.exec(src);
+  if (m === null) m = /^\s*(?:async\b\s*)?([\w$]+)\s*=>/.exec(src);
+  if (m === null) return null;
+  const list = m[1].trim();
+  if (list === '') return [];
+  return list.split(',').map((p) => p.replace(/=[\s\S]*$/, '').replace(/^\s*\.\.\./, '').trim());
+}
+
+// expressParams returns "(req, res, ...)" when fn's parameters look like
+// an Express handler's (a request, then a response), else null.
+function expressParams(fn) {
+  const names = paramNames(fn);
+  if (names === null || names.length < 2) return null;
+  if (!/^_?req(uest)?$/i.test(names[0]) || !/^_?res(ponse)?$/i.test(names[1])) return null;
+  return '(' + names.join(', ') + ')';
+}
+
+// notFoundHint says, when the handler was not found in the module
+// (moduleName, loaded from file), which function the module does export
+// and what to write in tern.yaml to use it; "" when it exports none.
+function notFoundHint(moduleName, file, exportsRoot, esm) {
+  if (exportsRoot === null || exportsRoot === undefined) return '';
+  let fn = null;
+  let what;
+  let handlerName;
+  const def = esm ? exportsRoot.default : undefined;
+  if (typeof exportsRoot === 'function' || typeof def === 'function') {
+    fn = typeof exportsRoot === 'function' ? exportsRoot : def;
+    what = typeof exportsRoot === 'function' ? 'a function as module.exports' : 'a function as its default export';
+    handlerName = moduleName + '.default';
+  } else {
+    // Named exports, and those of CommonJS code loaded with import().
+    const names = [];
+    for (const obj of [exportsRoot, def !== null && typeof def === 'object' ? def : null]) {
+      if (obj === null) continue;
+      for (const key of Object.keys(obj)) {
+        let v;
+        try {
+          v = obj[key];
+        } catch {
+          continue;
+        }
+        if (key !== 'default' && typeof v === 'function' && !names.includes(key)) names.push(key);
+      }
+    }
+    if (names.length === 0) return '';
+    fn = (def !== null && typeof def === 'object' && typeof def[names[0]] === 'function' && !(names[0] in exportsRoot) ? def : exportsRoot)[names[0]];
+    what = names.length === 1 ? 'the function ' + names[0] : 'the functions ' + names.slice(0, 5).join(', ') + (names.length > 5 ? ', ...' : '');
+    handlerName = moduleName + '.' + names[0];
+  }
+  const params = httpStyle ? null : expressParams(fn);
+  if (params !== null) {
+    return '; ' + file + ' exports ' + what + ', which takes ' + params + ' as an Express handler does: set "style: http"' +
+      (handlerName.endsWith('.default') ? '' : ' and "handler: ' + handlerName + '"') + ' in tern.yaml';
+  }
+  return '; ' + file + ' exports ' + what + ': set "handler: ' + handlerName + '" in tern.yaml';
+}
+
+// styleHint is, for a Lambda-style handler whose parameters look like an
+// Express handler's, what its invocation errors add; null otherwise.
+let styleHint = null;
+
+function setStyleHint(name, fn) {
+  const params = httpStyle ? null : expressParams(fn);
+  if (params === null) return;
+  styleHint = ' (' + name + ' takes ' + params + ' but is called as a Lambda handler, (event, context, callback): for an Express-style handler set "style: http" in tern.yaml)';
+  writeLog('\tWARN\t', name + ' takes ' + params + ' as an Express handler does, but is called as a Lambda handler, (event, context, callback): for an Express-style handler set "style: http" in tern.yaml');
+}
+
+// invokeErrorPayload is errorPayload(err) for an invocation's error, with
+// the style hint.
+function invokeErrorPayload(err) {
+  const payload = errorPayload(err);
+  if (styleHint !== null) payload.errorMessage += styleHint;
+  return payload;
 }
 
 // ---------------------------------------------------------------------------
@@ -345,6 +521,7 @@ function initialize(name, taskRoot) {
     (fn) => {
       if (initErrorSent) return;
       handler = fn;
+      setStyleHint(name, fn);
       phase = SERVING;
       transport.ready();
     },
@@ -424,7 +601,7 @@ function postInvocationError(payload, label) {
 
 function finish(isError, value) {
   if (isError) {
-    postInvocationError(errorPayload(value), 'Invoke Error');
+    postInvocationError(invokeErrorPayload(value), 'Invoke Error');
     return;
   }
   state = POSTING;
@@ -472,9 +649,8 @@ function jsonField(value) {
   return undefined;
 }
 
-function setTrace(trace) {
-  if (typeof trace === 'string' && trace !== '') env._X_AMZN_TRACE_ID = trace;
-  else delete env._X_AMZN_TRACE_ID;
+function traceOf(trace) {
+  return typeof trace === 'string' && trace !== '' ? trace : undefined;
 }
 
 function invalidEvent(err) {
@@ -548,7 +724,7 @@ function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
   currentId = id;
   logRequestId = id;
   state = RUNNING;
-  setTrace(trace);
+  latestTrace = traceOf(trace);
 
   let event;
   try {
@@ -572,12 +748,15 @@ function invoke(id, eventText, deadline, arn, trace, clientContext, identity) {
 }
 
 // ---------------------------------------------------------------------------
-// Express-style handlers (SPECIALIZE "style": "http"): handler(req, res).
-// The event is a Lambda function URL request (payload 2.0); req is built from
-// it, and ending res answers the invocation with a function URL result
-// {"statusCode","headers","cookies","body","isBase64Encoded"}.
+// Express-style handlers (SPECIALIZE "style": "http"): handler(req, res,
+// next). The event is a Lambda function URL request (payload 2.0); req is
+// built from it, and ending res answers the invocation with a function URL
+// result {"statusCode","headers","cookies","body","isBase64Encoded"}.
+// Calling next ends res as Express's final handler would: nothing else
+// answers the request.
 
 const { isUtf8 } = require('node:buffer');
+const { STATUS_CODES } = require('node:http');
 
 const JSON_TYPE = /^application\/(?:[^;\s]*\+)?json\s*(?:;|$)/i;
 const TEXT_TYPE = /^(?:text\/|application\/(?:[^;\s]*\+)?(?:json|xml)\s*(?:;|$)|application\/(?:javascript|ecmascript|x-www-form-urlencoded|graphql)\s*(?:;|$))|;\s*charset=/i;
@@ -605,10 +784,13 @@ function callHttpHandler(event, context, settle) {
     settle(true, err);
     return;
   }
-  const res = newResponse((result) => settle(false, result));
+  const res = newResponse(req, (result) => settle(false, result));
+  req.res = res;
+  const requestId = context.awsRequestId;
+  const next = (err) => finalHandler(req, res, err, requestId);
   let returned;
   try {
-    returned = handler(req, res);
+    returned = handler(req, res, next);
   } catch (err) {
     settle(true, err);
     return;
@@ -621,6 +803,77 @@ function callHttpHandler(event, context, settle) {
       settle(true, err);
     }
   }
+}
+
+function escapeHTML(text) {
+  return text.replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';');
+}
+
+function htmlPage(text) {
+  return '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n</head>\n<body>\n<pre>' +
+    escapeHTML(text) + '</pre>\n</body>\n</html>\n';
+}
+
+// errorStatus is the status Express's final handler gives err: its status
+// or statusCode when that is 4xx or 5xx, else 500.
+function errorStatus(err) {
+  if (err !== null && typeof err === 'object') {
+    for (const key of ['status', 'statusCode']) {
+      let v;
+      try {
+        v = err[key];
+      } catch {
+        continue;
+      }
+      if (Number.isInteger(v) && v >= 400 && v < 600) return v;
+    }
+  }
+  return 500;
+}
+
+// finalHandler is what next(err) does when nothing else answers, as in
+// Express: next() (or next('route'), next('router'): there are no routes)
+// answers 404 "Cannot <method> <path>"; next(err) logs err with the
+// invocation's request id and answers its status (errorStatus) with the
+// status text only, never the error. Headers the handler set are dropped.
+// After res has ended an error is only logged.
+function finalHandler(req, res, err, requestId) {
+  let status = 404;
+  let text = 'Cannot ' + req.method + ' ' + req.path;
+  if (err && err !== 'route' && err !== 'router') {
+    status = errorStatus(err);
+    text = STATUS_CODES[status] || String(status);
+    writeLogAs(requestId, '\tERROR\t', 'Error passed to next() \t' + JSON.stringify(errorPayload(err)));
+  }
+  if (res.finished) return;
+  for (const name of Object.keys(res.getHeaders())) res.removeHeader(name);
+  res.status(status).set({
+    'Content-Type': 'text/html; charset=utf-8',
+    'Content-Security-Policy': "default-src 'none'",
+    'X-Content-Type-Options': 'nosniff',
+  });
+  res.end(req.method === 'HEAD' ? undefined : htmlPage(text));
+}
+
+// encodeLocation percent-encodes what may not stand in a URL as it is
+// (controls, spaces, non-ASCII, quotes, angle brackets, braces, backquotes
+// and a % that starts no escape), keeping what is encoded already.
+function encodeLocation(url) {
+  return url.replace(/[^\x21-\x7e]|["<>`{}]|%(?![0-9A-Fa-f]{2})/gu, (c) => {
+    try {
+      return encodeURIComponent(c);
+    } catch {
+      return '%EF%BF%BD'; // a lone surrogate
+    }
+  });
+}
+
+// wantsHTML: the request's Accept names text/html before text/plain.
+function wantsHTML(req) {
+  const accept = String(req.headers.accept || '').toLowerCase();
+  const html = accept.indexOf('text/html');
+  const plain = accept.indexOf('text/plain');
+  return html !== -1 && (plain === -1 || html < plain);
 }
 
 function objectOr(value) {
@@ -680,6 +933,7 @@ function buildRequest(event, context) {
     body,
     rawBody: raw,
     ip: typeof http.sourceIp === 'string' ? http.sourceIp : undefined,
+    params: {},
     get,
     header: get,
     event,
@@ -695,9 +949,9 @@ function toBuffer(value) {
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-// newResponse returns res; onEnd(result) gets the function URL result when it
-// ends, once.
-function newResponse(onEnd) {
+// newResponse returns the res of req; onEnd(result) gets the function URL
+// result when it ends, once.
+function newResponse(req, onEnd) {
   const fields = new Map(); // lower-case name -> {name, value}
   const cookies = [];
   let chunks = null; // written strings and Buffers
@@ -768,6 +1022,7 @@ function newResponse(onEnd) {
     finished: false,
     writableEnded: false,
     locals: {},
+    req,
     status(code) {
       res.statusCode = Number(code);
       return res;
@@ -825,6 +1080,41 @@ function newResponse(onEnd) {
     },
     type(value) {
       return res.set('Content-Type', String(value).indexOf('/') === -1 ? 'text/' + value : value);
+    },
+    // location sets Location to url, "back" meaning the Referer (or "/").
+    location(url) {
+      let loc = String(url);
+      if (loc === 'back') loc = req.get('referer') || '/';
+      return res.set('Location', encodeLocation(loc));
+    },
+    // redirect([status,] url) ends res with status (302 by default) and
+    // Location, the body saying where to (HTML when the request accepts it,
+    // else text; none for HEAD). redirect(url, status) works too.
+    redirect(a, b) {
+      let status = 302;
+      let url = a;
+      if (b !== undefined) {
+        if (typeof a === 'number') {
+          status = a;
+          url = b;
+        } else {
+          status = Number(b);
+        }
+      }
+      if (res.finished) return;
+      res.location(url);
+      const loc = res.getHeader('location');
+      const reason = (STATUS_CODES[status] || String(status)) + '. Redirecting to ';
+      let body;
+      if (wantsHTML(req)) {
+        res.set('Content-Type', 'text/html; charset=utf-8');
+        body = '<p>' + escapeHTML(reason) + '<a href="' + escapeHTML(loc) + '">' + escapeHTML(loc) + '</a></p>';
+      } else {
+        res.set('Content-Type', 'text/plain; charset=utf-8');
+        body = reason + loc;
+      }
+      res.statusCode = status;
+      res.end(req.method === 'HEAD' ? undefined : body);
     },
     write(chunk, encoding) {
       if (res.finished) return false;
@@ -899,8 +1189,7 @@ function setConcurrency(n) {
 // concurrency are.
 function invokeConcurrent(inv, eventText, deadline, arn, trace, clientContext, identity) {
   inflight.set(inv.id, inv);
-  // One environment for all: the latest invocation's trace id wins.
-  setTrace(trace);
+  inv.trace = latestTrace = traceOf(trace);
   als.run(inv, runConcurrent, inv, eventText, deadline, arn, clientContext, identity);
 }
 
@@ -932,7 +1221,7 @@ function settleConcurrent(inv, isError, value) {
   inv.done = true;
   inflight.delete(inv.id);
   if (isError) {
-    answerError(inv, errorPayload(value), 'Invoke Error', false);
+    answerError(inv, invokeErrorPayload(value), 'Invoke Error', false);
     return;
   }
   let body;

@@ -69,9 +69,8 @@
 // and I/O callbacks; it is created only when N is above 1, so concurrency 1
 // pays nothing for it. Then:
 //
-//   - each invocation has its own context object; _X_AMZN_TRACE_ID, being
-//     one process environment, is set when an invocation starts (the latest
-//     started wins);
+//   - each invocation has its own context object, and its own
+//     process.env._X_AMZN_TRACE_ID (see Trace id);
 //   - console lines carry the request id of the store: the invocation whose
 //     code wrote them, even after it was answered, or "undefined" outside
 //     any (callbacks of a resource shared by invocations, such as a
@@ -93,8 +92,9 @@
 // # Express-style handlers
 //
 // With "style": "http" (framed only) the handler is called as
-// handler(req, res), as in Express, instead of handler(event, context,
-// callback). The handler name is resolved as usual, plus: a name without an
+// handler(req, res, next), as in Express, instead of handler(event,
+// context, callback) (docs/express.md lists what req, res and next
+// provide). The handler name is resolved as usual, plus: a name without an
 // export ("index") means "index.default", and when "<module>.default" or
 // "<module>.handler" is not found but the module itself is a function
 // (module.exports = fn, or the default export of an ES module), that function
@@ -106,7 +106,8 @@
 //   - method (requestContext.http.method, upper case), url (rawPath, plus
 //     "?" and rawQueryString when not empty), originalUrl (the same), path
 //     (rawPath), query (a copy of queryStringParameters, {} if none), ip
-//     (requestContext.http.sourceIp);
+//     (requestContext.http.sourceIp), params ({}: there are no routes),
+//     res;
 //   - headers: the event's headers with lower-case names, and "cookie" set
 //     to the cookies joined with "; " when there are any; get(name) and
 //     header(name) read them case-insensitively;
@@ -120,8 +121,12 @@
 // res collects the status (statusCode, 200 by default; status(code) and
 // sendStatus), the headers (set(name, value) or set(object), header,
 // setHeader, append, appendHeader, getHeader, get, hasHeader, removeHeader,
-// getHeaders, type) and the body (write), and ends with end([body]),
-// send(body) or json(value): send sets the content type when unset,
+// getHeaders, type, location) and the body (write), and ends with
+// end([body]), send(body), json(value) or redirect([status,] url) (302 by
+// default; also redirect(url, status)): redirect sets Location (url
+// percent-encoded where needed, "back" meaning the Referer or "/") and a
+// text body "<status text>. Redirecting to <url>", HTML when the Accept
+// header names text/html before text/plain, none for HEAD. send sets the content type when unset,
 // "text/html; charset=utf-8" for a string and "application/octet-stream"
 // for a Buffer (or any Uint8Array), and sends any other non-null value as
 // json does, which sets "application/json" when unset. Set-Cookie values
@@ -137,6 +142,17 @@
 // content type is textual (text/*, JSON, XML, JavaScript, form data, or any
 // with a charset) and they are valid UTF-8, else base64 with
 // "isBase64Encoded": true.
+//
+// next ends res as Express's final handler does when nothing else answers:
+// every header set so far is removed, and next(), next('route') and
+// next('router') answer 404 with an HTML page "Cannot <method> <path>";
+// next(err) with err truthy answers err.status or err.statusCode when it
+// is an integer 400-599, else 500, with the page showing the status text
+// only, and logs an ERROR line "Error passed to next()" with the error JSON
+// under the invocation's request id. The pages have Content-Type
+// "text/html; charset=utf-8", Content-Security-Policy "default-src 'none'"
+// and X-Content-Type-Options "nosniff", and no body for HEAD. After res
+// has ended, next(err) only logs.
 //
 // A synchronous throw or a rejected promise answers an error as for Lambda
 // handlers; the first of a response or an error wins. A handler that
@@ -169,10 +185,23 @@
 // In framed mode the context fields come from the environment sent in
 // SPECIALIZE, and the handler and task root from its header.
 //
-// For each invocation the bootstrap sets _X_AMZN_TRACE_ID from the
-// Lambda-Runtime-Trace-Id header (framed: the INVOKE header's trace), or
-// removes it when absent (with concurrency above 1: when the invocation
-// starts; see Concurrency).
+// # Trace id
+//
+// process.env._X_AMZN_TRACE_ID is the invocation's Lambda-Runtime-Trace-Id
+// header (framed: the INVOKE header's trace), or absent when it has none.
+// It is not written into the real environment: every write there is a libc
+// setenv, which never frees the value it replaces, so one per invocation
+// leaked about 110 bytes each (1e6 writes in Node 20: RSS +110 MB).
+// process.env is a Proxy over the real environment that answers this one
+// name from the invocation: the latest with concurrency 1; with concurrency
+// above 1 the invocation of the AsyncLocalStorage store (the one whose code
+// runs), or the latest outside any. Reading, `in`, Object.keys, spreading,
+// JSON.stringify and child_process (which reads process.env) see it, and a
+// handler may set or delete it for its own invocation; every other name
+// goes to the real environment. Native code calling getenv(3), worker
+// threads started without an env option (Node copies the real environment)
+// and util.inspect(process.env) (which shows the Proxy's target) do not see
+// it.
 //
 // # Init
 //
@@ -181,7 +210,21 @@
 // files with import() when the nearest package.json (not looking above
 // LAMBDA_TASK_ROOT) has "type": "module", with require() otherwise (falling
 // back to import() on ERR_REQUIRE_ESM). On an ES module namespace the export
-// is looked up directly, then on its default export.
+// is looked up directly, then on its default export. A CommonJS module's
+// default export is module.exports, as import() has it, so
+// "<module>.default" names module.exports = fn (unless module.exports has
+// a property "default").
+//
+// When the export is missing or not a function, the Runtime.HandlerNotFound
+// message says what the module does export and what to write in tern.yaml:
+// for a function as module.exports or as the default export,
+// "handler: <module>.default"; otherwise the first exported function, as
+// "handler: <module>.<name>"; and when that function's parameters look like
+// an Express handler's (its source names a request then a response: req,
+// res, request, response), "style: http" instead (and the handler name when
+// it is not the default export). A Lambda-style handler found with such
+// parameters is loaded, with a WARN line saying so at init, and its
+// invocation errors have the same advice appended to their errorMessage.
 //
 // A failure is posted to /2018-06-01/runtime/init/error as
 // {"errorType","errorMessage","stackTrace"} with the header

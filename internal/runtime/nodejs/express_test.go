@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -318,21 +319,27 @@ func TestExpressSyncThrow(t *testing.T) {
 	framedtest.WantError(t, f.Invoke(t, urlEvent(t, "GET", "/", "", map[string]string{}, nil, "", false), nil), framedtest.Error, "RangeError", "sync boom")
 }
 
+// TestExpressConcurrent checks that Express-style invocations overlap: each
+// waits until all three have started, which only concurrent ones can, and
+// each is answered with its own result, in whatever order.
 func TestExpressConcurrent(t *testing.T) {
 	t.Parallel()
 	f := startHTTPStyle(t, 4, "index.default", map[string]string{
 		"index.mjs": `
+let started = 0;
+let allStarted;
+const all = new Promise((r) => { allStarted = r; });
 export default async function (req, res) {
-  const ms = Number(req.query.ms || 0);
-  await new Promise((r) => setTimeout(r, ms));
-  if (req.query.fail) throw new TypeError('bad ' + ms);
-  res.status(200).json({ ms });
+  if (++started === 3) allStarted();
+  await all;
+  if (req.query.fail) throw new TypeError('bad ' + req.query.n);
+  res.status(200).json({ n: req.query.n });
 }`,
 	})
-	ev := func(ms, fail string) []byte {
+	ev := func(n, fail string) []byte {
 		e := map[string]any{
-			"version": "2.0", "rawPath": "/", "rawQueryString": "ms=" + ms,
-			"queryStringParameters": map[string]string{"ms": ms}, "headers": map[string]string{},
+			"version": "2.0", "rawPath": "/", "rawQueryString": "n=" + n,
+			"queryStringParameters": map[string]string{"n": n}, "headers": map[string]string{},
 			"requestContext":  map[string]any{"http": map[string]any{"method": "GET", "path": "/", "sourceIp": "127.0.0.1"}},
 			"isBase64Encoded": false,
 		}
@@ -341,25 +348,157 @@ export default async function (req, res) {
 		}
 		return framedtest.MustJSON(t, e)
 	}
-	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "slow", nil), ev("150", ""))
-	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "fast", nil), ev("10", ""))
-	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "bad", nil), ev("60", "1"))
-	var order []string
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "one", nil), ev("1", ""))
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "two", nil), ev("2", ""))
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "bad", nil), ev("3", "1"))
+	seen := map[string]bool{}
 	for range 3 {
 		id, fr := f.ReadAnswer(t)
-		order = append(order, id)
-		if id == "bad" {
-			framedtest.WantError(t, fr, framedtest.Error, "TypeError", "bad 60")
-			continue
+		if seen[id] {
+			t.Fatalf("second answer for %s", id)
 		}
-		r := wantURLResult(t, fr)
-		want := map[string]string{"slow": `{"ms":150}`, "fast": `{"ms":10}`}[id]
-		if r.Body != want {
-			t.Errorf("%s: body %s, want %s", id, r.Body, want)
+		seen[id] = true
+		switch id {
+		case "bad":
+			framedtest.WantError(t, fr, framedtest.Error, "TypeError", "bad 3")
+		case "one", "two":
+			want := map[string]string{"one": `{"n":"1"}`, "two": `{"n":"2"}`}[id]
+			if r := wantURLResult(t, fr); r.Body != want {
+				t.Errorf("%s: body %s, want %s", id, r.Body, want)
+			}
+		default:
+			t.Fatalf("answer for %q", id)
 		}
 	}
-	if order[0] != "fast" || order[1] != "bad" || order[2] != "slow" {
-		t.Errorf("answer order %v, want fast bad slow", order)
+}
+
+// TestExpressNext checks next as Express's final handler has it: next()
+// is a 404, next(err) a 500 (or the error's 4xx/5xx status) whose error is
+// logged but not sent; headers the handler set are dropped.
+func TestExpressNext(t *testing.T) {
+	t.Parallel()
+	f := startHTTPStyle(t, 1, "index.handler", map[string]string{
+		"index.js": `
+exports.handler = (req, res, next) => {
+  res.set('X-Set-Before', '1');
+  switch (req.path) {
+  case '/none': return next();
+  case '/route': return next('route');
+  case '/err': return next(new Error('secret detail'));
+  case '/teapot': { const e = new Error('short'); e.status = 418; return next(e); }
+  case '/bogus-status': { const e = new Error('x'); e.statusCode = 200; return next(e); }
+  case '/string': return next('plain string');
+  case '/async': return Promise.resolve().then(() => setTimeout(() => next(new RangeError('later')), 5));
+  case '/after': res.send('answered'); return next(new Error('after the response'));
+  case '/params': return res.json({ params: req.params, same: req.res === res && res.req === req });
+  }
+};`,
+	})
+	invoke := func(method, path string) (string, urlResult) {
+		t.Helper()
+		id := f.NextID()
+		r := wantURLResult(t, f.Invoke(t, urlEvent(t, method, path, "", map[string]string{}, nil, "", false), map[string]any{"id": id}))
+		return id, r
+	}
+
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		text         string
+		logged       string
+	}{
+		{"GET", "/none", 404, "Cannot GET /none", ""},
+		{"POST", "/route", 404, "Cannot POST /route", ""},
+		{"GET", "/err", 500, "Internal Server Error", `"errorMessage":"secret detail"`},
+		{"GET", "/teapot", 418, "I&#39;m a Teapot", `"errorMessage":"short"`},
+		{"GET", "/bogus-status", 500, "Internal Server Error", `"errorMessage":"x"`},
+		{"GET", "/string", 500, "Internal Server Error", `"errorMessage":"plain string"`},
+		{"GET", "/async", 500, "Internal Server Error", `"errorType":"RangeError"`},
+	} {
+		id, r := invoke(tc.method, tc.path)
+		if r.StatusCode != tc.status || !strings.Contains(r.Body, "<pre>"+tc.text+"</pre>") ||
+			r.Headers["content-type"] != "text/html; charset=utf-8" || r.Headers["x-set-before"] != "" {
+			t.Errorf("%s %s: %+v, want %d with %q", tc.method, tc.path, r, tc.status, tc.text)
+		}
+		if strings.Contains(r.Body, "secret") || strings.Contains(r.Body, "at ") {
+			t.Errorf("%s: the error reached the caller: %s", tc.path, r.Body)
+		}
+		if tc.logged != "" {
+			framedtest.WaitOutput(t, f.Stdout, id+"\tERROR\tError passed to next() \t{")
+			if line := lineWith(f.Stdout.String(), id); !strings.Contains(line, tc.logged) {
+				t.Errorf("%s: logged %q, want it to contain %s", tc.path, line, tc.logged)
+			}
+		}
+	}
+
+	// HEAD: no body.
+	if _, r := invoke("HEAD", "/none"); r.StatusCode != 404 || r.Body != "" {
+		t.Errorf("HEAD next() = %+v", r)
+	}
+	// After the response, next(err) is only logged.
+	id, r := invoke("GET", "/after")
+	if r.StatusCode != 200 || r.Body != "answered" {
+		t.Errorf("after = %+v", r)
+	}
+	framedtest.WaitOutput(t, f.Stdout, id+"\tERROR\tError passed to next() \t{")
+	_, r = invoke("GET", "/params")
+	if r.Body != `{"params":{},"same":true}` {
+		t.Errorf("params = %s", r.Body)
+	}
+	if !f.Running() {
+		t.Fatal("node exited")
+	}
+}
+
+// lineWith returns the first line of out containing s.
+func lineWith(out, s string) string {
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
+}
+
+func TestExpressRedirect(t *testing.T) {
+	t.Parallel()
+	f := startHTTPStyle(t, 1, "index.handler", map[string]string{
+		"index.js": `
+exports.handler = (req, res) => {
+  switch (req.path) {
+  case '/plain': return res.redirect('/elsewhere');
+  case '/status': return res.redirect(301, 'https://example.com/a b?q=é&x=%41');
+  case '/legacy': return res.redirect('/old', 307);
+  case '/back': return res.redirect('back');
+  case '/location': return res.status(201).location('/made').end();
+  }
+};`,
+	})
+	call := func(method, path string, headers map[string]string) urlResult {
+		t.Helper()
+		return wantURLResult(t, f.Invoke(t, urlEvent(t, method, path, "", headers, nil, "", false), nil))
+	}
+	for _, tc := range []struct {
+		method, path string
+		headers      map[string]string
+		status       int
+		location     string
+		ctype, body  string
+	}{
+		{"GET", "/plain", map[string]string{}, 302, "/elsewhere", "text/plain; charset=utf-8", "Found. Redirecting to /elsewhere"},
+		{"GET", "/status", map[string]string{}, 301, "https://example.com/a%20b?q=%C3%A9&x=%41", "text/plain; charset=utf-8",
+			"Moved Permanently. Redirecting to https://example.com/a%20b?q=%C3%A9&x=%41"},
+		{"GET", "/legacy", map[string]string{"accept": "text/html,*/*;q=0.8"}, 307, "/old", "text/html; charset=utf-8",
+			`<p>Temporary Redirect. Redirecting to <a href="/old">/old</a></p>`},
+		{"GET", "/back", map[string]string{"referer": "/from"}, 302, "/from", "text/plain; charset=utf-8", "Found. Redirecting to /from"},
+		{"GET", "/back", map[string]string{}, 302, "/", "text/plain; charset=utf-8", "Found. Redirecting to /"},
+		{"HEAD", "/plain", map[string]string{}, 302, "/elsewhere", "text/plain; charset=utf-8", ""},
+		{"GET", "/location", map[string]string{}, 201, "/made", "", ""},
+	} {
+		r := call(tc.method, tc.path, tc.headers)
+		if r.StatusCode != tc.status || r.Headers["location"] != tc.location || r.Headers["content-type"] != tc.ctype || r.Body != tc.body {
+			t.Errorf("%s %s %v: %+v, want %d to %q (%q) %q", tc.method, tc.path, tc.headers, r, tc.status, tc.location, tc.ctype, tc.body)
+		}
 	}
 }
 

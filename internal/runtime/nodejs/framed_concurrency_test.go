@@ -45,16 +45,19 @@ exports.handler = async (e, c) => {
     arn: c.invokedFunctionArn,
     remaining: c.getRemainingTimeInMillis(),
     trace,
+    // Still its own after the others started.
+    traceAfter: process.env._X_AMZN_TRACE_ID,
   };
 };`,
 	})
 
 	type answer struct {
-		ID        string  `json:"id"`
-		Ms        int     `json:"ms"`
-		Arn       string  `json:"arn"`
-		Remaining float64 `json:"remaining"`
-		Trace     string  `json:"trace"`
+		ID         string  `json:"id"`
+		Ms         int     `json:"ms"`
+		Arn        string  `json:"arn"`
+		Remaining  float64 `json:"remaining"`
+		Trace      string  `json:"trace"`
+		TraceAfter string  `json:"traceAfter"`
 	}
 	durations := []int{200, 50, 150, 100}
 	idOf := func(ms int) string { return fmt.Sprintf("req-%03d", ms) }
@@ -79,7 +82,7 @@ exports.handler = async (e, c) => {
 			t.Fatal(err)
 		}
 		want := idOf(a.Ms)
-		if id != want || a.ID != want || a.Arn != framedtest.ARN+"-"+want || a.Trace != "Root="+want {
+		if id != want || a.ID != want || a.Arn != framedtest.ARN+"-"+want || a.Trace != "Root="+want || a.TraceAfter != "Root="+want {
 			t.Errorf("answer %s: %+v, want everything of %s", id, a, want)
 		}
 		if d := deadlineOf(a.Ms); a.Remaining > float64(d.Milliseconds()) || a.Remaining < float64((d-5*time.Second).Milliseconds()) {
