@@ -348,12 +348,17 @@ func (m *Manifest) validateEvents(add func(field, format string, args ...any)) {
 
 // validateSchedule checks the fields of a schedule trigger.
 func validateSchedule(t *Trigger, field string, add func(field, format string, args ...any)) {
-	if _, err := schedule.Parse(t.Schedule, ""); err != nil {
+	s, err := schedule.Parse(t.Schedule, "")
+	if err != nil {
 		add(field+".schedule", "%v", err)
 	} else if t.Timezone != "" {
-		if _, err := schedule.Parse(t.Schedule, t.Timezone); err != nil {
+		if s, err = schedule.Parse(t.Schedule, t.Timezone); err != nil {
 			add(field+".timezone", "%v", err)
 		}
+	}
+	if now := time.Now(); err == nil && s.Next(now).IsZero() {
+		// Parse refused what never fires at all: this one's years are past.
+		add(field+".schedule", "schedule %q never fires again: its last tick was %s", t.Schedule, s.Last(now, time.Time{}).Format(time.RFC3339))
 	}
 	switch t.Missed {
 	case "", MissedSkip, MissedLast:
