@@ -509,7 +509,9 @@ func TestAsyncRetryWaitsForTheBackoff(t *testing.T) {
 	for i, want := range []int64{2000, 4000} {
 		// End is recorded before the attempt fails, so the gap from the
 		// failure Tern saw is smaller still.
-		if gap := runs[i+1].Start - runs[i].End; gap < want {
+		gap := runs[i+1].Start - runs[i].End
+		t.Logf("retry %d: %d ms after the failed attempt ended", i+1, gap)
+		if gap < want {
 			t.Errorf("retry %d started %d ms after attempt %d ended, want at least %d ms (backoff 2s, doubling)", i+1, gap, i+1, want)
 		}
 	}
