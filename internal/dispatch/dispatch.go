@@ -46,6 +46,15 @@ type Liveness interface {
 	Live(v *registry.Version) bool
 }
 
+// Routing is an optional capability of a Starter: whether an invocation
+// by the function's name or one of its aliases can reach v (it is current,
+// or an alias routes to it). A version nothing routes to can still be
+// invoked as name@N, but keeps no instance idle. Without it, only the
+// current version is routed.
+type Routing interface {
+	Routed(v *registry.Version) bool
+}
+
 // poolKey tells versions apart even across a function deleted and created
 // again, whose version numbers start over.
 func poolKey(v *registry.Version) string {
@@ -328,14 +337,16 @@ func (d *Dispatcher) pool(v *registry.Version) (*pool, error) {
 		if cur, ok := d.current[v.Function]; ok && cur != v.Number {
 			p.min = 0 // an old version keeps nothing warm
 		}
+		p.unrouted = !d.routedLocked(v)
 		d.pools[key] = p
 	}
 	return p, nil
 }
 
 // FunctionChanged is told when a function's current version changed (cur
-// non-nil) or the function was deleted (cur nil). Old versions drain as
-// they go idle; a deleted function's instances stop.
+// non-nil) or the function was deleted (cur nil). An old version that
+// nothing routes to any more (see Routing) stops its idle instances at once
+// and its busy ones as they finish; a deleted function's instances stop.
 func (d *Dispatcher) FunctionChanged(name string, cur *registry.Version) {
 	d.mu.Lock()
 	if d.closed {
@@ -359,6 +370,7 @@ func (d *Dispatcher) FunctionChanged(name string, cur *registry.Version) {
 			continue
 		}
 		p.setMin(poolKey(cur) == poolKey(p.v))
+		p.route(d.routedLocked(p.v))
 	}
 	var warm *pool
 	if cur != nil && cur.Manifest.Scale.Min > 0 && d.pools[poolKey(cur)] == nil {
@@ -372,6 +384,32 @@ func (d *Dispatcher) FunctionChanged(name string, cur *registry.Version) {
 	if warm != nil {
 		warm.ensureMin()
 	}
+}
+
+// RoutesChanged is told when a function's aliases changed: versions that
+// no alias routes to any more, and are not current, drain as in
+// FunctionChanged; versions an alias routes to again keep idle instances.
+func (d *Dispatcher) RoutesChanged(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	for _, p := range d.pools {
+		if p.v.Function == name {
+			p.route(d.routedLocked(p.v))
+		}
+	}
+}
+
+// routedLocked reports whether something routes to v. d.mu must be held
+// (the registry's lock may be taken under it).
+func (d *Dispatcher) routedLocked(v *registry.Version) bool {
+	if r, ok := d.starter.(Routing); ok {
+		return r.Routed(v)
+	}
+	cur, ok := d.current[v.Function]
+	return !ok || cur == v.Number
 }
 
 // Stop stops every instance of a function (it was deleted).

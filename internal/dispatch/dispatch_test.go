@@ -1330,3 +1330,104 @@ func TestFailingWarmStartsBackOff(t *testing.T) {
 		t.Errorf("%d starts in 500ms of 10ms ticks; want 1 (then a 1s back-off)", starts)
 	}
 }
+
+// routingStarter is the fleet's starter with Routing: the versions listed
+// in routed are the ones something routes to.
+type routingStarter struct {
+	*fakeStarter
+	mu     sync.Mutex
+	routed map[int]bool
+}
+
+var _ Routing = (*routingStarter)(nil)
+
+func (r *routingStarter) Routed(v *registry.Version) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.routed[v.Number]
+}
+
+func (r *routingStarter) set(versions ...int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.routed = map[int]bool{}
+	for _, n := range versions {
+		r.routed[n] = true
+	}
+}
+
+// TestUnroutedVersionDrainsAtOnce: a version that is neither current nor
+// named by an alias stops its idle instances when it stops being routed,
+// long before scale.idle, and its busy ones when they finish; an explicit
+// call to it still works but keeps nothing; an alias keeps it warm.
+func TestUnroutedVersionDrainsAtOnce(t *testing.T) {
+	f := newFleet()
+	rs := &routingStarter{fakeStarter: f.starter()}
+	rs.set(1)
+	d := New(Config{}, rs, discardLog) // no janitor: nothing waits for scale.idle
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	v1 := version("f", 1, scale(0, 10, time.Hour))
+	v2 := version("f", 2, scale(0, 10, time.Hour))
+	d.FunctionChanged("f", v1)
+	makeIdle(t, d, f, v1, 3) // f-1-i1..i3
+	// Demand of three, so the autoscaler would keep three.
+	d.reap(time.Now())
+	if st, _ := poolStats(d, "f", 1); st.Desired < 3 {
+		t.Fatalf("v1 before the change: %+v, want the autoscaler to want 3", st)
+	}
+	f.gates.hold("busy")
+	busy := goInvoke(context.Background(), d, v1, "busy") // on f-1-i3, the warmest
+	eventually(t, "v1 busy", func() bool { return f.runningCount() == 1 })
+
+	rs.set(2)
+	d.FunctionChanged("f", v2)
+	eventually(t, "v1's idle instances stopped", func() bool {
+		return f.get("f-1-i1").stops.Load() > 0 && f.get("f-1-i2").stops.Load() > 0
+	})
+	if f.get("f-1-i3").stops.Load() != 0 {
+		t.Fatal("the busy instance was stopped under its invocation")
+	}
+	f.gates.open("busy")
+	if out, err := busy.wait(t); err != nil || out.Instance != "f-1-i3" {
+		t.Fatalf("busy: %+v, %v", out, err)
+	}
+	eventually(t, "the busy instance stopped once done", func() bool { return f.get("f-1-i3").stops.Load() > 0 })
+	for range 3 {
+		d.reap(time.Now()) // the autoscaler wants nothing of v1 now
+	}
+	if st, _ := poolStats(d, "f", 1); st.Instances != 0 || st.Desired != 0 {
+		t.Errorf("v1 after the change: %+v, want nothing", st)
+	}
+
+	// v2 serves and stays warm.
+	if out, err := d.Invoke(context.Background(), v2, "new", nil); err != nil || out.Instance != "f-2-i4" {
+		t.Fatalf("v2: %+v, %v", out, err)
+	}
+	if st, _ := poolStats(d, "f", 2); st.Idle != 1 {
+		t.Errorf("v2: %+v, want its instance idle", st)
+	}
+	// name@1 still runs, on a new instance that stops when done.
+	if out, err := d.Invoke(context.Background(), v1, "explicit", nil); err != nil || out.Instance != "f-1-i5" || !out.Cold {
+		t.Fatalf("explicit v1: %+v, %v", out, err)
+	}
+	if st, _ := poolStats(d, "f", 1); st.Instances != 0 {
+		t.Errorf("v1 after an explicit call: %+v, want nothing kept", st)
+	}
+
+	// An alias on v1 keeps its instances.
+	rs.set(2, 1)
+	d.RoutesChanged("f")
+	if out, err := d.Invoke(context.Background(), v1, "aliased", nil); err != nil || out.Instance != "f-1-i6" {
+		t.Fatalf("aliased v1: %+v, %v", out, err)
+	}
+	if st, _ := poolStats(d, "f", 1); st.Instances != 1 || st.Idle != 1 {
+		t.Errorf("aliased v1: %+v, want its instance kept idle", st)
+	}
+	// The alias goes: v1 drains again.
+	rs.set(2)
+	d.RoutesChanged("f")
+	eventually(t, "v1 drained when its alias went", func() bool { return f.get("f-1-i6").stops.Load() > 0 })
+	if st, _ := poolStats(d, "f", 2); st.Instances != 1 || f.get("f-2-i4").stops.Load() != 0 {
+		t.Errorf("v2 touched: %+v", st)
+	}
+}

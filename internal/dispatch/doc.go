@@ -19,8 +19,20 @@
 // longer than scale.idle down to scale.min, keeps scale.min instances of the
 // current version started, and forgets empty pools of old versions.
 //
+// A version is routed while an invocation by the function's name or an
+// alias can reach it: it is current, or an alias (either side of a split)
+// names it (the Routing capability of the Starter; without it, the current
+// version only). When a version stops being routed (FunctionChanged after
+// a deploy or rollback, RoutesChanged after an alias change), its idle
+// instances stop at once and its busy ones as their invocations end,
+// instead of after scale.idle. It stays invocable as name@N, but its pool
+// keeps no instance idle and the autoscaler wants none: such a call starts
+// an instance that stops when it has nothing left to run. An alias keeps a
+// version warm.
+//
 // Lock order: Dispatcher.mu before pool.mu. The registry's lock may be taken
-// under Dispatcher.mu (the Liveness check), never the other way round: the
-// registry calls FunctionChanged with no lock held. No instance call (Start,
-// Invoke, Stop) is made with any of these locks held.
+// under Dispatcher.mu (the Liveness and Routing checks), never the other way
+// round: the registry calls FunctionChanged and RoutesChanged with no lock
+// held. No instance call (Start, Invoke, Stop) is made with any of these
+// locks held.
 package dispatch

@@ -63,6 +63,10 @@ type pool struct {
 	waiters  []*waiter // FIFO
 	min      int
 	closed   error // non-nil once closed: what waiters get
+	// unrouted: neither the current version nor named by an alias, so
+	// only explicit name@N calls reach it; an instance that has nothing
+	// to run stops, and the autoscaler wants none.
+	unrouted bool
 
 	// Starts that failed in a row, and when ensureMin may try again: a
 	// function whose init keeps failing is not restarted every tick.
@@ -100,6 +104,12 @@ func (p *pool) takeLocked(s *slot) bool {
 // placeLocked files s by its load: idle, partial, or (full) neither.
 func (p *pool) placeLocked(s *slot) {
 	switch {
+	case s.inflight == 0 && p.unrouted:
+		// Nothing routes here any more: stop rather than wait idle. The
+		// pool is open (callers check), as stopAsync needs.
+		p.unpartialLocked(s)
+		p.forgetLocked(s)
+		p.d.stopAsync(s.inst)
 	case s.inflight == 0:
 		p.unpartialLocked(s)
 		s.lastUsed = time.Now()
@@ -178,6 +188,30 @@ func (p *pool) setMin(current bool) {
 		p.min = 0
 	}
 	p.mu.Unlock()
+}
+
+// route records whether something routes to the pool's version. When
+// nothing does any more, its idle instances stop at once (busy ones as
+// they finish, in placeLocked) and the autoscaler's count is dropped.
+// Called with d.mu held, so Close has not begun waiting for stopAsync.
+func (p *pool) route(routed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := p.unrouted
+	p.unrouted = !routed
+	if !p.unrouted || was || p.closed != nil {
+		return
+	}
+	p.desired, p.scale = 0, ScaleState{}
+	for i, s := range p.idle {
+		p.forgetLocked(s)
+		p.d.stopAsync(s.inst)
+		p.idle[i] = nil
+	}
+	if n := len(p.idle); n > 0 {
+		p.d.log.Debug("dispatch: draining a version nothing routes to", "function", p.v.Function, "version", p.v.Number, "idle", n)
+	}
+	p.idle = p.idle[:0]
 }
 
 // acquire returns a place on an instance for one invocation, waiting at
@@ -411,7 +445,7 @@ func (p *pool) reap(now time.Time) bool {
 	// Oldest first: idle is LIFO, so the front has waited longest.
 	for _, s := range p.idle {
 		switch {
-		case !alive(s.inst):
+		case !alive(s.inst), p.unrouted:
 			stop = append(stop, s)
 		case now.Sub(s.lastUsed) >= idleFor && p.total-len(stop) > max(p.min, p.desired):
 			stop = append(stop, s)
@@ -507,8 +541,9 @@ func (p *pool) autoscale(now time.Time, pol Policy, stableN, panicN int) {
 	cur := p.demandLocked()
 	p.win.add(float64(max(p.peak, cur)) / float64(p.conc())) // in instances' worth
 	p.peak = cur
-	if cur == 0 && now.Sub(p.lastActive) >= p.v.Manifest.Scale.Idle.D() {
-		// Nothing arrived for the idle window: scale to min (zero).
+	if p.unrouted || cur == 0 && now.Sub(p.lastActive) >= p.v.Manifest.Scale.Idle.D() {
+		// Nothing routes here, or nothing arrived for the idle window:
+		// scale to min (zero for any but the current version).
 		p.desired, p.scale = p.min, ScaleState{}
 		return
 	}

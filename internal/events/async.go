@@ -462,7 +462,6 @@ func errorMessage(body []byte) string {
 // the stream), so storing it twice for one message is harmless, and a
 // replayed event gets retries of its own.
 func (s *Service) retryLater(ctx context.Context, name string, msg jetstream.Msg, h nats.Header, md *jetstream.MsgMetadata, attempt int, backoff time.Duration) error {
-	delay := backoff << (attempt - 1)
 	seq := strconv.FormatUint(md.Sequence.Stream, 10)
 	next := strconv.Itoa(attempt + 1)
 	retry := nats.NewMsg(store.DelaySubjectPrefix + name + "." + seq + "." + next)
@@ -473,12 +472,25 @@ func (s *Service) retryLater(ctx context.Context, name string, msg jetstream.Msg
 		}
 	}
 	retry.Header.Set(hdrAttempt, next)
-	at := s.cfg.Now().Add(delay)
+	at := retryAt(s.cfg.Now(), backoff, attempt)
 	_, err := s.js.PublishMsg(ctx, retry,
 		jetstream.WithMsgID("retry:"+name+":"+seq),
 		jetstream.WithScheduleAt(at),
 		jetstream.WithScheduleTarget(store.AsyncSubjectPrefix+name))
 	return err
+}
+
+// retryAt is when the retry after failed attempt number attempt (from 1)
+// may run, the attempt having failed at failed: the back-off doubled per
+// attempt after the first, rounded up to a whole second, because a NATS
+// message schedule ("@at", RFC 3339) keeps whole seconds only and would
+// otherwise cut up to a second off the wait.
+func retryAt(failed time.Time, backoff time.Duration, attempt int) time.Time {
+	at := failed.Add(backoff << (attempt - 1))
+	if t := at.Truncate(time.Second); t.Before(at) {
+		return t.Add(time.Second)
+	}
+	return at
 }
 
 // finishFailed dead-letters an event that will not be tried again and

@@ -110,3 +110,33 @@ func TestCheckTopicName(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryAt checks that a retry never runs before the failure plus the
+// back-off: the NATS schedule keeps whole seconds, so the time is rounded
+// up, never down.
+func TestRetryAt(t *testing.T) {
+	failed := time.Date(2026, 3, 1, 12, 0, 0, 810_000_000, time.UTC)
+	for _, tc := range []struct {
+		backoff time.Duration
+		attempt int
+		want    time.Time
+	}{
+		{2 * time.Second, 1, time.Date(2026, 3, 1, 12, 0, 3, 0, time.UTC)},
+		{2 * time.Second, 2, time.Date(2026, 3, 1, 12, 0, 5, 0, time.UTC)}, // doubled: 4 s
+		{10 * time.Millisecond, 1, time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC)},
+		{190 * time.Millisecond, 1, time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC)}, // on a whole second: kept
+		{time.Minute, 1, time.Date(2026, 3, 1, 12, 1, 1, 0, time.UTC)},
+	} {
+		got := retryAt(failed, tc.backoff, tc.attempt)
+		if !got.Equal(tc.want) {
+			t.Errorf("backoff %s, attempt %d: %v, want %v", tc.backoff, tc.attempt, got, tc.want)
+		}
+		if earliest := failed.Add(tc.backoff << (tc.attempt - 1)); got.Before(earliest) {
+			t.Errorf("backoff %s, attempt %d: %v is before %v", tc.backoff, tc.attempt, got, earliest)
+		}
+		// What the NATS schedule header keeps of it.
+		if kept, err := time.Parse(time.RFC3339, got.Format(time.RFC3339)); err != nil || !kept.Equal(got) {
+			t.Errorf("backoff %s, attempt %d: %v does not survive the schedule header (%v, %v)", tc.backoff, tc.attempt, got, kept, err)
+		}
+	}
+}

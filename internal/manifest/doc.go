@@ -17,9 +17,16 @@
 //	  max: 20
 //	  idle: 10m
 //
-// Only name, runtime and handler are required. A field that is missing, null
-// or zero takes its default: memory 256 MB, timeout 30s, scale.min 0,
-// scale.max 10, scale.idle 5m.
+// Only name, runtime and handler are required. A field that is missing or
+// null takes its default: memory 256 MB, timeout 30s, scale.min 0,
+// scale.max 10, scale.idle 5m. An explicit 0 is refused where 0 would only
+// mean the default (memory, concurrency, timeout, scale.max, scale.idle,
+// async.maxAge, async.backoff, a queue's batch, maxReceives and
+// concurrency): the parser sees the YAML node, so it tells a 0 written out
+// from a field left out, while the struct and its JSON form (stored
+// versions) keep 0 as "unset". Where 0 means something (scale.min,
+// scale.reserved, rateLimit, async.retries, async.concurrency, a queue's
+// window) it is kept.
 //
 // Parse decodes strictly (unknown fields and wrongly typed values are
 // errors), applies the defaults and validates the result. Validation problems

@@ -348,12 +348,17 @@ func (m *Manifest) validateEvents(add func(field, format string, args ...any)) {
 
 // validateSchedule checks the fields of a schedule trigger.
 func validateSchedule(t *Trigger, field string, add func(field, format string, args ...any)) {
-	if _, err := schedule.Parse(t.Schedule, ""); err != nil {
+	s, err := schedule.Parse(t.Schedule, "")
+	if err != nil {
 		add(field+".schedule", "%v", err)
 	} else if t.Timezone != "" {
-		if _, err := schedule.Parse(t.Schedule, t.Timezone); err != nil {
+		if s, err = schedule.Parse(t.Schedule, t.Timezone); err != nil {
 			add(field+".timezone", "%v", err)
 		}
+	}
+	if now := time.Now(); err == nil && s.Next(now).IsZero() {
+		// Parse refused what never fires at all: this one's years are past.
+		add(field+".schedule", "schedule %q never fires again: its last tick was %s", t.Schedule, s.Last(now, time.Time{}).Format(time.RFC3339))
 	}
 	switch t.Missed {
 	case "", MissedSkip, MissedLast:
@@ -440,10 +445,10 @@ func decodeTrigger(n *yaml.Node, field string, t *Trigger) error {
 			t.Queue = &QueueTrigger{}
 			return decodeStruct(v, field, "a mapping with topic, batch, window, maxReceives and concurrency", map[string]func(*yaml.Node, string) error{
 				"topic":       stringField(&t.Queue.Topic),
-				"batch":       intField(&t.Queue.Batch),
+				"batch":       nonZeroInt(&t.Queue.Batch, fmt.Sprintf("1–%d messages; leave it out for the default %d", MaxQueueBatch, DefaultQueueBatch)),
 				"window":      durationField(&t.Queue.Window),
-				"maxReceives": intField(&t.Queue.MaxReceives),
-				"concurrency": intField(&t.Queue.Concurrency),
+				"maxReceives": nonZeroInt(&t.Queue.MaxReceives, fmt.Sprintf("1–%d deliveries; leave it out for the default %d", MaxQueueReceives, DefaultQueueReceives)),
+				"concurrency": nonZeroInt(&t.Queue.Concurrency, fmt.Sprintf("1–%d batches; leave it out for the default %d", MaxQueueConc, DefaultQueueConc)),
 			})
 		}),
 		"cloudevent": at("cloudevent", func(v *yaml.Node, field string) error {
@@ -483,8 +488,8 @@ func decodeAsync(v *yaml.Node, field string, a *Async) error {
 	}
 	return decodeStruct(v, field, "a mapping with retries, maxAge, backoff, concurrency, onSuccess and onFailure", map[string]func(*yaml.Node, string) error{
 		"retries":     intPtrField(&a.Retries),
-		"maxAge":      durationField(&a.MaxAge),
-		"backoff":     durationField(&a.Backoff),
+		"maxAge":      nonZeroDuration(&a.MaxAge, fmt.Sprintf("%s–%s; leave it out for the default %s", MinAsyncMaxAge, MaxAsyncMaxAge, DefaultAsyncMaxAge)),
+		"backoff":     nonZeroDuration(&a.Backoff, fmt.Sprintf("%s–%s; leave it out for the default %s", MinAsyncBackoff, MaxAsyncBackoff, DefaultAsyncBackoff)),
 		"concurrency": intField(&a.Concurrency),
 		"onSuccess":   destinationField(&a.OnSuccess),
 		"onFailure":   destinationField(&a.OnFailure),

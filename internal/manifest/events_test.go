@@ -3,6 +3,7 @@ package manifest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -223,6 +224,13 @@ func TestParseEventErrors(t *testing.T) {
 			`triggers[0].schedule: schedule "cron(0 12 * * * *)": day-of-month or day-of-week must be "?"`},
 		{"bad cron", "triggers:\n  - schedule: '@daily'\n  - schedule: '61 * * * *'\n", "triggers[1].schedule", "minute: end of range (61)"},
 		{"every", "triggers:\n  - schedule: '@every 5m'\n", "triggers[0].schedule", "use rate(...)"},
+		{"never fires", "triggers:\n  - schedule: '0 0 30 2 *'\n", "triggers[0].schedule", `schedule "0 0 30 2 *": never fires`},
+		{"aws never fires", "triggers:\n  - schedule: 'cron(0 0 31 2 ? *)'\n", "triggers[0].schedule", "never fires"},
+		{"aws years past", "triggers:\n  - schedule: 'cron(0 0 1 1 ? 2020)'\n", "triggers[0].schedule",
+			`schedule "cron(0 0 1 1 ? 2020)" never fires again: its last tick was 2020-01-01T00:00:00Z`},
+		{"aws years past in a zone", "triggers:\n  - schedule: 'cron(0 12 * * ? 2019-2021)'\n    timezone: Europe/Paris\n", "triggers[0].schedule",
+			"never fires again: its last tick was 2021-12-31T12:00:00+01:00"},
+		{"rate zero", "triggers:\n  - schedule: rate(0 seconds)\n", "triggers[0].schedule", "the shortest rate is rate(1 second)"},
 		{"bad timezone", "triggers:\n  - schedule: '@daily'\n    timezone: Mars/Base\n", "triggers[0].timezone", `timezone "Mars/Base": unknown time zone`},
 		{"timezone with rate", "triggers:\n  - schedule: rate(1 hour)\n    timezone: Europe/Paris\n", "triggers[0].timezone", "timezone applies to cron schedules only"},
 		{"timezone on queue", "triggers:\n  - queue: {topic: t}\n    timezone: UTC\n", "triggers[0].timezone", "is only for schedule triggers (line 6)"},
@@ -414,5 +422,17 @@ func TestCloneEvents(t *testing.T) {
 	if o[0].Payload[2] == 'X' || o[2].Queue.Batch == 99 || o[4].CloudEvent.Type == "other" ||
 		*m.Async.Retries == 2 || m.Async.OnSuccess.Function == "other" || m.Async.OnFailure.Topic == "other" {
 		t.Errorf("clone shares state with the original: %s", show(m))
+	}
+}
+
+// TestScheduleThatFiresRarelyIsValid: a leap day, or a year still ahead,
+// is a schedule that fires.
+func TestScheduleThatFiresRarelyIsValid(t *testing.T) {
+	next := time.Now().Year() + 1
+	for _, expr := range []string{"0 0 29 2 *", "cron(0 0 29 2 ? *)", fmt.Sprintf("cron(0 0 1 1 ? 2020,%d)", next), "rate(1 second)"} {
+		src := "name: fn\nruntime: nodejs\nhandler: index.handler\ntriggers:\n  - schedule: '" + expr + "'\n"
+		if _, err := Parse([]byte(src)); err != nil {
+			t.Errorf("%s: %v", expr, err)
+		}
 	}
 }

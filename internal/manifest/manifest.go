@@ -248,13 +248,13 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 		"name":        stringField(&m.Name),
 		"runtime":     stringField(&m.Runtime),
 		"handler":     stringField(&m.Handler),
-		"memory":      intField(&m.Memory),
-		"concurrency": intField(&m.Concurrency),
+		"memory":      nonZeroInt(&m.Memory, fmt.Sprintf("%d–%d MB; leave it out for the default %d", MinMemory, MaxMemory, DefaultMemory)),
+		"concurrency": nonZeroInt(&m.Concurrency, fmt.Sprintf("1–%d invocations per instance; leave it out for the default %d", MaxConc, DefaultConc)),
 		"style":       stringField(&m.Style),
 		"auth":        stringField(&m.Auth),
 		"network":     stringField(&m.Network),
 		"command":     stringField(&m.Command),
-		"timeout":     durationField(&m.Timeout),
+		"timeout":     nonZeroDuration(&m.Timeout, fmt.Sprintf("%s–%s; leave it out for the default %s", MinTimeout, MaxTimeout, DefaultTimeout)),
 		"environment": func(v *yaml.Node, field string) error { return decodeEnv(v, field, &m.Environment) },
 		"scale": func(v *yaml.Node, field string) error {
 			if isNull(v) {
@@ -265,8 +265,8 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 			}
 			return errors.Join(decodeMapping(v, field+".", map[string]func(*yaml.Node, string) error{
 				"min":      intField(&m.Scale.Min),
-				"max":      intField(&m.Scale.Max),
-				"idle":     durationField(&m.Scale.Idle),
+				"max":      nonZeroInt(&m.Scale.Max, fmt.Sprintf("1–%d instances; leave it out for the default %d", MaxScale, DefaultScaleMax)),
+				"idle":     nonZeroDuration(&m.Scale.Idle, fmt.Sprintf("%s–%s; leave it out for the default %s", MinScaleIdle, MaxScaleIdle, DefaultScaleIdle)),
 				"reserved": intField(&m.Scale.Reserved),
 			})...)
 		},
@@ -356,6 +356,31 @@ func intField(dst *int) func(*yaml.Node, string) error {
 			return &FieldError{Field: field, Message: fmt.Sprintf("number %s is out of range (line %d)", v.Value, v.Line)}
 		}
 		*dst = i
+		return nil
+	}
+}
+
+// nonZeroInt is intField for a field whose 0 means nothing but its
+// default: written out, it is refused rather than silently replaced; want
+// says what the field takes.
+func nonZeroInt(dst *int, want string) func(*yaml.Node, string) error {
+	return notZero(dst, intField(dst), want)
+}
+
+// nonZeroDuration is durationField with an explicit 0 refused, as
+// nonZeroInt.
+func nonZeroDuration(dst *Duration, want string) func(*yaml.Node, string) error {
+	return notZero(dst, durationField(dst), want)
+}
+
+func notZero[T int | Duration](dst *T, decode func(*yaml.Node, string) error, want string) func(*yaml.Node, string) error {
+	return func(v *yaml.Node, field string) error {
+		if err := decode(v, field); err != nil {
+			return err
+		}
+		if *dst == 0 && !isNull(v) {
+			return &FieldError{Field: field, Message: fmt.Sprintf("0 is not allowed (%s) (line %d)", want, v.Line)}
+		}
 		return nil
 	}
 }

@@ -50,7 +50,7 @@ func TestParseMinimalAppliesDefaults(t *testing.T) {
 	for name, src := range map[string]string{
 		"omitted": "name: hello\nruntime: nodejs\nhandler: index.handler\n",
 		"zero and null": "name: hello\nruntime: nodejs\nhandler: index.handler\n" +
-			"memory: 0\ntimeout: 0\nenvironment:\nscale: {min: 0}\n",
+			"memory: ~\ntimeout: ~\nenvironment:\nscale: {min: 0, max: ~, reserved: 0}\nrateLimit: {rps: 0}\n",
 		"null scale": "name: hello\nruntime: nodejs\nhandler: index.handler\nscale: ~\n",
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -70,6 +70,45 @@ func TestParseMinimalAppliesDefaults(t *testing.T) {
 				t.Errorf("got  %+v\nwant %+v", m, want)
 			}
 		})
+	}
+}
+
+// TestParseRefusesMeaninglessZero: a 0 written out where it means nothing
+// but the default is refused, naming the field, its range and its
+// default; where 0 means something (documented), it is kept.
+func TestParseRefusesMeaninglessZero(t *testing.T) {
+	const head = "name: fn\nruntime: nodejs\nhandler: index.handler\n"
+	for _, tc := range []struct{ src, field, want string }{
+		{"memory: 0", "memory", "tern.yaml: memory: 0 is not allowed (128–10240 MB; leave it out for the default 256) (line 4)"},
+		{"concurrency: 0", "concurrency", "concurrency: 0 is not allowed (1–1000 invocations per instance; leave it out for the default 1)"},
+		{"timeout: 0", "timeout", "timeout: 0 is not allowed (1s–15m; leave it out for the default 30s)"},
+		{"timeout: 0s", "timeout", "timeout: 0 is not allowed"},
+		{`timeout: "0"`, "timeout", "timeout: 0 is not allowed"},
+		{"scale: {max: 0}", "scale.max", "scale.max: 0 is not allowed (1–1000 instances; leave it out for the default 10)"},
+		{"scale: {idle: 0}", "scale.idle", "scale.idle: 0 is not allowed (1s–24h; leave it out for the default 5m)"},
+		{"async: {maxAge: 0}", "async.maxAge", "async.maxAge: 0 is not allowed (1s–6h; leave it out for the default 6h)"},
+		{"async: {backoff: 0s}", "async.backoff", "async.backoff: 0 is not allowed (10ms–15m; leave it out for the default 1m)"},
+		{"triggers:\n  - queue: {topic: t, batch: 0}", "triggers[0].queue.batch", "0 is not allowed (1–1000 messages; leave it out for the default 10)"},
+		{"triggers:\n  - queue: {topic: t, maxReceives: 0}", "triggers[0].queue.maxReceives", "0 is not allowed (1–1000 deliveries; leave it out for the default 5)"},
+		{"triggers:\n  - queue: {topic: t, concurrency: 0}", "triggers[0].queue.concurrency", "0 is not allowed (1–1000 batches; leave it out for the default 2)"},
+	} {
+		t.Run(tc.src, func(t *testing.T) {
+			_, err := Parse([]byte(head + tc.src + "\n"))
+			var fe *FieldError
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &fe) || fe.Field != tc.field {
+				t.Fatalf("got %v, want a %s error containing %q", err, tc.field, tc.want)
+			}
+		})
+	}
+	// Where 0 means something, it stays 0.
+	m, err := Parse([]byte(head + "scale: {min: 0, reserved: 0}\nrateLimit: {rps: 0, burst: 0}\n" +
+		"async: {retries: 0, concurrency: 0}\ntriggers:\n  - queue: {topic: t, window: 0}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Scale.Min != 0 || m.Scale.Reserved != 0 || m.RateLimit != (RateLimit{}) || m.Async.RetryCount() != 0 ||
+		m.AsyncConcurrency() != DefaultScaleMax || m.Triggers[0].Queue.Window != 0 {
+		t.Errorf("meaningful zeros: %+v", m)
 	}
 }
 

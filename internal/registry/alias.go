@@ -103,7 +103,17 @@ func (r *Registry) SetAlias(ctx context.Context, fn, alias string, routes []Rout
 	r.mu.Lock()
 	r.setAliasLocked(a, rev)
 	r.mu.Unlock()
+	// Told even if the watch applied it first (and tells too): the
+	// listener knows before SetAlias returns.
+	r.aliasChanged(fn)
 	return a, nil
+}
+
+// aliasChanged tells the listener that fn's aliases changed.
+func (r *Registry) aliasChanged(fn string) {
+	if r.cfg.OnAliasChange != nil {
+		r.cfg.OnAliasChange(fn)
+	}
 }
 
 func (r *Registry) checkRoutes(fn string, routes []Route) error {
@@ -134,12 +144,14 @@ func (r *Registry) checkRoutes(fn string, routes []Route) error {
 	return nil
 }
 
-// setAliasLocked stores a unless an equal or newer write was applied.
-func (r *Registry) setAliasLocked(a *Alias, rev uint64) {
+// setAliasLocked stores a unless an equal or newer write was applied, and
+// reports whether it did.
+func (r *Registry) setAliasLocked(a *Alias, rev uint64) bool {
 	if r.stale(aliasKey(a.Function, a.Name), rev) {
-		return
+		return false
 	}
 	r.aliases[a.Function+"@"+a.Name] = a
+	return true
 }
 
 // Aliases lists fn's aliases by name.
@@ -175,33 +187,44 @@ func (r *Registry) DeleteAlias(ctx context.Context, fn, alias string) error {
 	r.mu.Lock()
 	delete(r.aliases, fn+"@"+alias)
 	r.mu.Unlock()
+	r.aliasChanged(fn)
 	return nil
 }
 
-// applyAlias folds a watched alias entry into memory.
-func (r *Registry) applyAlias(e jetstream.KeyValueEntry) {
+// applyAlias folds a watched alias entry into memory and returns the
+// function whose alias changed, or "" if none did.
+func (r *Registry) applyAlias(e jetstream.KeyValueEntry) string {
 	key, rev := e.Key(), e.Revision()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
-		if !r.stale(key, rev) {
-			rest := strings.TrimPrefix(key, "alias.")
-			fn, alias, _ := strings.Cut(rest, ".")
-			delete(r.aliases, fn+"@"+alias)
-			delete(r.revs, key)
+		if r.stale(key, rev) {
+			return ""
 		}
-		return
+		rest := strings.TrimPrefix(key, "alias.")
+		fn, alias, _ := strings.Cut(rest, ".")
+		_, had := r.aliases[fn+"@"+alias]
+		delete(r.aliases, fn+"@"+alias)
+		delete(r.revs, key)
+		if !had {
+			return ""
+		}
+		return fn
 	}
 	var a Alias
 	if err := json.Unmarshal(e.Value(), &a); err != nil {
 		r.log.Error("registry: bad alias record", "key", key, "err", err)
-		return
+		return ""
 	}
-	r.setAliasLocked(&a, rev)
+	if !r.setAliasLocked(&a, rev) {
+		return ""
+	}
+	return a.Function
 }
 
 // Rollback makes the newest version older than the current one current, in
-// one step. The version it leaves keeps its warm instances until they idle.
+// one step. The version it leaves drains (see OnChange) unless an alias
+// routes to it.
 func (r *Registry) Rollback(ctx context.Context, fn string) (*Version, error) {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()

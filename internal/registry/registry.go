@@ -69,6 +69,33 @@ func (r *Registry) Live(v *Version) bool {
 	return cur != nil && cur.ID == v.ID && r.fns[v.Function] != nil
 }
 
+// Routed reports whether an invocation by v's function name or one of its
+// aliases can reach v: v is the current version, or an alias (either
+// route of a split) names it. Every version stays invocable as name@N;
+// this tells which ones something routes to.
+func (r *Registry) Routed(v *Version) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	fn, rec := r.fns[v.Function], r.versions[v.Key()]
+	if fn == nil || rec == nil || rec.ID != v.ID {
+		return false
+	}
+	if fn.Current == v.Number {
+		return true
+	}
+	for _, a := range r.aliases {
+		if a.Function != v.Function {
+			continue
+		}
+		for _, rt := range a.Routes {
+			if rt.Version == v.Number {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Key identifies the version, e.g. "hello:3".
 func (v *Version) Key() string { return v.Function + ":" + strconv.Itoa(v.Number) }
 
@@ -88,6 +115,10 @@ type Config struct {
 	// OnChange, when set, is called (from the registry's goroutines, never
 	// under its lock) after a function's current version changes.
 	OnChange func(Change)
+	// OnAliasChange, when set, is called (as OnChange) after one of a
+	// function's aliases was set or removed, here or on another node, so
+	// which versions are Routed may have changed.
+	OnAliasChange func(function string)
 	// CheckManifest, when set, checks what a manifest refers to outside
 	// itself (topics, other functions) before a deploy is recorded.
 	CheckManifest func(ctx context.Context, m *manifest.Manifest) error
@@ -209,7 +240,9 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		}
 		change = r.setFunction(&fn, rev)
 	case strings.HasPrefix(key, "alias."):
-		r.applyAlias(e)
+		if fn := r.applyAlias(e); fn != "" {
+			r.aliasChanged(fn)
+		}
 		return
 	case strings.HasPrefix(key, "ver."):
 		if deleted {

@@ -897,3 +897,70 @@ func TestDeployAfterOrphanedVersion(t *testing.T) {
 		t.Errorf("next deploy = version %d, want 4", v.Number)
 	}
 }
+
+// TestRoutedFollowsCurrentAndAliases: a version is routed while it is
+// current or an alias (either side of a split) names it, on the node that
+// changed the alias and on one that follows the watch, and both are told.
+func TestRoutedFollowsCurrentAndAliases(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	var muA, muB sync.Mutex
+	var toldA, toldB []string
+	a := startRegistry(t, st, registry.Config{Limits: archive.DefaultLimits(), OnAliasChange: func(fn string) {
+		muA.Lock()
+		defer muA.Unlock()
+		toldA = append(toldA, fn)
+	}})
+	b := startRegistry(t, st, registry.Config{Limits: archive.DefaultLimits(), OnAliasChange: func(fn string) {
+		muB.Lock()
+		defer muB.Unlock()
+		toldB = append(toldB, fn)
+	}})
+	told := func(mu *sync.Mutex, list *[]string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(*list)
+	}
+	ctx := context.Background()
+	v1 := deploy(t, a, pkg(t, "routes", handlerJS))
+	if !a.Routed(v1) {
+		t.Fatal("the current version is not routed")
+	}
+	v2 := deploy(t, a, pkg(t, "routes", "exports.handler = async () => 2;\n"))
+	v3 := deploy(t, a, pkg(t, "routes", "exports.handler = async () => 3;\n"))
+	if a.Routed(v1) || a.Routed(v2) || !a.Routed(v3) {
+		t.Fatalf("after two deploys: v1 %v, v2 %v, v3 %v; want only v3", a.Routed(v1), a.Routed(v2), a.Routed(v3))
+	}
+
+	if _, err := a.SetAlias(ctx, "routes", "prod", []registry.Route{{Version: 1, Weight: 100}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := told(&muA, &toldA); !a.Routed(v1) || n < 1 {
+		t.Fatalf("aliased v1 routed %v, told %d times", a.Routed(v1), n)
+	}
+	eventually(t, "the other node to route v1 and be told", func() bool { return b.Routed(v1) && told(&muB, &toldB) >= 1 })
+
+	if _, err := a.SetAlias(ctx, "routes", "prod", []registry.Route{{Version: 3, Weight: 80}, {Version: 2, Weight: 20}}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Routed(v1) || !a.Routed(v2) {
+		t.Errorf("after the split: v1 %v, v2 %v; want v2 only", a.Routed(v1), a.Routed(v2))
+	}
+	eventually(t, "the other node to follow the split", func() bool { return !b.Routed(v1) && b.Routed(v2) })
+
+	if err := a.DeleteAlias(ctx, "routes", "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if n := told(&muA, &toldA); a.Routed(v2) || n < 3 {
+		t.Errorf("after the alias went: v2 %v, told %d times", a.Routed(v2), n)
+	}
+	eventually(t, "the other node to drop the alias", func() bool { return !b.Routed(v2) && told(&muB, &toldB) >= 3 })
+
+	// A version of a function deleted and created again is not routed.
+	if err := a.Delete(ctx, "routes"); err != nil {
+		t.Fatal(err)
+	}
+	again := deploy(t, a, pkg(t, "routes", handlerJS))
+	if a.Routed(v1) || !a.Routed(again) {
+		t.Errorf("after delete and redeploy: old v1 %v, new v1 %v", a.Routed(v1), a.Routed(again))
+	}
+}

@@ -10,7 +10,16 @@
 //     a year (1970-2199); exactly one of day-of-month and day-of-week is "?";
 //     day-of-week numbers run 1-7 with 1 = SUN. L, W and # are not supported.
 //   - "rate(N unit)" with unit minute(s), hour(s), day(s) or, as a Tern
-//     extension, second(s).
+//     extension, second(s), N a whole number from 1: the shortest rate is
+//     rate(1 second), the scheduler's resolution (EventBridge's is
+//     rate(1 minute)).
+//
+// Parse refuses a cron schedule that never fires: no date matches its day
+// of the month and month ("0 0 30 2 *", "cron(0 0 31 2 ? *)"), or none in
+// the years of its year field ("cron(0 0 29 2 ? 2027)"). "0 0 29 2 *" is
+// valid: it fires in leap years. Whether a schedule is accepted does not
+// depend on the clock: an AWS schedule whose years are past parses, and
+// Next answers the zero Time for it (the manifest refuses it at deploy).
 //
 // Cron schedules are evaluated in the schedule's time zone (UTC unless one
 // is given): a tick is an instant whose wall clock there matches the

@@ -67,7 +67,27 @@ func Parse(expr, timezone string) (*Schedule, error) {
 		return nil, err
 	}
 	s.spec.Location = time.UTC // it computes wall-clock times; see specNext
+	if err := s.checkFires(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// checkFires refuses a cron schedule that has no tick at all: no date
+// matches its day of the month and month ("0 0 30 2 *"), or none in the
+// years it names ("cron(0 0 29 2 ? 2027)"). The search starts before the
+// first year an AWS schedule may name, so whether a schedule is accepted
+// does not depend on the clock; a schedule whose years are all past (it
+// fired, but never will again) is the caller's to refuse (see Next).
+func (s *Schedule) checkFires() error {
+	from := time.Date(minYear-1, time.December, 31, 0, 0, 0, 0, time.UTC)
+	switch {
+	case s.specNext(from).IsZero():
+		return errorf(s.expr, "never fires: no month it names has that day of the month")
+	case s.Next(from).IsZero():
+		return errorf(s.expr, "never fires: no date it names falls in the years it names")
+	}
+	return nil
 }
 
 // String returns the expression as given to Parse, without surrounding
@@ -79,8 +99,8 @@ func (s *Schedule) String() string { return s.expr }
 func (s *Schedule) Location() *time.Location { return s.loc }
 
 // Next returns the first tick strictly after after, in s.Location(), or the
-// zero Time if the schedule never fires after it (such as "0 0 30 2 *", or
-// an AWS schedule whose last year has passed).
+// zero Time if the schedule never fires after it (an AWS schedule whose
+// last year has passed; Parse refuses those that never fire at all).
 func (s *Schedule) Next(after time.Time) time.Time {
 	if s.period > 0 {
 		return s.rateTick(floorDiv(after.Unix(), s.period), 1)
@@ -254,7 +274,7 @@ func parseRate(expr string) (int64, error) {
 		return 0, errorf(expr, `must be "rate(N unit)", such as "rate(5 minutes)"`)
 	}
 	if !isDigits(f[0]) {
-		return 0, errorf(expr, "rate value %q must be a positive whole number", f[0])
+		return 0, errorf(expr, "rate value %q must be a positive whole number (the shortest rate is rate(1 second))", f[0])
 	}
 	unit, ok := rateUnits[f[1]]
 	if !ok {
@@ -266,7 +286,7 @@ func parseRate(expr string) (int64, error) {
 	case err != nil || n > maxSeconds/unit:
 		return 0, errorf(expr, "rate period is too long")
 	case n == 0:
-		return 0, errorf(expr, "rate value must be a positive whole number, not 0")
+		return 0, errorf(expr, "rate value must be a positive whole number, not 0 (the shortest rate is rate(1 second))")
 	}
 	return n * unit, nil
 }

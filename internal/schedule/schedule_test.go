@@ -17,7 +17,13 @@ var parseTests = []struct {
 	{"0 9 * * MON-FRI", "", ""},
 	{"0 0 1 JAN,jul *", "America/New_York", ""},
 	{"0 12 * * ?", "", ""},
-	{"0 0 30 2 *", "", ""}, // valid, never fires
+	{"0 0 30 2 *", "", `schedule "0 0 30 2 *": never fires: no month it names has that day of the month`},
+	{"0 0 30 2 *", "Europe/Paris", "never fires"},
+	{"0 0 31 2,4,6,9,11 *", "", "never fires"},
+	{"0 0 31 4 MON", "", ""}, // day of the month or of the week, as cron reads both
+	{"0 0 31 * *", "", ""},
+	{"0 0 29 2 *", "", ""}, // leap years only
+	{"0 0 29 2 *", "Pacific/Apia", ""},
 	{"@yearly", "", ""},
 	{"@annually", "", ""},
 	{"@monthly", "", ""},
@@ -53,6 +59,15 @@ var parseTests = []struct {
 	{"cron(0/15 * ? * 1,7 2026-2030)", "", ""},
 	{"cron(0 0 1 1 ? 2026/2,2199)", "", ""},
 	{"cron( 0 12 * * ? * )", "", ""},
+	{"cron(0 0 31 2 ? *)", "", `schedule "cron(0 0 31 2 ? *)": never fires: no month it names has that day of the month`},
+	{"cron(0 0 29 2 ? 2027)", "", `never fires: no date it names falls in the years it names`},
+	{"cron(0 0 29 2 ? 2100)", "", "never fires"}, // not a leap year
+	{"cron(0 0 29 2 ? 2199)", "", "never fires"},
+	{"cron(0 0 29 2 ? 2097-2103)", "", "never fires"},
+	{"cron(0 0 29 2 ? 2028)", "", ""},
+	{"cron(0 0 29 2 ? 2097-2104)", "", ""},
+	{"cron(0 0 1 1 ? 2020)", "", ""}, // past, but fired: the manifest refuses it
+	{"cron(0 0 29 2 ? *)", "Asia/Tokyo", ""},
 	{"cron(0 12 * * * *)", "", `schedule "cron(0 12 * * * *)": day-of-month or day-of-week must be "?"`},
 	{"cron(0 12 ? * ? *)", "", `cannot both be "?"`},
 	{"cron(0 12 ?,1 * ? *)", "", `day-of-month: "?" must stand alone`},
@@ -192,7 +207,6 @@ func TestNext(t *testing.T) {
 			[]time.Time{utc(2011, 12, 31, 10, 0, 0), utc(2012, 1, 7, 10, 0, 0)}},
 		{"Apia skipped date", "0 12 30 12 *", "Pacific/Apia", utc(2011, 12, 29, 0, 0, 0),
 			[]time.Time{utc(2012, 12, 29, 22, 0, 0)}},
-		{"never", "0 0 30 2 *", "", utc(2026, 1, 1, 0, 0, 0), []time.Time{{}}},
 		// 2100 is not a leap year: the gap is longer than the five years
 		// the cron library searches.
 		{"leap day across 2100", "0 0 29 2 *", "", utc(2097, 1, 1, 0, 0, 0),
@@ -219,7 +233,8 @@ func TestNext(t *testing.T) {
 		{"aws year over", "cron(* * * * ? 2020)", "", utc(2026, 1, 1, 0, 0, 0), []time.Time{{}}},
 		{"aws year of the zone", "cron(0 0 1 1 ? 2027)", "Asia/Tokyo", utc(2026, 12, 31, 12, 0, 0),
 			[]time.Time{utc(2026, 12, 31, 15, 0, 0), {}}},
-		{"aws last year, never", "cron(0 0 29 2 ? 2199)", "", utc(2026, 1, 1, 0, 0, 0), []time.Time{{}}},
+		{"aws leap day of one year", "cron(0 0 29 2 ? 2028)", "", utc(2026, 1, 1, 0, 0, 0),
+			[]time.Time{utc(2028, 2, 29, 0, 0, 0), {}}},
 
 		{"rate aligned to the epoch", "rate(5 minutes)", "", utc(2026, 3, 1, 10, 2, 30),
 			[]time.Time{utc(2026, 3, 1, 10, 5, 0), utc(2026, 3, 1, 10, 10, 0)}},
@@ -269,7 +284,7 @@ func TestLast(t *testing.T) {
 		{"since just before", "0 * * * *", "", utc(2026, 3, 1, 10, 30, 0), utc(2026, 3, 1, 9, 59, 59), utc(2026, 3, 1, 10, 0, 0)},
 		{"empty range", "* * * * *", "", utc(2026, 3, 1, 10, 0, 0), utc(2026, 3, 1, 10, 0, 0), time.Time{}},
 		{"reversed range", "* * * * *", "", utc(2026, 3, 1, 10, 0, 0), utc(2026, 3, 2, 10, 0, 0), time.Time{}},
-		{"never fires", "0 0 30 2 *", "", utc(2026, 3, 1, 10, 0, 0), time.Time{}, time.Time{}},
+		{"fires no more", "cron(0 0 1 1 ? 2020)", "", utc(2026, 3, 1, 10, 0, 0), utc(2020, 1, 1, 0, 0, 0), time.Time{}},
 		{"yearly, far back", "@yearly", "", utc(2026, 3, 1, 10, 0, 0), time.Time{}, utc(2026, 1, 1, 0, 0, 0)},
 		{"yearly, since this year", "@yearly", "", utc(2026, 3, 1, 10, 0, 0), utc(2026, 1, 1, 0, 0, 1), time.Time{}},
 		{"leap day", "0 0 29 2 *", "", utc(2103, 3, 1, 0, 0, 0), time.Time{}, utc(2096, 2, 29, 0, 0, 0)},
@@ -327,9 +342,9 @@ func TestLastIsFast(t *testing.T) {
 			t.Fatalf("Last = %v, want %v", got, want)
 		}
 	}
-	never := mustParse(t, "0 0 30 2 *", "")
-	if got := never.Last(now, time.Time{}); !got.IsZero() {
-		t.Fatalf("Last = %v for a schedule that never fires", got)
+	over := mustParse(t, "cron(0 0 1 1 ? 2020)", "")
+	if got := over.Last(now, utc(2020, 1, 1, 0, 0, 0)); !got.IsZero() {
+		t.Fatalf("Last = %v for a schedule that fires no more", got)
 	}
 	rare := mustParse(t, "cron(0 0 1 1 ? 1970)", "")
 	if got := rare.Last(now, time.Time{}); !got.Equal(utc(1970, 1, 1, 0, 0, 0)) {

@@ -495,6 +495,28 @@ func TestAsyncRetryThenSuccess(t *testing.T) {
 	}
 }
 
+// TestAsyncRetryWaitsForTheBackoff checks, with the function's own clock,
+// that no retry starts before the failed attempt ended plus the back-off
+// (doubled for the second retry).
+func TestAsyncRetryWaitsForTheBackoff(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	out := deployRecorder(t, s, "slowretry", "  FAIL_TIMES: 2\nasync:\n  retries: 2\n  backoff: 2s\n")
+	if _, err := s.Client.InvokeAsync(context.Background(), "slowretry", []byte(`{}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	testserver.Eventually(t, 40*time.Second, "three attempts", func() bool { return len(readRecords(t, out)) == 3 })
+	runs := readRecords(t, out)
+	for i, want := range []int64{2000, 4000} {
+		// End is recorded before the attempt fails, so the gap from the
+		// failure Tern saw is smaller still.
+		gap := runs[i+1].Start - runs[i].End
+		t.Logf("retry %d: %d ms after the failed attempt ended", i+1, gap)
+		if gap < want {
+			t.Errorf("retry %d started %d ms after attempt %d ended, want at least %d ms (backoff 2s, doubling)", i+1, gap, i+1, want)
+		}
+	}
+}
+
 func TestAsyncMaxEventAge(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
 	ctx := context.Background()

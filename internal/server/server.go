@@ -209,6 +209,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 				s.metrics.Forget(c.Name)
 			}
 		},
+		OnAliasChange: func(name string) { s.disp.RoutesChanged(name) },
 		CheckManifest: func(ctx context.Context, m *manifest.Manifest) error {
 			// A key limited to functions deploys only those.
 			if err := auth.CheckDeploy(ctx, m.Name); err != nil {

@@ -41,6 +41,7 @@ var _ UIDs = (*uids.Allocator)(nil)
 var (
 	_ dispatch.Starter  = (*starter)(nil)
 	_ dispatch.Liveness = (*starter)(nil)
+	_ dispatch.Routing  = (*starter)(nil)
 )
 
 // Error types of the init errors the starter reports itself.
@@ -51,6 +52,9 @@ const (
 
 // Live reports whether v still exists in the registry.
 func (s *starter) Live(v *registry.Version) bool { return s.reg.Live(v) }
+
+// Routed reports whether the function's name or an alias reaches v.
+func (s *starter) Routed(v *registry.Version) bool { return s.reg.Routed(v) }
 
 func (s *starter) Start(ctx context.Context, v *registry.Version) (dispatch.Instance, error) {
 	dir, err := s.reg.CodeDir(ctx, v)
