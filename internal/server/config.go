@@ -80,6 +80,11 @@ type Config struct {
 	// UsageRollupAfter's worth of records for a restart to be exact.
 	UsageRawMaxAge   time.Duration
 	UsageRawMaxBytes int64
+	// UsageClock, when set, is the clock that decides which minutes of
+	// usage are rolled up, and UsageCheckpointEvery how often they are
+	// (default 1 min): hooks for tests, no flags.
+	UsageClock           func() time.Time
+	UsageCheckpointEvery time.Duration
 	// OTLPEndpoint, when set, receives every invocation's spans over
 	// OTLP/HTTP ("http://127.0.0.1:4318").
 	OTLPEndpoint string

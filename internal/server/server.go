@@ -156,8 +156,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		s.stops = append(s.stops, s.usage.Close)
 		usage = s.usage
 		s.agg = metering.NewAggregator(s.store.JS, s.store.Usage, metering.AggConfig{
-			CloseAfter: cfg.UsageRollupAfter,
-			HourTTL:    cfg.UsageMaxAge,
+			CloseAfter:      cfg.UsageRollupAfter,
+			HourTTL:         cfg.UsageMaxAge,
+			CheckpointEvery: cfg.UsageCheckpointEvery,
+			Now:             cfg.UsageClock,
 		}, log)
 		if err := s.agg.Start(ctx); err != nil {
 			return nil, fmt.Errorf("usage aggregates: %w", err)
