@@ -458,3 +458,47 @@ func streamBytes(t *testing.T, js jetstream.JetStream, name string) uint64 {
 	}
 	return info.State.Bytes
 }
+
+// TestUsageBucketUpgrade opens a store whose usage bucket was made before
+// rollups (no per-key TTLs) and whose stream kept raw records 90 days: the
+// store takes the new limits and the Aggregator writes rollups there.
+func TestUsageBucketUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	ctx := ctxT(t)
+	st, err := store.Open(ctx, store.Config{Dir: dir}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.JS.DeleteKeyValue(ctx, store.UsageBucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: store.UsageBucket, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.JS.UpdateStream(ctx, jetstream.StreamConfig{Name: store.UsageStream, Subjects: []string{store.UsageSubjectPrefix + ">"},
+		MaxAge: 90 * 24 * time.Hour, Duplicates: 30 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st, err = store.Open(ctx, store.Config{Dir: dir}, testLogger(t))
+	if err != nil {
+		t.Fatalf("open a store of before rollups: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s, err := st.JS.Stream(ctx, store.UsageStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CachedInfo().Config; c.MaxAge != store.DefaultUsageRawMaxAge || c.MaxBytes != store.DefaultUsageRawMaxBytes || c.Discard != jetstream.DiscardOld {
+		t.Fatalf("usage stream limits: %v, %d bytes, discard %v", c.MaxAge, c.MaxBytes, c.Discard)
+	}
+	recs := genRecords(randFor(5), 100, []string{"up"}, time.Now().Add(-3*time.Hour), 1)
+	publish(t, st.JS, recs)
+	clock := &fakeClock{t: time.Now()}
+	a := startAgg(t, st.JS, st.Usage, clock)
+	checkpoint(t, a)
+	if n := len(storedAggs(t, st.Usage)); n == 0 {
+		t.Fatal("no rollups written")
+	}
+}
