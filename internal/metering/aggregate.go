@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,21 +22,35 @@ import (
 
 // AggConfig tunes an Aggregator. Zero fields take the defaults.
 type AggConfig struct {
-	// CloseAfter is how long after an hour's end its numbers become
-	// final: records of the hour that reach the stream later are skipped
-	// (counted as late). It must be longer than the longest function
-	// timeout (15 min) plus the Sink's batching. Default 20 min.
+	// CloseAfter is how long after a minute's end its numbers become
+	// final and are rolled up into the bucket: records of the minute
+	// that reach the stream later are skipped (counted as late). It must
+	// be longer than the longest function timeout (15 min) plus the
+	// Sink's batching. The raw records must be kept longer than this (and
+	// a few minutes more) for a restart to be exact. Default 20 min.
 	CloseAfter time.Duration
-	// CheckpointEvery is how often the Aggregator closes due hours and
-	// writes them to the bucket. Default 1 min.
+	// CheckpointEvery is how often the Aggregator closes due minutes and
+	// hours and writes them to the bucket. Default 1 min.
 	CheckpointEvery time.Duration
-	// Now is the clock that decides which hours are closed (tests pass a
-	// fake one). Default time.Now.
+	// MinuteTTL is how long a minute's aggregate stays in the bucket. An
+	// hour's minutes are compacted into one hour aggregate once the hour
+	// is closed (CloseAfter after its end), so they are only read back by
+	// a restart before that. Default 48 h.
+	MinuteTTL time.Duration
+	// HourTTL is how long an hour's aggregate stays in the bucket, and in
+	// memory. Default 90 days.
+	HourTTL time.Duration
+	// Now is the clock that decides which minutes are closed (tests pass
+	// a fake one). Default time.Now.
 	Now func() time.Time
 }
 
-// DefaultCloseAfter is AggConfig.CloseAfter's default.
-const DefaultCloseAfter = 20 * time.Minute
+// Defaults of AggConfig.
+const (
+	DefaultCloseAfter = 20 * time.Minute
+	DefaultMinuteTTL  = 48 * time.Hour
+	DefaultHourTTL    = 90 * 24 * time.Hour
+)
 
 func (c AggConfig) withDefaults() AggConfig {
 	if c.CloseAfter <= 0 {
@@ -43,6 +58,12 @@ func (c AggConfig) withDefaults() AggConfig {
 	}
 	if c.CheckpointEvery <= 0 {
 		c.CheckpointEvery = time.Minute
+	}
+	if c.MinuteTTL <= 0 {
+		c.MinuteTTL = DefaultMinuteTTL
+	}
+	if c.HourTTL <= 0 {
+		c.HourTTL = DefaultHourTTL
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -56,8 +77,14 @@ const (
 	// seconds (decimal): every hour up to and including it is closed and
 	// written under HourKey.
 	MarkerKey = "closed-through"
-	// hourKeyPrefix starts the key of one (hour, function) aggregate.
-	hourKeyPrefix = "h."
+	// MinuteMarkerKey holds the start of the newest closed minute, in
+	// Unix seconds: every minute up to and including it is closed, and
+	// written under MinuteKey unless its hour is written under HourKey.
+	MinuteMarkerKey = "minutes-closed-through"
+	// hourKeyPrefix and minuteKeyPrefix start the key of one (hour,
+	// function) and one (minute, function) aggregate.
+	hourKeyPrefix   = "h."
+	minuteKeyPrefix = "m."
 	// valueVersion is written into every aggregate; a change of the
 	// histogram's buckets or of the fields must change it.
 	valueVersion = 1
@@ -69,7 +96,13 @@ func HourKey(hour time.Time, function string) string {
 	return hourKeyPrefix + strconv.FormatInt(hour.Unix(), 10) + "." + function
 }
 
-// replaySkew is how much earlier than the newest closed hour's end the
+// MinuteKey is the usage bucket's key of function's aggregate for the
+// minute starting at minute: "m.<minute start in Unix seconds>.<function>".
+func MinuteKey(minute time.Time, function string) string {
+	return minuteKeyPrefix + strconv.FormatInt(minute.Unix(), 10) + "." + function
+}
+
+// replaySkew is how much earlier than the newest closed minute's end the
 // replay of the stream starts on Start: a record is published after its
 // invocation started, by a clock that may run ahead of the NATS server's.
 const replaySkew = 5 * time.Minute
@@ -81,8 +114,8 @@ var (
 	ErrClosed     = errors.New("metering: aggregator closed")
 )
 
-// usage is the aggregate of one function's records of one hour. All sums
-// are exact integers.
+// usage is the aggregate of one function's records of one minute or hour.
+// All sums are exact integers.
 type usage struct {
 	Requests   int64 `json:"requests"` // records not throttled
 	Errors     int64 `json:"errors"`   // error, timeout, crash
@@ -128,39 +161,58 @@ func (u *usage) merge(o *usage) {
 	u.Durations.Merge(&o.Durations)
 }
 
-// hourValue is what the bucket holds under HourKey.
-type hourValue struct {
+// aggValue is what the bucket holds under HourKey and MinuteKey.
+type aggValue struct {
 	V        int       `json:"v"`
 	Function string    `json:"function"`
-	Hour     time.Time `json:"hour"`
+	Hour     time.Time `json:"hour,omitzero"`
+	Minute   time.Time `json:"minute,omitzero"`
 	usage
 }
 
-type hourKey struct {
+// aggKey names one aggregate: an hour's (minute false) or a minute's.
+type aggKey struct {
 	function string
-	hour     int64 // start, Unix seconds
+	start    int64 // Unix seconds
+	minute   bool
 }
 
-func hourOf(t time.Time) int64 { return t.UTC().Truncate(time.Hour).Unix() }
+func (k aggKey) String() string {
+	if k.minute {
+		return MinuteKey(time.Unix(k.start, 0), k.function)
+	}
+	return HourKey(time.Unix(k.start, 0), k.function)
+}
+
+// hour is the start of the hour k is in.
+func (k aggKey) hour() int64 { return k.start - k.start%3600 }
+
+func hourOf(t time.Time) int64   { return t.UTC().Truncate(time.Hour).Unix() }
+func minuteOf(t time.Time) int64 { return t.UTC().Truncate(time.Minute).Unix() }
 
 // AggStats counts what an Aggregator applied.
 type AggStats struct {
-	// Records applied to an hour. Skipped: records of closed hours, not
-	// applied (met again in the replay on Start, or late); Late: those
-	// of them that reached the stream more than CloseAfter after their
-	// hour ended, so were never counted. Invalid: records that could not
-	// be read.
-	Records, Skipped, Late, Invalid uint64
+	// Records applied to a minute. Skipped: records of closed minutes,
+	// not applied (met again in the replay on Start, or late); Late:
+	// those of them that reached the stream more than CloseAfter after
+	// their minute ended, so were never counted. Invalid: records that
+	// could not be read. Missed: stream messages that were gone (the
+	// byte cap or the age limit of the raw records discarded them)
+	// before this Aggregator read them.
+	Records, Skipped, Late, Invalid, Missed uint64
 	// Seq is the last stream sequence applied.
 	Seq uint64
-	// ClosedThrough is the end of the newest closed hour (zero if none):
-	// numbers before it are final.
-	ClosedThrough time.Time
+	// ClosedThrough is the end of the newest hour rolled up into hour
+	// aggregates (zero if none); MinutesClosedThrough the end of the
+	// newest closed minute: numbers before it are final.
+	ClosedThrough, MinutesClosedThrough time.Time
+	// Minutes and Hours are how many aggregates are held in memory.
+	Minutes, Hours int
 }
 
-// Aggregator keeps usage aggregates per function and hour, and answers
-// queries about them. See the package documentation for how it stays
-// exact across restarts.
+// Aggregator keeps usage aggregates per function and minute (hours not
+// yet closed) and hour (closed hours), and answers queries about them.
+// See the package documentation for how it stays exact across restarts.
 type Aggregator struct {
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
@@ -169,18 +221,23 @@ type Aggregator struct {
 
 	cpMu sync.Mutex // serialises Checkpoint
 
-	mu    sync.RWMutex
-	hours map[hourKey]*usage
-	// Hours up to closedThrough (when closed) take no more records;
-	// hours up to written (when hasWritten) are in the bucket and the
-	// marker says so.
+	mu sync.RWMutex
+	// hours holds the aggregates of hours up to hoursThrough; minutes
+	// those of the minutes of later hours.
+	hours   map[aggKey]*usage
+	minutes map[aggKey]*usage
+	// Minutes up to closedMinute (when closed) take no more records;
+	// minutes up to writtenMinute and hours up to hoursThrough (when
+	// hasWritten) are in the bucket and the markers say so.
 	closed        bool
-	closedThrough int64
+	closedMinute  int64
 	hasWritten    bool
-	written       int64
-	// persisted holds closed hours after written that are in the bucket
-	// already, so that a checkpoint cut short does not write them again.
-	persisted map[hourKey]bool
+	writtenMinute int64
+	hoursThrough  int64
+	// persisted holds aggregates past the markers that are in the bucket
+	// already, with the value stored, so that a checkpoint cut short does
+	// not write them again.
+	persisted map[aggKey]*usage
 	seq       uint64        // last stream sequence applied
 	progress  chan struct{} // closed and replaced when seq advances
 	stats     AggStats
@@ -192,6 +249,7 @@ type Aggregator struct {
 	cpDone    chan struct{} // the checkpoint loop ended
 	closeOnce sync.Once
 	lateSeen  uint64 // owned by the checkpoint loop
+	missSeen  uint64 // owned by the checkpoint loop
 }
 
 const (
@@ -201,16 +259,17 @@ const (
 )
 
 // NewAggregator returns an Aggregator reading the usage stream through js
-// and keeping closed hours in kv (store.Store's Usage bucket). Call Start,
-// then Close.
+// and keeping closed minutes and hours in kv (store.Store's Usage bucket,
+// which allows per-key TTLs). Call Start, then Close.
 func NewAggregator(js jetstream.JetStream, kv jetstream.KeyValue, cfg AggConfig, log *slog.Logger) *Aggregator {
 	return &Aggregator{
 		js:        js,
 		kv:        kv,
 		cfg:       cfg.withDefaults(),
 		log:       log,
-		hours:     make(map[hourKey]*usage),
-		persisted: make(map[hourKey]bool),
+		hours:     make(map[aggKey]*usage),
+		minutes:   make(map[aggKey]*usage),
+		persisted: make(map[aggKey]*usage),
 		progress:  make(chan struct{}),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -218,10 +277,10 @@ func NewAggregator(js jetstream.JetStream, kv jetstream.KeyValue, cfg AggConfig,
 	}
 }
 
-// Start loads the closed hours from the bucket, then reads the usage
-// stream from the first hour not closed on, and goes on following it in a
-// goroutine until Close. It returns before the replay is done: call Sync
-// to wait for it.
+// Start loads the closed hours and minutes from the bucket, then reads the
+// usage stream from the first minute not closed on, and goes on following
+// it in a goroutine until Close. It returns before the replay is done:
+// call Sync to wait for it.
 func (a *Aggregator) Start(ctx context.Context) error {
 	a.mu.Lock()
 	if a.state != notStarted {
@@ -242,21 +301,35 @@ func (a *Aggregator) Start(ctx context.Context) error {
 }
 
 func (a *Aggregator) start(ctx context.Context) error {
-	marker, ok, err := a.readMarker(ctx)
+	hourMarker, hasHour, err := a.readMarker(ctx, MarkerKey, 3600)
 	if err != nil {
 		return err
 	}
+	minuteMarker, hasMinute, err := a.readMarker(ctx, MinuteMarkerKey, 60)
+	if err != nil {
+		return err
+	}
+	// Hours up to H are closed with all their minutes: M ≥ H's last
+	// minute. A bucket written before minute aggregates has no M; one
+	// whose hour marker was lost gets the hours that M closed whole.
+	switch {
+	case hasHour && (!hasMinute || minuteMarker < hourMarker+3600-60):
+		minuteMarker, hasMinute = hourMarker+3600-60, true
+	case hasMinute && !hasHour:
+		hourMarker, hasHour = (minuteMarker+60)-(minuteMarker+60)%3600-3600, true
+		a.log.Warn("metering: usage bucket without its hour marker; taking the hours the minute marker closed", "hours_through", time.Unix(hourMarker, 0).UTC())
+	}
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	loaded := 0
-	if ok {
-		if loaded, err = a.load(ctx, marker); err != nil {
+	loadedH, loadedM := 0, 0
+	if hasMinute {
+		if loadedH, loadedM, err = a.load(ctx, hourMarker, minuteMarker); err != nil {
 			return err
 		}
 		a.mu.Lock()
-		a.closed, a.closedThrough = true, marker
-		a.hasWritten, a.written = true, marker
+		a.closed, a.closedMinute = true, minuteMarker
+		a.hasWritten, a.writtenMinute, a.hoursThrough = true, minuteMarker, hourMarker
 		a.mu.Unlock()
-		from := time.Unix(marker, 0).Add(time.Hour - replaySkew)
+		from := time.Unix(minuteMarker, 0).Add(time.Minute - replaySkew)
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &from
 	}
@@ -284,96 +357,128 @@ func (a *Aggregator) start(ctx context.Context) error {
 	a.mu.Unlock()
 	go a.follow(it)
 	go a.checkpointLoop()
-	attrs := []any{"closed_hours_loaded", loaded, "replay_from_seq", floor + 1}
-	if ok {
-		attrs = append(attrs, "closed_through", time.Unix(marker, 0).UTC().Add(time.Hour))
+	attrs := []any{"closed_hours_loaded", loadedH, "closed_minutes_loaded", loadedM, "replay_from_seq", floor + 1}
+	if hasMinute {
+		attrs = append(attrs, "closed_through", time.Unix(minuteMarker, 0).UTC().Add(time.Minute))
 	}
 	a.log.Info("metering: aggregator started", attrs...)
 	return nil
 }
 
-// readMarker returns the marker, and whether there is one.
-func (a *Aggregator) readMarker(ctx context.Context) (int64, bool, error) {
-	e, err := a.kv.Get(ctx, MarkerKey)
+// readMarker returns a marker (a multiple of unit), and whether there is
+// one.
+func (a *Aggregator) readMarker(ctx context.Context, key string, unit int64) (int64, bool, error) {
+	e, err := a.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("metering: read %s: %w", MarkerKey, err)
+		return 0, false, fmt.Errorf("metering: read %s: %w", key, err)
 	}
 	m, err := strconv.ParseInt(string(e.Value()), 10, 64)
-	if err != nil || m%3600 != 0 {
-		a.log.Warn("metering: unreadable marker in the usage bucket, rebuilding from the stream", "value", string(e.Value()))
+	if err != nil || m%unit != 0 {
+		a.log.Warn("metering: unreadable marker in the usage bucket, ignored", "key", key, "value", string(e.Value()))
 		return 0, false, nil
 	}
 	return m, true, nil
 }
 
-// load reads every aggregate of an hour up to through from the bucket.
-func (a *Aggregator) load(ctx context.Context, through int64) (int, error) {
-	w, err := a.kv.Watch(ctx, hourKeyPrefix+">", jetstream.IgnoreDeletes())
+// load reads from the bucket every hour aggregate up to hoursThrough and
+// every minute aggregate of a later hour up to minutesThrough.
+func (a *Aggregator) load(ctx context.Context, hoursThrough, minutesThrough int64) (hours, minutes int, err error) {
+	w, err := a.kv.Watch(ctx, ">", jetstream.IgnoreDeletes())
 	if err != nil {
-		return 0, fmt.Errorf("metering: read usage bucket: %w", err)
+		return 0, 0, fmt.Errorf("metering: read usage bucket: %w", err)
 	}
 	defer w.Stop()
-	n := 0
 	for {
 		var e jetstream.KeyValueEntry
 		select {
 		case e = <-w.Updates():
 		case <-ctx.Done():
-			return n, fmt.Errorf("metering: read usage bucket: %w", ctx.Err())
+			return hours, minutes, fmt.Errorf("metering: read usage bucket: %w", ctx.Err())
 		}
 		if e == nil { // all current values were delivered
-			return n, nil
+			return hours, minutes, nil
 		}
-		k, ok := parseHourKey(e.Key())
-		if !ok || k.hour > through {
+		k, ok := parseKey(e.Key())
+		if !ok {
 			continue
 		}
-		u, err := decodeHour(e.Value(), k)
+		if k.minute && (k.hour() <= hoursThrough || k.start > minutesThrough) || !k.minute && k.start > hoursThrough {
+			continue
+		}
+		u, err := decodeAgg(e.Value(), k)
 		if err != nil {
-			// Its hour is lost for this function; say so loudly.
+			// Its numbers are lost for this function; say so loudly.
 			a.log.Error("metering: unreadable aggregate in the usage bucket, skipped", "key", e.Key(), "err", err)
 			continue
 		}
 		a.mu.Lock()
-		a.hours[k] = u
+		if k.minute {
+			a.minutes[k] = u
+			minutes++
+		} else {
+			a.hours[k] = u
+			hours++
+		}
 		a.mu.Unlock()
-		n++
 	}
 }
 
-func parseHourKey(key string) (hourKey, bool) {
+// parseHourKey parses an hour aggregate's key.
+func parseHourKey(key string) (aggKey, bool) {
+	k, ok := parseKey(key)
+	return k, ok && !k.minute
+}
+
+// parseKey parses an hour or minute aggregate's key.
+func parseKey(key string) (aggKey, bool) {
+	var k aggKey
 	rest, ok := strings.CutPrefix(key, hourKeyPrefix)
+	unit := int64(3600)
 	if !ok {
-		return hourKey{}, false
+		if rest, ok = strings.CutPrefix(key, minuteKeyPrefix); !ok {
+			return aggKey{}, false
+		}
+		k.minute, unit = true, 60
 	}
-	hs, fn, ok := strings.Cut(rest, ".")
+	ts, fn, ok := strings.Cut(rest, ".")
 	if !ok || !validFunction(fn) {
-		return hourKey{}, false
+		return aggKey{}, false
 	}
-	h, err := strconv.ParseInt(hs, 10, 64)
-	if err != nil || h%3600 != 0 {
-		return hourKey{}, false
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || t%unit != 0 {
+		return aggKey{}, false
 	}
-	return hourKey{fn, h}, true
+	k.function, k.start = fn, t
+	return k, true
 }
 
-func encodeHour(k hourKey, u *usage) ([]byte, error) {
-	return json.Marshal(hourValue{V: valueVersion, Function: k.function, Hour: time.Unix(k.hour, 0).UTC(), usage: *u})
+func encodeAgg(k aggKey, u *usage) ([]byte, error) {
+	v := aggValue{V: valueVersion, Function: k.function, usage: *u}
+	if k.minute {
+		v.Minute = time.Unix(k.start, 0).UTC()
+	} else {
+		v.Hour = time.Unix(k.start, 0).UTC()
+	}
+	return json.Marshal(v)
 }
 
-func decodeHour(data []byte, k hourKey) (*usage, error) {
-	var v hourValue
+func decodeAgg(data []byte, k aggKey) (*usage, error) {
+	var v aggValue
 	if err := json.Unmarshal(data, &v); err != nil {
 		return nil, err
 	}
 	if v.V != valueVersion {
 		return nil, fmt.Errorf("version %d, want %d", v.V, valueVersion)
 	}
-	if v.Function != k.function || v.Hour.Unix() != k.hour {
-		return nil, fmt.Errorf("holds %s at %s", v.Function, v.Hour)
+	at := v.Hour
+	if k.minute {
+		at = v.Minute
+	}
+	if v.Function != k.function || at.Unix() != k.start {
+		return nil, fmt.Errorf("holds %s at %s", v.Function, at)
 	}
 	return &v.usage, nil
 }
@@ -382,6 +487,7 @@ func decodeHour(data []byte, k hourKey) (*usage, error) {
 func (a *Aggregator) follow(it jetstream.MessagesContext) {
 	defer close(a.done)
 	var recs []Record
+	var last uint64
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -401,39 +507,25 @@ func (a *Aggregator) follow(it jetstream.MessagesContext) {
 			a.log.Warn("metering: usage message without metadata", "err", err)
 			continue
 		}
+		if last > 0 && md.Sequence.Stream > last+1 {
+			// Messages between were removed before this reader got
+			// there: the raw records' limits are too tight.
+			a.mu.Lock()
+			a.stats.Missed += md.Sequence.Stream - last - 1
+			a.mu.Unlock()
+		}
+		last = md.Sequence.Stream
+		fn := strings.TrimPrefix(msg.Subject(), store.UsageSubjectPrefix)
 		invalid := 0
-		recs, invalid = decodeLines(msg.Data(), recs[:0])
-		a.apply(strings.TrimPrefix(msg.Subject(), store.UsageSubjectPrefix), recs, invalid, md.Sequence.Stream, md.Timestamp)
+		recs, invalid = ParseMessage(msg.Data(), fn, recs[:0])
+		a.apply(fn, recs, invalid, md.Sequence.Stream, md.Timestamp)
 	}
-}
-
-// decodeLines appends the records of a message (JSON lines) to recs, and
-// counts lines it could not read.
-func decodeLines(data []byte, recs []Record) ([]Record, int) {
-	invalid := 0
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		recs = append(recs, Record{})
-		if err := json.Unmarshal(line, &recs[len(recs)-1]); err != nil {
-			recs = recs[:len(recs)-1]
-			invalid++
-		}
-	}
-	return recs, invalid
 }
 
 // apply adds the records of the message with stream sequence seq, stored
 // at ts.
 func (a *Aggregator) apply(subjectFunction string, recs []Record, invalid int, seq uint64, ts time.Time) {
-	lateAfter := ts.Add(-time.Hour - a.cfg.CloseAfter).Unix() // hours before this are late at ts
+	lateAfter := ts.Add(-time.Minute - a.cfg.CloseAfter).Unix() // minutes before this are late at ts
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.stats.Invalid += uint64(invalid)
@@ -444,18 +536,18 @@ func (a *Aggregator) apply(subjectFunction string, recs []Record, invalid int, s
 			a.stats.Invalid++
 			continue
 		}
-		k := hourKey{fn, hourOf(r.Start)}
-		if a.closed && k.hour <= a.closedThrough {
+		k := aggKey{function: fn, start: minuteOf(r.Start), minute: true}
+		if a.closed && k.start <= a.closedMinute {
 			a.stats.Skipped++
-			if k.hour < lateAfter {
+			if k.start < lateAfter {
 				a.stats.Late++
 			}
 			continue
 		}
-		u := a.hours[k]
+		u := a.minutes[k]
 		if u == nil {
 			u = new(usage)
-			a.hours[k] = u
+			a.minutes[k] = u
 		}
 		u.add(r)
 		a.stats.Records++
@@ -505,133 +597,193 @@ func (a *Aggregator) Sync(ctx context.Context) error {
 	}
 }
 
-// Checkpoint closes every hour that is due (Now ≥ its end + CloseAfter),
-// once the Aggregator has applied everything published before, and writes
-// the closed hours and then the marker to the bucket. The Aggregator calls
-// it every CheckpointEvery; callers may call it too (tests, shutdown).
+// Checkpoint closes every minute that is due (Now ≥ its end +
+// CloseAfter), once the Aggregator has applied everything published
+// before, and rolls it up: the minutes of an hour that closed whole go to
+// the bucket as one hour aggregate, those of other hours as minute
+// aggregates; then the markers move. The Aggregator calls it every
+// CheckpointEvery; callers may call it too (tests, shutdown).
 func (a *Aggregator) Checkpoint(ctx context.Context) error {
 	a.cpMu.Lock()
 	defer a.cpMu.Unlock()
 	now := a.cfg.Now()
 	// Everything published before now is applied after this: all records
-	// of the hours closed below, which ended at least CloseAfter ago.
+	// of the minutes closed below, which ended at least CloseAfter ago.
 	if err := a.Sync(ctx); err != nil {
 		return err
 	}
-	through := now.UTC().Add(-a.cfg.CloseAfter).Truncate(time.Hour).Add(-time.Hour).Unix()
+	through := now.UTC().Add(-a.cfg.CloseAfter).Truncate(time.Minute).Add(-time.Minute).Unix()
 
 	type todo struct {
-		k hourKey
+		k aggKey
 		u *usage
 	}
-	var work []todo
+	var hourWork, minuteWork []todo
 	a.mu.Lock()
-	if !a.closed || through > a.closedThrough {
-		a.closed, a.closedThrough = true, through
+	if !a.closed || through > a.closedMinute {
+		a.closed, a.closedMinute = true, through
 	}
-	through = a.closedThrough
-	if a.hasWritten && a.written >= through {
+	through = a.closedMinute
+	hoursThrough := (through + 60) - (through+60)%3600 - 3600 // the newest hour whose minutes are all closed
+	if a.hasWritten && a.writtenMinute >= through {
 		a.mu.Unlock()
 		return nil
 	}
-	for k, u := range a.hours {
-		if k.hour <= through && (!a.hasWritten || k.hour > a.written) && !a.persisted[k] {
-			work = append(work, todo{k, u})
+	merged := make(map[aggKey]*usage)
+	for k, u := range a.minutes {
+		if k.start > through {
+			continue
+		}
+		if h := k.hour(); h <= hoursThrough {
+			if a.hasWritten && h <= a.hoursThrough {
+				continue // cannot happen: such minutes were dropped
+			}
+			hk := aggKey{function: k.function, start: h}
+			m := merged[hk]
+			if m == nil {
+				m = new(usage)
+				merged[hk] = m
+			}
+			m.merge(u)
+			continue
+		}
+		if (!a.hasWritten || k.start > a.writtenMinute) && a.persisted[k] == nil {
+			minuteWork = append(minuteWork, todo{k, u})
+		}
+	}
+	for k, u := range merged {
+		if p := a.persisted[k]; p != nil {
+			merged[k] = p
+		} else {
+			hourWork = append(hourWork, todo{k, u})
 		}
 	}
 	a.mu.Unlock()
-	slices.SortFunc(work, func(x, y todo) int {
-		return cmp.Or(cmp.Compare(x.k.hour, y.k.hour), strings.Compare(x.k.function, y.k.function))
-	})
-	// Closed hours take no more records, so u is read without the lock.
-	for _, w := range work {
-		if err := a.writeHour(ctx, w.k, w.u); err != nil {
+	order := func(x, y todo) int {
+		return cmp.Or(cmp.Compare(x.k.start, y.k.start), strings.Compare(x.k.function, y.k.function))
+	}
+	slices.SortFunc(hourWork, order)
+	slices.SortFunc(minuteWork, order)
+	// Closed minutes take no more records, so u is read without the lock.
+	for _, w := range append(hourWork, minuteWork...) {
+		stored, err := a.write(ctx, w.k, w.u)
+		if err != nil {
 			return err
 		}
 		a.mu.Lock()
-		a.persisted[w.k] = true
+		a.persisted[w.k] = stored
+		if !w.k.minute {
+			merged[w.k] = stored
+		}
 		a.mu.Unlock()
 	}
-	if err := a.advanceMarker(ctx, through); err != nil {
+	if err := a.advanceMarker(ctx, MinuteMarkerKey, through, 60); err != nil {
+		return err
+	}
+	if err := a.advanceMarker(ctx, MarkerKey, hoursThrough, 3600); err != nil {
 		return err
 	}
 	a.mu.Lock()
-	a.hasWritten, a.written = true, through
+	// The hours' aggregates replace their minutes in one step, so a
+	// query never counts both or neither.
+	maps.Copy(a.hours, merged)
+	for k := range a.minutes {
+		if k.hour() <= hoursThrough {
+			delete(a.minutes, k)
+		}
+	}
+	a.hasWritten, a.writtenMinute, a.hoursThrough = true, through, hoursThrough
 	for k := range a.persisted {
-		if k.hour <= through {
+		if k.start <= through {
 			delete(a.persisted, k)
 		}
 	}
+	// Hours the bucket no longer keeps are forgotten here too.
+	expired := now.Add(-a.cfg.HourTTL).Unix()
+	for k := range a.hours {
+		if k.start+3600 <= expired {
+			delete(a.hours, k)
+		}
+	}
 	a.mu.Unlock()
-	if len(work) > 0 {
-		a.log.Debug("metering: hours closed", "closed_through", time.Unix(through, 0).UTC().Add(time.Hour), "aggregates_written", len(work))
+	if len(hourWork)+len(minuteWork) > 0 {
+		a.log.Debug("metering: usage rolled up", "minutes_closed_through", time.Unix(through, 0).UTC().Add(time.Minute),
+			"hour_aggregates", len(hourWork), "minute_aggregates", len(minuteWork))
 	}
 	return nil
 }
 
-// writeHour creates k's aggregate in the bucket. If it is there already
-// (another server, or this one before a restart, closed the hour), the
-// stored one wins: this Aggregator adopts it, so that all agree.
-func (a *Aggregator) writeHour(ctx context.Context, k hourKey, u *usage) error {
-	key := HourKey(time.Unix(k.hour, 0), k.function)
-	val, err := encodeHour(k, u)
+// write creates k's aggregate in the bucket, with its TTL, and returns
+// the value stored. If it is there already (another server, or this one
+// before a restart, closed it), the stored one wins: this Aggregator
+// adopts it (a minute's at once, an hour's through what write returns),
+// so that all agree.
+func (a *Aggregator) write(ctx context.Context, k aggKey, u *usage) (*usage, error) {
+	key := k.String()
+	val, err := encodeAgg(k, u)
 	if err != nil {
-		return fmt.Errorf("metering: encode %s: %w", key, err)
+		return nil, fmt.Errorf("metering: encode %s: %w", key, err)
 	}
-	_, err = a.kv.Create(ctx, key, val)
+	ttl := a.cfg.HourTTL
+	if k.minute {
+		ttl = a.cfg.MinuteTTL
+	}
+	_, err = a.kv.Create(ctx, key, val, jetstream.KeyTTL(ttl))
 	if err == nil {
-		return nil
+		return u, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("metering: write %s: %w", key, err)
+		return nil, fmt.Errorf("metering: write %s: %w", key, err)
 	}
 	e, err := a.kv.Get(ctx, key)
 	if err != nil {
-		return fmt.Errorf("metering: read %s: %w", key, err)
+		return nil, fmt.Errorf("metering: read %s: %w", key, err)
 	}
 	if bytes.Equal(e.Value(), val) {
-		return nil
+		return u, nil
 	}
-	stored, err := decodeHour(e.Value(), k)
+	stored, err := decodeAgg(e.Value(), k)
 	if err != nil {
 		a.log.Warn("metering: unreadable aggregate in the usage bucket, replaced", "key", key, "err", err)
-		if _, err := a.kv.Put(ctx, key, val); err != nil {
-			return fmt.Errorf("metering: write %s: %w", key, err)
+		if _, err := a.kv.Update(ctx, key, val, e.Revision()); err != nil {
+			return nil, fmt.Errorf("metering: write %s: %w", key, err)
 		}
-		return nil
+		return u, nil
 	}
-	a.log.Info("metering: another server closed this hour with other numbers; taking the stored ones", "key", key,
+	a.log.Info("metering: another server closed this aggregate with other numbers; taking the stored ones", "key", key,
 		"requests_here", u.Requests, "requests_stored", stored.Requests)
-	a.mu.Lock()
-	a.hours[k] = stored
-	a.mu.Unlock()
-	return nil
+	if k.minute {
+		a.mu.Lock()
+		a.minutes[k] = stored
+		a.mu.Unlock()
+	}
+	return stored, nil
 }
 
-// advanceMarker moves the marker forward to through (never back).
-func (a *Aggregator) advanceMarker(ctx context.Context, through int64) error {
+// advanceMarker moves the marker key forward to through (never back).
+func (a *Aggregator) advanceMarker(ctx context.Context, key string, through, unit int64) error {
 	val := []byte(strconv.FormatInt(through, 10))
 	var err error
 	for range 5 {
 		var e jetstream.KeyValueEntry
-		e, err = a.kv.Get(ctx, MarkerKey)
+		e, err = a.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-			_, err = a.kv.Create(ctx, MarkerKey, val)
+			_, err = a.kv.Create(ctx, key, val)
 		case err != nil:
-			return fmt.Errorf("metering: read %s: %w", MarkerKey, err)
+			return fmt.Errorf("metering: read %s: %w", key, err)
 		default:
-			if cur, perr := strconv.ParseInt(string(e.Value()), 10, 64); perr == nil && cur >= through && cur%3600 == 0 {
+			if cur, perr := strconv.ParseInt(string(e.Value()), 10, 64); perr == nil && cur >= through && cur%unit == 0 {
 				return nil
 			}
-			_, err = a.kv.Update(ctx, MarkerKey, val, e.Revision())
+			_, err = a.kv.Update(ctx, key, val, e.Revision())
 		}
 		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			break
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("metering: write %s: %w", MarkerKey, err)
+		return fmt.Errorf("metering: write %s: %w", key, err)
 	}
 	return nil
 }
@@ -659,10 +811,16 @@ func (a *Aggregator) checkpointLoop() {
 		if err != nil && !errors.Is(err, ErrClosed) {
 			a.log.Warn("metering: checkpoint", "err", err)
 		}
-		if st := a.Stats(); st.Late != a.lateSeen {
-			a.log.Warn("metering: usage records arrived after their hour was closed and were not counted",
+		st := a.Stats()
+		if st.Late != a.lateSeen {
+			a.log.Warn("metering: usage records arrived after their minute was closed and were not counted",
 				"late_total", st.Late, "since_last_report", st.Late-a.lateSeen)
 			a.lateSeen = st.Late
+		}
+		if st.Missed != a.missSeen {
+			a.log.Warn("metering: usage messages were discarded by the raw records' limits before they were rolled up; raise --usage-raw-max-bytes or --usage-raw-max-age",
+				"missed_total", st.Missed, "since_last_report", st.Missed-a.missSeen)
+			a.missSeen = st.Missed
 		}
 	}
 }
@@ -674,14 +832,19 @@ func (a *Aggregator) Stats() AggStats {
 	st := a.stats
 	st.Seq = a.seq
 	if a.closed {
-		st.ClosedThrough = time.Unix(a.closedThrough, 0).UTC().Add(time.Hour)
+		st.MinutesClosedThrough = time.Unix(a.closedMinute, 0).UTC().Add(time.Minute)
 	}
+	if a.hasWritten {
+		st.ClosedThrough = time.Unix(a.hoursThrough, 0).UTC().Add(time.Hour)
+	}
+	st.Minutes, st.Hours = len(a.minutes), len(a.hours)
 	return st
 }
 
 // Close stops following the stream and waits for the Aggregator's
-// goroutines, at most until ctx ends. Hours not yet closed are not written:
-// the next Start reads them from the stream again. Close is idempotent.
+// goroutines, at most until ctx ends. Minutes not yet closed are not
+// written: the next Start reads them from the stream again. Close is
+// idempotent.
 func (a *Aggregator) Close(ctx context.Context) error {
 	a.closeOnce.Do(func() {
 		a.mu.Lock()

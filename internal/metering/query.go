@@ -130,8 +130,8 @@ type Report struct {
 	Until    time.Time `json:"until,omitzero"`
 	Currency string    `json:"currency"`
 	Prices   Prices    `json:"prices"`
-	// ClosedThrough is the end of the newest closed hour: the numbers of
-	// hours before it are final.
+	// ClosedThrough is the end of the newest closed minute: the numbers
+	// of minutes before it are final.
 	ClosedThrough time.Time `json:"closedThrough,omitzero"`
 	Rows          []Row     `json:"rows"`
 	Totals        Totals    `json:"totals"`
@@ -141,14 +141,14 @@ type Report struct {
 // first for everything published up to now).
 func (a *Aggregator) Query(q Query) (*Report, error) {
 	by := cmp.Or(q.By, ByFunction)
-	var keyOf func(hourKey) string
+	var keyOf func(fn string, hour int64) string
 	switch by {
 	case ByFunction:
-		keyOf = func(k hourKey) string { return k.function }
+		keyOf = func(fn string, _ int64) string { return fn }
 	case ByDay:
-		keyOf = func(k hourKey) string { return time.Unix(k.hour, 0).UTC().Format(DayLayout) }
+		keyOf = func(_ string, hour int64) string { return time.Unix(hour, 0).UTC().Format(DayLayout) }
 	case ByHour:
-		keyOf = func(k hourKey) string { return time.Unix(k.hour, 0).UTC().Format(HourLayout) }
+		keyOf = func(_ string, hour int64) string { return time.Unix(hour, 0).UTC().Format(HourLayout) }
 	default:
 		return nil, fmt.Errorf("%w: by %q: want %s, %s or %s", ErrBadQuery, q.By, ByFunction, ByDay, ByHour)
 	}
@@ -188,32 +188,32 @@ func (a *Aggregator) Query(q Query) (*Report, error) {
 		t := time.Unix(hour, 0).UTC()
 		return int64(t.Year())*12 + int64(t.Month()), time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC).Unix()
 	}
-	a.mu.RLock()
-	for k, u := range a.hours {
-		mk, monthStart := monthOf(k.hour)
+	add := func(k aggKey, u *usage) {
+		hour := k.hour()
+		mk, monthStart := monthOf(hour)
 		m := months[mk]
 		if m == nil {
 			m = new(month)
 			months[mk] = m
 		}
 		switch {
-		case k.hour >= until:
-			continue
-		case k.hour < since:
-			if k.hour >= monthStart {
+		case hour >= until:
+			return
+		case hour < since:
+			if hour >= monthStart {
 				m.before.requests += u.Requests
 				m.before.mbms += u.MBms
 			}
-			continue
+			return
 		}
 		m.inRange.requests += u.Requests
 		m.inRange.mbms += u.MBms
 		if q.Function != "" && k.function != q.Function {
-			continue
+			return
 		}
 		m.selected.requests += u.Requests
 		m.selected.mbms += u.MBms
-		key := keyOf(k)
+		key := keyOf(k.function, hour)
 		g := groups[key]
 		if g == nil {
 			g = new(usage)
@@ -221,8 +221,17 @@ func (a *Aggregator) Query(q Query) (*Report, error) {
 		}
 		g.merge(u)
 	}
+	// Closed hours are in hours; the minutes of every later hour (closed
+	// or not) in minutes: each record is in exactly one of them.
+	a.mu.RLock()
+	for k, u := range a.hours {
+		add(k, u)
+	}
+	for k, u := range a.minutes {
+		add(k, u)
+	}
 	if a.closed {
-		rep.ClosedThrough = time.Unix(a.closedThrough, 0).UTC().Add(time.Hour)
+		rep.ClosedThrough = time.Unix(a.closedMinute, 0).UTC().Add(time.Minute)
 	}
 	a.mu.RUnlock()
 

@@ -239,37 +239,50 @@ total,2,1,1,1,4,512,0.0005,0.002,2,0.999,2.975,2.975,0.000502,0.000501
 	}
 }
 
-func TestHourKeys(t *testing.T) {
+func TestAggregateKeys(t *testing.T) {
 	h := time.Date(2025, 3, 1, 7, 0, 0, 0, time.UTC)
 	key := HourKey(h, "my-fn_2")
 	if key != "h.1740812400.my-fn_2" {
 		t.Fatalf("HourKey = %q", key)
 	}
-	k, ok := parseHourKey(key)
-	if !ok || k.function != "my-fn_2" || k.hour != h.Unix() {
-		t.Fatalf("parseHourKey(%q) = %+v, %v", key, k, ok)
+	k, ok := parseKey(key)
+	if !ok || k.function != "my-fn_2" || k.start != h.Unix() || k.minute {
+		t.Fatalf("parseKey(%q) = %+v, %v", key, k, ok)
 	}
-	for _, bad := range []string{"closed-through", "h.1740812401.fn", "h.x.fn", "h.1740812400.", "h.1740812400.a.b"} {
-		if _, ok := parseHourKey(bad); ok {
-			t.Errorf("parseHourKey(%q) accepted", bad)
+	m := h.Add(59 * time.Minute)
+	key = MinuteKey(m, "fn")
+	if key != "m.1740815940.fn" {
+		t.Fatalf("MinuteKey = %q", key)
+	}
+	if k, ok := parseKey(key); !ok || k != (aggKey{"fn", m.Unix(), true}) || k.hour() != h.Unix() || k.String() != key {
+		t.Fatalf("parseKey(%q) = %+v, %v", key, k, ok)
+	}
+	for _, bad := range []string{"closed-through", "minutes-closed-through", "h.1740812401.fn", "h.1740812460.fn", "m.1740812401.fn",
+		"h.x.fn", "h.1740812400.", "h.1740812400.a.b", "m.1740812400.a.b"} {
+		if _, ok := parseKey(bad); ok {
+			t.Errorf("parseKey(%q) accepted", bad)
 		}
 	}
 	// An aggregate survives the bucket unchanged.
-	a := testAggregator([]Record{{Function: "fn", Start: h, DurationUS: 12345, BilledMS: 13, MemoryMB: 256, CPUUS: 9, Cold: true, Outcome: OutcomeCrash}})
-	hk := hourKey{"fn", h.Unix()}
-	val, err := encodeHour(hk, a.hours[hk])
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := decodeHour(val, hk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, _ := encodeHour(hk, u)
-	if string(again) != string(val) {
-		t.Fatalf("round trip changed the aggregate:\n%s\n%s", val, again)
-	}
-	if _, err := decodeHour(val, hourKey{"other", h.Unix()}); err == nil {
-		t.Fatalf("aggregate accepted under another function's key")
+	a := testAggregator([]Record{{Function: "fn", Start: m.Add(30 * time.Second), DurationUS: 12345, BilledMS: 13, MemoryMB: 256, CPUUS: 9, Cold: true, Outcome: OutcomeCrash}})
+	for _, k := range []aggKey{{"fn", m.Unix(), true}, {"fn", h.Unix(), false}} {
+		val, err := encodeAgg(k, a.minutes[aggKey{"fn", m.Unix(), true}])
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := decodeAgg(val, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, _ := encodeAgg(k, u)
+		if string(again) != string(val) {
+			t.Fatalf("round trip changed the aggregate:\n%s\n%s", val, again)
+		}
+		if _, err := decodeAgg(val, aggKey{"other", k.start, k.minute}); err == nil {
+			t.Fatalf("aggregate accepted under another function's key")
+		}
+		if _, err := decodeAgg(val, aggKey{"fn", k.start, !k.minute}); err == nil {
+			t.Fatalf("aggregate accepted under a key of the other kind")
+		}
 	}
 }

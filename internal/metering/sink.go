@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,8 +87,8 @@ type SinkStats struct {
 
 // Sink publishes usage records to the usage stream off the invocation path.
 // Record appends to a bounded buffer and wakes the Sink's goroutine, which
-// batches what arrived, sends one message per function per batch (JSON
-// lines, one record a line, on store.UsageSubjectPrefix+function) and
+// batches what arrived, sends one message per function per batch (one
+// record a line, see AppendLine, on store.UsageSubjectPrefix+function) and
 // checks every acknowledgement. What the store does not acknowledge is kept
 // and sent again with back-off; a record is only lost when the buffer is
 // full, and then it is counted.
@@ -118,6 +117,7 @@ type Sink struct {
 	// Owned by the run goroutine.
 	retry          []*message
 	spare          []*Record
+	line           []byte // scratch for one encoded record
 	seq            uint64
 	reportedLost   uint64
 	reportedAt     time.Time
@@ -387,12 +387,8 @@ func (s *Sink) build(msgs []*message, batch []*Record) []*message {
 			s.log.Error("metering: usage record with an invalid function name", "function", r.Function, "request_id", r.RequestID)
 			continue
 		}
-		line, err := json.Marshal(r)
-		if err != nil {
-			invalid++
-			s.log.Error("metering: encode usage record", "err", err, "function", r.Function)
-			continue
-		}
+		line := AppendLine(s.line[:0], r)
+		s.line = line
 		m := open[r.Function]
 		if m == nil || (m.n > 0 && len(m.data)+len(line) > maxMessage) {
 			s.seq++

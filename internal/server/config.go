@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/ternhq/tern/internal/events"
 	"github.com/ternhq/tern/internal/metering"
 	"github.com/ternhq/tern/internal/sandbox"
+	"github.com/ternhq/tern/internal/store"
 )
 
 // Config is everything `tern serve` can be told.
@@ -68,9 +70,24 @@ type Config struct {
 	Metering bool
 	// Prices turn usage into cost (defaults: Lambda's x86 list price).
 	Prices metering.Prices
-	// UsageMaxAge bounds how long usage records are kept; aggregates of
-	// closed hours stay.
+	// UsageMaxAge is how long the hourly usage rollups are kept (each
+	// key's TTL in the usage bucket).
 	UsageMaxAge time.Duration
+	// UsageRollupAfter is how long after a minute ends its raw usage
+	// records are rolled up into per-function minute aggregates (records
+	// that arrive later are not counted). It must exceed the longest
+	// function timeout.
+	UsageRollupAfter time.Duration
+	// UsageRawMaxAge and UsageRawMaxBytes bound the raw usage records
+	// (the stream drops the oldest). They must hold more than
+	// UsageRollupAfter's worth of records for a restart to be exact.
+	UsageRawMaxAge   time.Duration
+	UsageRawMaxBytes int64
+	// UsageClock, when set, is the clock that decides which minutes of
+	// usage are rolled up, and UsageCheckpointEvery how often they are
+	// (default 1 min): hooks for tests, no flags.
+	UsageClock           func() time.Time
+	UsageCheckpointEvery time.Duration
 	// OTLPEndpoint, when set, receives every invocation's spans over
 	// OTLP/HTTP ("http://127.0.0.1:4318").
 	OTLPEndpoint string
@@ -106,7 +123,10 @@ func DefaultConfig() Config {
 		DedupeWindow:     time.Hour,
 		Metering:         true,
 		Prices:           metering.Prices{}.WithDefaults(),
-		UsageMaxAge:      90 * 24 * time.Hour,
+		UsageMaxAge:      metering.DefaultHourTTL,
+		UsageRollupAfter: metering.DefaultCloseAfter,
+		UsageRawMaxAge:   store.DefaultUsageRawMaxAge,
+		UsageRawMaxBytes: store.DefaultUsageRawMaxBytes,
 		ReadTimeout:      5 * time.Minute,
 	}
 }
@@ -194,8 +214,19 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("prices: must not be negative"))
 	}
 	if c.UsageMaxAge != 0 && c.UsageMaxAge < 2*time.Hour {
-		// Records must outlive the hour they belong to until it closes.
 		errs = append(errs, errors.New("usage-max-age: must be at least 2h"))
+	}
+	if c.UsageRollupAfter != 0 && c.UsageRollupAfter < 16*time.Minute {
+		// A record is published when its invocation ends: up to the
+		// longest timeout (15 min) after its minute.
+		errs = append(errs, errors.New("usage-rollup-after: must be at least 16m (the longest timeout, 15m, and a minute)"))
+	}
+	if c.UsageRawMaxAge != 0 && c.UsageRawMaxAge < cmp.Or(c.UsageRollupAfter, metering.DefaultCloseAfter)+10*time.Minute {
+		// A restart replays the records of the minutes not rolled up.
+		errs = append(errs, errors.New("usage-raw-max-age: must be at least usage-rollup-after + 10m"))
+	}
+	if c.UsageRawMaxBytes != 0 && c.UsageRawMaxBytes < 1<<20 {
+		errs = append(errs, errors.New("usage-raw-max-bytes: must be at least 1 MiB"))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert, tls-key: give both, or neither"))

@@ -126,15 +126,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		}
 	}
 	s.store, err = store.Open(ctx, store.Config{
-		URL:          cfg.NATSURL,
-		Dir:          filepath.Join(cfg.DataDir, "nats"),
-		ClientListen: cfg.NATSListen,
-		ClientToken:  natsToken,
-		SyncAlways:   cfg.SyncAlways,
-		LogsMaxAge:   cfg.LogsMaxAge,
-		LogsMaxBytes: cfg.LogsMaxBytes,
-		DedupeWindow: cfg.DedupeWindow,
-		UsageMaxAge:  cfg.UsageMaxAge,
+		URL:              cfg.NATSURL,
+		Dir:              filepath.Join(cfg.DataDir, "nats"),
+		ClientListen:     cfg.NATSListen,
+		ClientToken:      natsToken,
+		SyncAlways:       cfg.SyncAlways,
+		LogsMaxAge:       cfg.LogsMaxAge,
+		LogsMaxBytes:     cfg.LogsMaxBytes,
+		DedupeWindow:     cfg.DedupeWindow,
+		UsageRawMaxAge:   cfg.UsageRawMaxAge,
+		UsageRawMaxBytes: cfg.UsageRawMaxBytes,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -161,7 +162,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		s.usage.Start()
 		s.stops = append(s.stops, s.usage.Close)
 		usage = s.usage
-		s.agg = metering.NewAggregator(s.store.JS, s.store.Usage, metering.AggConfig{}, log)
+		s.agg = metering.NewAggregator(s.store.JS, s.store.Usage, metering.AggConfig{
+			CloseAfter:      cfg.UsageRollupAfter,
+			HourTTL:         cfg.UsageMaxAge,
+			CheckpointEvery: cfg.UsageCheckpointEvery,
+			Now:             cfg.UsageClock,
+		}, log)
 		if err := s.agg.Start(ctx); err != nil {
 			return nil, fmt.Errorf("usage aggregates: %w", err)
 		}

@@ -60,7 +60,8 @@ const (
 	// UsageSubjectPrefix+<function> (JSON lines, several per message).
 	UsageStream        = "TERN_USAGE"
 	UsageSubjectPrefix = "tern.usage."
-	// UsageBucket keeps usage aggregates of closed hours.
+	// UsageBucket keeps usage aggregates of closed minutes and hours,
+	// each key with its own TTL.
 	UsageBucket = "tern_usage"
 	// SecretsBucket holds functions' secrets, encrypted (package secrets).
 	SecretsBucket = "tern_secrets"
@@ -102,9 +103,11 @@ type Config struct {
 	DedupeWindow time.Duration
 	// DeadLetterMaxAge bounds how long dead letters are kept.
 	DeadLetterMaxAge time.Duration
-	// UsageMaxAge bounds how long usage records are kept (aggregates of
-	// closed hours are kept apart, without a limit).
-	UsageMaxAge time.Duration
+	// UsageRawMaxAge and UsageRawMaxBytes bound the stream of raw usage
+	// records (defaults 24 h and 1 GiB; the oldest go first). Their
+	// rollups are kept apart, in the usage bucket, each key with its TTL.
+	UsageRawMaxAge   time.Duration
+	UsageRawMaxBytes int64
 	// AuditMaxAge bounds how long audit entries are kept (default 90 days).
 	AuditMaxAge time.Duration
 }
@@ -331,10 +334,19 @@ func (s *Store) setupEvents(ctx context.Context, cfg Config) error {
 	return s.setupUsage(ctx, cfg)
 }
 
-// setupUsage creates the usage stream and the bucket of hourly aggregates.
+// Defaults of Config.UsageRawMaxAge and Config.UsageRawMaxBytes.
+const (
+	DefaultUsageRawMaxAge   = 24 * time.Hour
+	DefaultUsageRawMaxBytes = 1 << 30
+)
+
+// setupUsage creates the usage stream and the bucket of rollups.
 func (s *Store) setupUsage(ctx context.Context, cfg Config) error {
-	if cfg.UsageMaxAge <= 0 {
-		cfg.UsageMaxAge = 90 * 24 * time.Hour
+	if cfg.UsageRawMaxAge <= 0 {
+		cfg.UsageRawMaxAge = DefaultUsageRawMaxAge
+	}
+	if cfg.UsageRawMaxBytes <= 0 {
+		cfg.UsageRawMaxBytes = DefaultUsageRawMaxBytes
 	}
 	_, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        UsageStream,
@@ -343,10 +355,11 @@ func (s *Store) setupUsage(ctx context.Context, cfg Config) error {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
-		MaxAge:      cfg.UsageMaxAge,
+		MaxAge:      cfg.UsageRawMaxAge,
+		MaxBytes:    cfg.UsageRawMaxBytes,
 		// A batch the sink sends again after a lost ack is stored once,
-		// for as long as an hour may stay open.
-		Duplicates: 30 * time.Minute,
+		// for as long as a minute may stay open.
+		Duplicates: min(30*time.Minute, cfg.UsageRawMaxAge),
 		Replicas:   cfg.Replicas,
 	})
 	if err != nil {
@@ -354,10 +367,13 @@ func (s *Store) setupUsage(ctx context.Context, cfg Config) error {
 	}
 	kv, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      UsageBucket,
-		Description: "Tern usage aggregates of closed hours",
+		Description: "Tern usage aggregates of closed minutes and hours",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
+		// Aggregates are written with a TTL each (minutes: days, hours:
+		// --usage-max-age); the marker of an expired one goes after this.
+		LimitMarkerTTL: time.Hour,
 	})
 	if err != nil {
 		return fmt.Errorf("store: bucket %s: %w", UsageBucket, err)
