@@ -270,7 +270,7 @@ func decodeManifest(n *yaml.Node, m *Manifest) []error {
 				"reserved": intField(&m.Scale.Reserved),
 			})...)
 		},
-		"ephemeralStorage": intField(&m.EphemeralStorage),
+		"ephemeralStorage": nonZeroInt(&m.EphemeralStorage, fmt.Sprintf("%d–%d MB; leave it out for the server's default, 512", MinEphemeral, MaxEphemeral)),
 		"errorDetails":     boolField(&m.ErrorDetails),
 		"rateLimit": func(v *yaml.Node, field string) error {
 			if isNull(v) {

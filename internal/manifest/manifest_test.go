@@ -91,6 +91,8 @@ func TestParseRefusesMeaninglessZero(t *testing.T) {
 		{"triggers:\n  - queue: {topic: t, batch: 0}", "triggers[0].queue.batch", "0 is not allowed (1–1000 messages; leave it out for the default 10)"},
 		{"triggers:\n  - queue: {topic: t, maxReceives: 0}", "triggers[0].queue.maxReceives", "0 is not allowed (1–1000 deliveries; leave it out for the default 5)"},
 		{"triggers:\n  - queue: {topic: t, concurrency: 0}", "triggers[0].queue.concurrency", "0 is not allowed (1–1000 batches; leave it out for the default 2)"},
+		{"ephemeralStorage: 0", "ephemeralStorage", "ephemeralStorage: 0 is not allowed (512–10240 MB; leave it out for the server's default, 512)"},
+		{"errorDetails: yes", "errorDetails", "true or false"},
 	} {
 		t.Run(tc.src, func(t *testing.T) {
 			_, err := Parse([]byte(head + tc.src + "\n"))
@@ -128,6 +130,13 @@ func TestValidate(t *testing.T) {
 		{"valid", func(m *Manifest) {}, ""},
 
 		{"name missing", func(m *Manifest) { m.Name = "" }, "name"},
+
+		{"ephemeral storage 512", func(m *Manifest) { m.EphemeralStorage = 512 }, ""},
+		{"ephemeral storage 10240", func(m *Manifest) { m.EphemeralStorage = 10240 }, ""},
+		{"ephemeral storage 511", func(m *Manifest) { m.EphemeralStorage = 511 }, "ephemeralStorage"},
+		{"ephemeral storage 10241", func(m *Manifest) { m.EphemeralStorage = 10241 }, "ephemeralStorage"},
+		{"error details with a key", func(m *Manifest) { m.Auth, m.ErrorDetails = AuthKey, true }, ""},
+		{"error details for public callers", func(m *Manifest) { m.ErrorDetails = true }, "errorDetails"},
 		{"name 64 chars", func(m *Manifest) { m.Name = strings.Repeat("a", 64) }, ""},
 		{"name 65 chars", func(m *Manifest) { m.Name = strings.Repeat("a", 65) }, "name"},
 		{"name digits and symbols", func(m *Manifest) { m.Name = "9fn_a-b" }, ""},
