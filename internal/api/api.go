@@ -110,6 +110,11 @@ func (a *API) Handler() http.Handler {
 		h = a.deps.Access.guard(pattern, h)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if err := h(w, r); err != nil {
+				// A function's failure is in its log, not the server's.
+				if _, _, failed := apierror.Failed(err); failed {
+					apierror.Write(w, err)
+					return
+				}
 				if status, _ := apierror.Classify(err); status >= 500 {
 					a.log.Error("api: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 				}
@@ -311,8 +316,7 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) error {
 		h.Set("X-Tern-Cold-Start", "true")
 	}
 	if fe := out.Result.Error; fe != nil {
-		apierror.WriteFunctionError(w, fe, "Unhandled")
-		return nil
+		return fe
 	}
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

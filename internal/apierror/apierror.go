@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/ternhq/tern/internal/archive"
 	"github.com/ternhq/tern/internal/dispatch"
@@ -32,6 +33,7 @@ const (
 	CodeThrottled        = "throttled"
 	CodeFunctionTimeout  = "function_timeout"
 	CodeFunctionCrashed  = "function_crashed"
+	CodeFunctionError    = "function_error"
 	CodeFunctionDeleted  = "function_deleted"
 	CodeUnavailable      = "unavailable"
 	CodeNoRuntime        = "runtime_unavailable"
@@ -62,9 +64,15 @@ func Classify(err error) (int, string) {
 	var e *Error
 	var fe *manifest.FieldError
 	var tooBig *http.MaxBytesError
+	var failure *runtime.Failure
+	var fnErr *runtime.FunctionError
 	switch {
 	case errors.As(err, &e):
 		return e.Status, e.Code
+	case errors.As(err, &failure):
+		return Classify(failure.Cause)
+	case errors.As(err, &fnErr):
+		return http.StatusBadGateway, CodeFunctionError
 	case errors.Is(err, registry.ErrBadAlias):
 		return http.StatusBadRequest, CodeInvalidAlias
 	case errors.Is(err, registry.ErrNoPrevious):
@@ -102,18 +110,43 @@ func Classify(err error) (int, string) {
 	}
 }
 
-// Write answers err as JSON. A function's init error is answered with the
-// function's own error JSON and 502, as a function URL does.
-func Write(w http.ResponseWriter, err error) {
+// Failed returns the function error of an invocation that failed, in
+// Lambda's shape, and the status it is answered with: the function's own
+// error or init error (502), a timeout (504), a crash or an exceeded
+// memory limit (502). ok is false for every other error (the platform's:
+// not found, throttled, ...).
+func Failed(err error) (fe *runtime.FunctionError, status int, ok bool) {
+	var f *runtime.Failure
 	var ie *runtime.InitError
-	if errors.As(err, &ie) {
-		WriteFunctionError(w, &ie.FunctionError, "Unhandled")
+	switch {
+	case errors.As(err, &f):
+		status, _ = Classify(f.Cause)
+		return &f.FunctionError, status, true
+	case errors.As(err, &ie):
+		return &ie.FunctionError, http.StatusBadGateway, true
+	case errors.As(err, &fe):
+		return fe, http.StatusBadGateway, true
+	}
+	return nil, 0, false
+}
+
+// Write answers err as JSON. An invocation's failure is answered with the
+// function error JSON ({"errorType", "errorMessage"}, see Failed), as a
+// function URL and Lambda's Invoke API do; everything else as
+// {"error", "code"}.
+func Write(w http.ResponseWriter, err error) {
+	if fe, status, ok := Failed(err); ok {
+		WriteFunctionError(w, fe, status)
 		return
 	}
 	status, code := Classify(err)
 	msg := err.Error()
-	if status == http.StatusInternalServerError {
+	var tooBig *http.MaxBytesError
+	switch {
+	case status == http.StatusInternalServerError:
 		msg = "internal error" // details are logged, not shown
+	case errors.As(err, &tooBig):
+		msg = "the request body is over the " + sizeText(tooBig.Limit) + " limit"
 	}
 	WriteJSON(w, status, struct {
 		Error string `json:"error"`
@@ -122,14 +155,32 @@ func Write(w http.ResponseWriter, err error) {
 }
 
 // WriteFunctionError answers a function error with its Lambda error JSON
-// and 502; kind goes into X-Tern-Function-Error ("Unhandled" or "Handled").
-func WriteFunctionError(w http.ResponseWriter, fe *runtime.FunctionError, kind string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Tern-Function-Error", kind)
-	h.Set("X-Tern-Error-Type", fe.Type)
-	w.WriteHeader(http.StatusBadGateway)
+// and status, saying in headers that the function failed
+// (X-Tern-Function-Error: Unhandled, as Lambda's X-Amz-Function-Error)
+// and how (X-Tern-Error-Type).
+func WriteFunctionError(w http.ResponseWriter, fe *runtime.FunctionError, status int) {
+	FunctionErrorHeaders(w, fe)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	_, _ = w.Write(fe.Body)
+}
+
+// FunctionErrorHeaders sets the headers of a failed invocation's answer.
+func FunctionErrorHeaders(w http.ResponseWriter, fe *runtime.FunctionError) {
+	h := w.Header()
+	h.Set("X-Tern-Function-Error", "Unhandled")
+	h.Set("X-Tern-Error-Type", fe.Type)
+}
+
+// sizeText is a byte limit as people write it: "6 MB", "256 KB", "100 bytes".
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 // WriteJSON writes v as JSON with status.

@@ -174,15 +174,50 @@ func TestWriteInitError(t *testing.T) {
 	}
 }
 
-func TestWriteFunctionError(t *testing.T) {
-	rec := httptest.NewRecorder()
-	fe := &runtime.FunctionError{Type: "Error", Body: []byte(`{"errorType":"Error","errorMessage":"boom"}`)}
-	apierror.WriteFunctionError(rec, fe, "Handled")
-	if rec.Code != http.StatusBadGateway || rec.Body.String() != string(fe.Body) {
-		t.Errorf("answer = %d %s", rec.Code, rec.Body.String())
+// Every way an invocation fails is answered in one shape: Lambda's error
+// JSON, X-Tern-Function-Error and X-Tern-Error-Type.
+func TestWriteFailures(t *testing.T) {
+	body := func(typ, msg string) []byte {
+		return []byte(`{"errorType":"` + typ + `","errorMessage":"` + msg + `","stackTrace":[]}`)
 	}
-	if rec.Header().Get("X-Tern-Function-Error") != "Handled" || rec.Header().Get("X-Tern-Error-Type") != "Error" {
-		t.Errorf("headers = %v", rec.Header())
+	failure := func(cause error, typ, msg string) error {
+		return fmt.Errorf("invoke fn:1: %w", &runtime.Failure{Cause: cause, Message: msg,
+			FunctionError: runtime.FunctionError{Type: typ, Body: body(typ, msg)}})
+	}
+	for _, tc := range []struct {
+		name, typ string
+		err       error
+		status    int
+	}{
+		{"thrown", "TypeError", &runtime.FunctionError{Type: "TypeError", Body: body("TypeError", "x is undefined")}, 502},
+		{"init", "Runtime.ImportModuleError", &runtime.InitError{FunctionError: runtime.FunctionError{Type: "Runtime.ImportModuleError", Body: body("Runtime.ImportModuleError", "no module")}}, 502},
+		{"timeout", "Sandbox.Timedout", failure(runtime.ErrTimeout, "Sandbox.Timedout", "Task timed out after 3.00 seconds"), 504},
+		{"exit", "Runtime.ExitError", failure(fmt.Errorf("%w: exit status 3", runtime.ErrCrashed), "Runtime.ExitError", "Runtime exited with error: exit status 3"), 502},
+		{"out of memory", "Runtime.OutOfMemory", failure(runtime.ErrCrashed, "Runtime.OutOfMemory", "function exceeded its memory limit of 128 MB"), 502},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			apierror.Write(rec, tc.err)
+			var got struct{ ErrorType, ErrorMessage string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.ErrorType != tc.typ || got.ErrorMessage == "" {
+				t.Errorf("body %s, want Lambda's error shape with errorType %s", rec.Body.String(), tc.typ)
+			}
+			h := rec.Header()
+			if rec.Code != tc.status || h.Get("X-Tern-Function-Error") != "Unhandled" || h.Get("X-Tern-Error-Type") != tc.typ || h.Get("Content-Type") != "application/json" {
+				t.Errorf("answer %d %v, want %d with the function error headers", rec.Code, h, tc.status)
+			}
+		})
+	}
+}
+
+func TestWriteTooLargeNamesTheLimit(t *testing.T) {
+	for limit, want := range map[int64]string{6 << 20: "6 MB", 256 << 10: "256 KB", 1000: "1000 bytes"} {
+		rec := httptest.NewRecorder()
+		apierror.Write(rec, fmt.Errorf("reading: %w", &http.MaxBytesError{Limit: limit}))
+		b := decode(t, rec)
+		if rec.Code != 413 || b.Error != "the request body is over the "+want+" limit" || b.Code != apierror.CodePayloadTooLarge {
+			t.Errorf("limit %d: %d %+v", limit, rec.Code, b)
+		}
 	}
 }
 

@@ -51,7 +51,7 @@ func (e *env) serveCmd() *cobra.Command {
 	f.StringVar(&cfg.NodePath, "node", "", "node binary for nodejs functions (default: node on PATH)")
 	f.IntVar(&cfg.PoolSize, "pool-size", cfg.PoolSize, "pre-started generic instances per runtime, for fast cold starts (0: off)")
 	f.BoolVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "jail every instance: namespaces, a uid per function, read-only code, seccomp, Landlock (needs root)")
-	f.IntVar(&cfg.TmpMB, "tmp-size", cfg.TmpMB, "size of a jailed instance's /tmp in MB")
+	f.IntVar(&cfg.TmpMB, "tmp-size", cfg.TmpMB, "size in MB of a jailed instance's /tmp (a disk of its own in the data dir) unless its function says ephemeralStorage; pooled instances have this size")
 	f.Int64Var(&cfg.Events.MaxEventBytes, "max-event-size", cfg.Events.MaxEventBytes, "largest async event, queue message or CloudEvent, bytes")
 	f.Int64Var(&cfg.Events.MaxBacklogBytes, "max-async-backlog", cfg.Events.MaxBacklogBytes, "refuse new async events (429) while this many bytes wait")
 	f.DurationVar(&cfg.DedupeWindow, "dedupe-window", cfg.DedupeWindow, "how long idempotency keys, schedule ticks and CloudEvent ids are remembered")

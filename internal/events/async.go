@@ -420,6 +420,7 @@ func (s *Service) invoke(ctx context.Context, v *registry.Version, req *dispatch
 	out, err := s.inv.InvokeRequest(ctx, v, req)
 	res := &attemptResult{out: out, v: v}
 	var ie *runtime.InitError
+	var failure *runtime.Failure
 	switch {
 	case err == nil && out.Result.Error == nil:
 	case err == nil:
@@ -434,6 +435,8 @@ func (s *Service) invoke(ctx context.Context, v *registry.Version, req *dispatch
 	case errors.As(err, &ie):
 		res.errType, res.errBody, res.retryable = ie.Type, ie.Body, true
 		res.errMsg = errorMessage(ie.Body)
+	case errors.As(err, &failure):
+		res.errType, res.errBody, res.errMsg, res.retryable = failure.Type, failure.Body, failure.Message, true
 	case errors.Is(err, runtime.ErrTimeout):
 		res.errType, res.errMsg, res.retryable = "Sandbox.Timedout", err.Error(), true
 	default:

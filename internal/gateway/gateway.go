@@ -157,11 +157,10 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, rid string) err
 	}
 	out, err := g.inv.InvokeRequest(r.Context(), v, &dispatch.Request{RequestID: rid, Payload: payload, TraceID: TraceHeader(r), Trigger: metering.TriggerHTTP})
 	if err != nil {
-		return err
+		return g.failed(w, r, v, err)
 	}
 	if fe := out.Result.Error; fe != nil {
-		apierror.WriteFunctionError(w, fe, "Unhandled")
-		return nil
+		return g.failed(w, r, v, fe)
 	}
 	if err := WriteResult(w, out.Result.Payload); err != nil {
 		if errors.Is(err, ErrInvalidResult) {
@@ -209,7 +208,33 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, v *registry.Vers
 		// The response was under way: all that is left is to cut it.
 		panic(http.ErrAbortHandler)
 	}
-	return err
+	return g.failed(w, r, v, err)
+}
+
+// failed answers an invocation's failure (err, if it is one; other errors
+// are returned for serve to answer). As a function URL does, the caller
+// gets the status and a bare message, not the function's error message
+// and stack trace, which hold its code's paths and secrets it put there:
+// those are in its log, in the API's invoke answer, and here only for a
+// caller with a key to a function that says errorDetails.
+func (g *Gateway) failed(w http.ResponseWriter, r *http.Request, v *registry.Version, err error) error {
+	fe, status, ok := apierror.Failed(err)
+	switch {
+	case !ok:
+		return err
+	case v.Manifest.Auth == manifest.AuthKey && v.Manifest.ErrorDetails:
+		apierror.WriteFunctionError(w, fe, status)
+		return nil
+	}
+	apierror.FunctionErrorHeaders(w, fe)
+	msg := "Internal Server Error"
+	if status == http.StatusGatewayTimeout {
+		msg = "Endpoint request timed out"
+	}
+	apierror.WriteJSON(w, status, struct {
+		Message string `json:"message"`
+	}{msg})
+	return nil
 }
 
 // TraceHeader returns the caller's X-Amzn-Trace-Id when it is in the X-Ray

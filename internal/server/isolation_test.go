@@ -151,7 +151,7 @@ func TestOutOfMemoryIsAFunctionError(t *testing.T) {
 	s.Deploy(fn("other", "index.handler", map[string]string{"index.js": `exports.handler = async () => ({statusCode: 200, body: "ok"});`}))
 
 	start := time.Now()
-	status, h, body := s.Do("GET", "/fn/hog/hog", nil, nil)
+	status, h, body := s.Do("POST", "/v1/functions/hog/invoke", strings.NewReader(`{"rawPath":"/hog"}`), map[string]string{"Authorization": "Bearer " + s.Token()})
 	var e struct{ ErrorType, ErrorMessage string }
 	if status != 502 || json.Unmarshal(body, &e) != nil {
 		t.Fatalf("status %d body %s", status, body)

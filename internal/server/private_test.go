@@ -99,3 +99,38 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("the admin token was limited: %d of 4 ok", ok)
 	}
 }
+
+// TestErrorDetailsOnlyForKeys: an HTTP trigger answers a function error
+// with a bare message and its request id; only a key holder of a
+// function that says errorDetails sees the function's error and stack.
+func TestErrorDetailsOnlyForKeys(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	const throws = `exports.handler = async () => { throw new Error("db password is hunter2"); };`
+	for name, extra := range map[string]string{
+		"open":     "",
+		"keyed":    "auth: key\n",
+		"detailed": "auth: key\nerrorDetails: true\n",
+	} {
+		s.Deploy(map[string]string{"tern.yaml": "name: " + name + "\nruntime: nodejs\nhandler: index.handler\n" + extra, "index.js": throws})
+	}
+	k, err := s.Client.CreateKey(context.Background(), api.KeyRequest{Role: "invoker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		fn     string
+		header map[string]string
+		detail bool
+	}{
+		{"open", nil, false},
+		{"open", map[string]string{"X-Tern-Key": k.Secret}, false},
+		{"keyed", map[string]string{"X-Tern-Key": k.Secret}, false},
+		{"detailed", map[string]string{"X-Tern-Key": k.Secret}, true},
+	} {
+		status, h, body := s.Do("GET", "/fn/"+tc.fn, nil, tc.header)
+		shown := strings.Contains(string(body), "hunter2") && strings.Contains(string(body), "index.js:")
+		if status != 502 || shown != tc.detail || h.Get("X-Tern-Request-Id") == "" || h.Get("X-Tern-Error-Type") != "Error" {
+			t.Errorf("%s with %v: %d %v %s (want details: %v)", tc.fn, tc.header, status, h, body, tc.detail)
+		}
+	}
+}

@@ -81,7 +81,7 @@ func TestProvidedAWSLambdaGo(t *testing.T) {
 		got.Function != "goecho" || !got.HasDeadline || !strings.HasPrefix(got.Trace, "Root=1-") {
 		t.Errorf("the function saw %+v", got)
 	}
-	status, _, body = s.Do("GET", "/fn/goecho/fail", nil, nil)
+	status, _, body = s.Do("POST", "/v1/functions/goecho/invoke", strings.NewReader(`{"rawPath":"/fail"}`), map[string]string{"Authorization": "Bearer " + s.Token()})
 	var e struct{ ErrorType, ErrorMessage string }
 	if status != 502 || json.Unmarshal(body, &e) != nil || e.ErrorMessage != "asked to fail" || e.ErrorType == "" {
 		t.Errorf("error: %d %s", status, body)

@@ -36,7 +36,7 @@ def handler(event, context):
 		t.Fatalf("%d %s", status, body)
 	}
 	rid := h.Get("X-Tern-Request-Id")
-	status, _, body = s.Do("GET", "/fn/py/fail", nil, nil)
+	status, _, body = s.Do("POST", "/v1/functions/py/invoke", strings.NewReader(`{"rawPath":"/fail"}`), map[string]string{"Authorization": "Bearer " + s.Token()})
 	var e struct {
 		ErrorType, ErrorMessage string
 		StackTrace              []string
@@ -71,7 +71,7 @@ def handler(event, context):
 		t.Fatalf("missing module: %d %s", status, body)
 	}
 	s.Deploy(map[string]string{"tern.yaml": "name: pybad\nruntime: python\nhandler: app.nothere\n", "app.py": "x = 1\n"})
-	status, _, body = s.Do("GET", "/fn/pybad", nil, nil)
+	status, _, body = s.Do("POST", "/v1/functions/pybad/invoke", nil, map[string]string{"Authorization": "Bearer " + s.Token()})
 	if status != 502 || !strings.Contains(string(body), "Runtime.HandlerNotFound") {
 		t.Fatalf("missing function: %d %s", status, body)
 	}

@@ -169,83 +169,108 @@ func TestHandlerStyles(t *testing.T) {
 	}
 }
 
+// TestFunctionFailures: every way an invocation fails has one shape on
+// each surface. The API's invoke answers Lambda's error JSON with the
+// function error headers; a public HTTP trigger answers the status and a
+// bare message with the same headers and the request id, never the
+// function's message or stack trace; the log says what happened.
 func TestFunctionFailures(t *testing.T) {
 	cfg := testserver.Config(t.TempDir())
 	s := testserver.Start(t, cfg)
 	s.Deploy(fn("throws", "index.handler", map[string]string{"index.js": `
 		class ValidationError extends Error { constructor(m) { super(m); this.name = "ValidationError"; } }
-		exports.handler = async () => { throw new ValidationError("bad input"); };`}))
+		exports.handler = async () => { throw new ValidationError("bad input at /srv/secret/path"); };`}))
 	s.Deploy(fn("noload", "index.handler", map[string]string{"index.js": `require("./missing-module");`}))
 	s.Deploy(fn("noexport", "index.nothere", map[string]string{"index.js": `exports.handler = async () => 1;`}))
 	s.Deploy(map[string]string{
 		"tern.yaml": "name: slow\nruntime: nodejs\nhandler: index.handler\ntimeout: 1s\n",
-		"index.js":  `exports.handler = async (e) => { if (e.rawPath === "/hang") await new Promise(r => setTimeout(r, 60000)); return {statusCode: 200, body: "ok"}; };`,
+		"index.js":  `exports.handler = async (e) => { if (e.rawPath === "/hang" || e.hang) await new Promise(r => setTimeout(r, 60000)); return {statusCode: 200, body: "ok"}; };`,
 	})
 	s.Deploy(fn("crash", "index.handler", map[string]string{"index.js": `
-		exports.handler = async (e) => { if (e.rawPath === "/exit") process.exit(3); return {statusCode: 200, body: "alive " + process.env.AWS_LAMBDA_LOG_STREAM_NAME}; };`}))
+		exports.handler = async (e) => { if (e.rawPath === "/exit" || e.exit) process.exit(3); return {statusCode: 200, body: "alive " + process.env.AWS_LAMBDA_LOG_STREAM_NAME}; };`}))
 
 	type errJSON struct {
 		ErrorType    string   `json:"errorType"`
 		ErrorMessage string   `json:"errorMessage"`
 		StackTrace   []string `json:"stackTrace"`
 	}
-	t.Run("handler throws", func(t *testing.T) {
-		status, h, body := s.Do("GET", "/fn/throws", nil, nil)
-		var e errJSON
-		if status != 502 || json.Unmarshal(body, &e) != nil {
-			t.Fatalf("status %d body %s", status, body)
-		}
-		if e.ErrorType != "ValidationError" || e.ErrorMessage != "bad input" || len(e.StackTrace) == 0 {
-			t.Errorf("error JSON %+v", e)
-		}
-		if h.Get("X-Tern-Function-Error") == "" {
-			t.Errorf("no X-Tern-Function-Error header")
-		}
-		// Through the API: non-2xx with the error JSON.
-		_, err := s.Client.Invoke(context.Background(), "throws", []byte(`{}`))
-		fe, ok := err.(*client.FunctionError)
-		if !ok || !strings.Contains(string(fe.Body), "ValidationError") {
-			t.Errorf("API invoke error = %v", err)
-		}
-	})
-	for _, c := range []struct{ fn, errType string }{
-		{"noload", "Runtime.ImportModuleError"},
-		{"noexport", "Runtime.HandlerNotFound"},
+	for _, c := range []struct {
+		fn, path, event string
+		status          int
+		errType, msg    string // the API's answer
+		logLine         string // a line of the function's log
+		init            bool   // an init error: its log lines precede any request
+	}{
+		{"throws", "/", `{}`, 502, "ValidationError", "bad input at /srv/secret/path", "ValidationError", false},
+		{"noload", "/", `{}`, 502, "Runtime.ImportModuleError", "missing-module", "Runtime.ImportModuleError", true},
+		{"noexport", "/", `{}`, 502, "Runtime.HandlerNotFound", "index.nothere", "Runtime.HandlerNotFound", true},
+		{"slow", "/hang", `{"hang":true}`, 504, "Sandbox.Timedout", "Task timed out after 1.00 seconds", "Task timed out after 1.00 seconds", false},
+		{"crash", "/exit", `{"exit":true}`, 502, "Runtime.ExitError", "Runtime exited with error: exit status 3", "Runtime.ExitError: Runtime exited with error: exit status 3", false},
 	} {
-		t.Run("init error "+c.fn, func(t *testing.T) {
+		t.Run(c.fn, func(t *testing.T) {
 			start := time.Now()
-			status, _, body := s.Do("GET", "/fn/"+c.fn, nil, nil)
+			status, h, body := s.Do("GET", "/fn/"+c.fn+c.path, nil, nil)
+			want := `{"message":"Internal Server Error"}` + "\n"
+			if c.status == 504 {
+				want = `{"message":"Endpoint request timed out"}` + "\n"
+			}
+			if status != c.status || string(body) != want {
+				t.Errorf("public trigger: %d %s, want %d %s", status, body, c.status, want)
+			}
+			if h.Get("X-Tern-Function-Error") != "Unhandled" || h.Get("X-Tern-Error-Type") != c.errType || h.Get("X-Tern-Request-Id") == "" {
+				t.Errorf("public trigger headers %v", h)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("the failure took %s to report", d)
+			}
+			rid := h.Get("X-Tern-Request-Id")
+
+			status, h, body = s.Do("POST", "/v1/functions/"+c.fn+"/invoke", strings.NewReader(c.event), map[string]string{"Authorization": "Bearer " + s.Server.Token()})
 			var e errJSON
-			if status != 502 || json.Unmarshal(body, &e) != nil || e.ErrorType != c.errType {
-				t.Fatalf("status %d body %s", status, body)
+			if status != c.status || json.Unmarshal(body, &e) != nil || e.ErrorType != c.errType || !strings.Contains(e.ErrorMessage, c.msg) {
+				t.Errorf("API invoke: %d %s, want %d with errorType %s and a message with %q", status, body, c.status, c.errType, c.msg)
 			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("init error took %s to report", d)
+			if h.Get("X-Tern-Function-Error") != "Unhandled" || h.Get("X-Tern-Error-Type") != c.errType {
+				t.Errorf("API invoke headers %v", h)
 			}
+			// The log has what the caller was not shown (an init error
+			// before any request's lines).
+			q := client.LogQuery{RequestID: rid}
+			if c.init {
+				q = client.LogQuery{}
+			}
+			testserver.Eventually(t, 10*time.Second, "the log line of "+c.fn+"'s failure", func() bool {
+				found := false
+				_ = s.Client.Logs(context.Background(), c.fn, q, func(en *logs.Entry) error {
+					found = found || strings.Contains(en.Message, c.logLine)
+					return nil
+				})
+				return found
+			})
 		})
 	}
-	t.Run("timeout then recovers", func(t *testing.T) {
-		status, _, body := s.Do("GET", "/fn/slow/hang", nil, nil)
-		if status != 504 {
-			t.Fatalf("status %d body %s", status, body)
-		}
-		status, _, body = s.Do("GET", "/fn/slow", nil, nil)
+	t.Run("recovers after a timeout and a crash", func(t *testing.T) {
+		status, _, body := s.Do("GET", "/fn/slow", nil, nil)
 		if status != 200 || string(body) != "ok" {
 			t.Fatalf("after timeout: status %d body %s", status, body)
 		}
-	})
-	t.Run("crash then recovers", func(t *testing.T) {
 		status, _, first := s.Do("GET", "/fn/crash", nil, nil)
 		if status != 200 || string(first) == "alive " || string(first) == "alive undefined" {
 			t.Fatalf("status %d body %s", status, first)
 		}
-		status, _, body := s.Do("GET", "/fn/crash/exit", nil, nil)
-		if status != 502 {
+		if status, _, body := s.Do("GET", "/fn/crash/exit", nil, nil); status != 502 {
 			t.Fatalf("crash: status %d body %s", status, body)
 		}
 		status, _, second := s.Do("GET", "/fn/crash", nil, nil)
 		if status != 200 || string(second) == string(first) {
 			t.Fatalf("after crash: status %d body %s (before: %s): want a fresh instance", status, second, first)
+		}
+	})
+	t.Run("the client reads the function error", func(t *testing.T) {
+		_, err := s.Client.Invoke(context.Background(), "throws", []byte(`{}`))
+		fe, ok := err.(*client.FunctionError)
+		if !ok || fe.Type != "ValidationError" || !strings.Contains(string(fe.Body), "bad input") {
+			t.Errorf("API invoke error = %v", err)
 		}
 	})
 	t.Run("unknown function", func(t *testing.T) {
@@ -257,7 +282,7 @@ func TestFunctionFailures(t *testing.T) {
 	t.Run("body too large", func(t *testing.T) {
 		big := bytes.Repeat([]byte("x"), int(cfg.MaxPayloadBytes)+1)
 		status, _, body := s.Do("POST", "/fn/crash", bytes.NewReader(big), nil)
-		if status != 413 {
+		if status != 413 || !strings.Contains(string(body), `"the request body is over the 6 MB limit"`) {
 			t.Fatalf("status %d body %s", status, body)
 		}
 	})
