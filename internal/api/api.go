@@ -138,10 +138,8 @@ func (a *API) Handler() http.Handler {
 	a.secretRoutes(route)
 	route("GET /v1/usage", a.usage)
 	a.deps.Access.routes(route)
-	route("/v1/", func(w http.ResponseWriter, r *http.Request) error {
-		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
-	})
-	return mux
+	// Unknown routes (404) and methods (405) are answered as JSON too.
+	return apierror.Routes(mux)
 }
 
 // FunctionView is how a function's current version is shown.

@@ -148,10 +148,7 @@ func Write(w http.ResponseWriter, err error) {
 	case errors.As(err, &tooBig):
 		msg = "the request body is over the " + sizeText(tooBig.Limit) + " limit"
 	}
-	WriteJSON(w, status, struct {
-		Error string `json:"error"`
-		Code  string `json:"code"`
-	}{msg, code})
+	WriteJSON(w, status, errorBody{msg, code})
 }
 
 // WriteFunctionError answers a function error with its Lambda error JSON
@@ -192,4 +189,61 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// Routes serves mux, answering what it routes nowhere with JSON errors as
+// everything else: 404 not_found for an unknown path, 405
+// method_not_allowed (with mux's Allow header) for a known path and
+// another method.
+func Routes(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// What mux would answer: its status and Allow, not its text.
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			WriteJSON(w, rec.status, errorBody{"method " + r.Method + " is not allowed here (allowed: " + rec.header.Get("Allow") + ")", CodeMethodNotAllowed})
+		case http.StatusNotFound, 0:
+			WriteJSON(w, http.StatusNotFound, errorBody{"no such route: " + r.Method + " " + r.URL.Path, CodeNotFound})
+		default:
+			// A redirect to the cleaned path, and the like: as mux says.
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.status)
+		}
+	})
+}
+
+// CodeMethodNotAllowed: a known path, another method.
+const CodeMethodNotAllowed = "method_not_allowed"
+
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// headerRecorder keeps a handler's status and headers, and drops its body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (h *headerRecorder) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
 }

@@ -237,3 +237,31 @@ func TestWriteJSON(t *testing.T) {
 		t.Errorf("body = %+v", b)
 	}
 }
+
+func TestRoutesAnswerJSON(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("thing")) })
+	mux.HandleFunc("DELETE /things/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	h := apierror.Routes(mux)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/things/1", 200, "", ""},
+		{"GET", "/nothing", 404, apierror.CodeNotFound, ""},
+		{"GET", "/", 404, apierror.CodeNotFound, ""},
+		{"POST", "/things/1", 405, apierror.CodeMethodNotAllowed, "DELETE, GET, HEAD"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.status || rec.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q, want %d %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), tc.status, tc.allow)
+		}
+		if tc.code != "" {
+			if b := decode(t, rec); b.Code != tc.code || rec.Header().Get("Content-Type") != "application/json" {
+				t.Errorf("%s %s: %+v", tc.method, tc.path, b)
+			}
+		}
+	}
+}

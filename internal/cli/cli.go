@@ -68,8 +68,9 @@ func (e *env) root() *cobra.Command {
 		Long:          "Tern is a serverless platform you run yourself: deploy functions written for AWS Lambda, call them over HTTP, and pay for nothing you do not use.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       Version,
+		Version:       versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.server, "server", envOr("TERN_SERVER", "http://127.0.0.1:8080"), "Tern server URL (env TERN_SERVER)")
@@ -95,6 +96,7 @@ func (e *env) root() *cobra.Command {
 		e.keysCmd(),
 		e.auditCmd(),
 		e.doctorCmd(),
+		e.versionCmd(),
 	)
 	return root
 }

@@ -290,7 +290,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	s.http = &http.Server{
-		Handler: mux,
+		Handler: apierror.Routes(mux),
 		// Slow clients: a request's headers within 10 s, its whole body
 		// within --read-timeout; answers are not bounded (log follows
 		// and long invocations stream for as long as they last).

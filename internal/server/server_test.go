@@ -690,3 +690,31 @@ func TestMissingHandlerFileRefusedAtDeploy(t *testing.T) {
 		t.Fatalf("%d %s", status, body)
 	}
 }
+
+// TestHTTPConventions: every answer Tern itself makes is JSON, unknown
+// paths included; a known path with another method is 405 with Allow.
+func TestHTTPConventions(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	bearer := map[string]string{"Authorization": "Bearer " + s.Server.Token()}
+	for _, tc := range []struct {
+		method, path string
+		header       map[string]string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/fn", nil, 404, "not_found", ""},
+		{"GET", "/fn/", nil, 404, "not_found", ""},
+		{"GET", "/nope", nil, 404, "not_found", ""},
+		{"GET", "/fn/nope", nil, 404, "function_not_found", ""},
+		{"POST", "/healthz", nil, 405, "method_not_allowed", "GET, HEAD"},
+		{"GET", "/v1/nope", bearer, 404, "not_found", ""},
+		{"DELETE", "/v1/usage", bearer, 405, "method_not_allowed", "GET, HEAD"},
+		{"GET", "/v1/nope", nil, 401, "unauthorized", ""},
+	} {
+		status, h, body := s.Do(tc.method, tc.path, nil, tc.header)
+		var e struct{ Error, Code string }
+		if status != tc.status || h.Get("Content-Type") != "application/json" || json.Unmarshal(body, &e) != nil || e.Code != tc.code || e.Error == "" || h.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d %v %s, want %d %s (Allow %q)", tc.method, tc.path, status, h, body, tc.status, tc.code, tc.allow)
+		}
+	}
+}
