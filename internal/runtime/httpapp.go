@@ -247,7 +247,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 		return fmt.Errorf("runtime: %s is not an http app", i.id)
 	}
 	inv := &Invocation{RequestID: rid, Deadline: deadline, Trigger: metering.TriggerHTTP}
-	_, done := i.begin(inv)
+	c, done := i.begin(inv)
 	defer done()
 	i.markCPU()
 	start := time.Now()
@@ -321,7 +321,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 	if aborted {
 		err = fmt.Errorf("%w: %w", ErrAborted, errOr(err, ErrAppConnection))
 	}
-	i.end(rid, dur, cold, err)
+	i.end(c, dur, cold, err)
 	i.meter(inv, start, dur, cold, nil, err)
 	return err
 }

@@ -1,0 +1,129 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ternhq/tern/internal/client"
+	"github.com/ternhq/tern/internal/logs"
+	"github.com/ternhq/tern/internal/testserver"
+)
+
+// floodJS prints event.n lines of event.size bytes (the newline included)
+// with synchronous writes to stdout, as console.log does, then answers.
+const floodJS = `
+exports.handler = async (event) => {
+  const pad = "x".repeat(event.size - 1 - 12);
+  for (let i = 0; i < event.n; i++) {
+    process.stdout.write(String(i).padStart(11, "0") + " " + pad + "\n");
+  }
+  return "printed " + event.n;
+};`
+
+// floodResult is what the store kept of one invocation's output.
+type floodResult struct {
+	kept, keptBytes int
+	// markers are the "N lines (M bytes) dropped: ..." entries.
+	markers                    []string
+	droppedLines, droppedBytes int
+	reports                    int
+	report                     string // the REPORT line
+}
+
+var droppedRE = regexp.MustCompile(`^(\d+) lines \((\d+) bytes\) dropped: `)
+
+// flood invokes fn to print n lines of size bytes and reads back what the
+// log kept of its output.
+func flood(t *testing.T, s *testserver.Server, fn string, n, size int, wait time.Duration) floodResult {
+	t.Helper()
+	start := time.Now()
+	out, err := s.Client.Invoke(context.Background(), fn, fmt.Appendf(nil, `{"n":%d,"size":%d}`, n, size))
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	if want := fmt.Sprintf(`"printed %d"`, n); string(out) != want {
+		t.Fatalf("invoke answered %s, want %s", out, want)
+	}
+	t.Logf("%d lines of %d B printed and answered in %s", n, size, time.Since(start).Round(time.Millisecond))
+	// Wait for the REPORT line and every line printed (kept or counted
+	// as dropped); on timeout, report what came.
+	var r floodResult
+	for deadline := time.Now().Add(wait); ; {
+		r = floodResult{}
+		err := s.Client.Logs(context.Background(), fn, client.LogQuery{}, func(e *logs.Entry) error {
+			switch {
+			case e.Stream == logs.StreamStdout:
+				r.kept++
+				r.keptBytes += len(e.Message) + 1
+			case e.Stream == logs.StreamPlatform && strings.HasPrefix(e.Message, "REPORT "):
+				r.reports++
+				r.report = e.Message
+			case e.Stream == logs.StreamPlatform && droppedRE.MatchString(e.Message):
+				r.markers = append(r.markers, e.Message)
+				m := droppedRE.FindStringSubmatch(e.Message)
+				l, _ := strconv.Atoi(m[1])
+				b, _ := strconv.Atoi(m[2])
+				r.droppedLines += l
+				r.droppedBytes += b
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("logs: %v", err)
+		}
+		if r.reports == 1 && r.kept+r.droppedLines >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("kept %d of %d lines (%d of %d bytes) in %s; markers %q; %s", r.kept, n, r.keptBytes, n*size, time.Since(start).Round(time.Millisecond), r.markers, r.report)
+	return r
+}
+
+func floodManifest(name string) map[string]string {
+	return map[string]string{
+		"tern.yaml": "name: " + name + "\nruntime: nodejs\nhandler: index.handler\ntimeout: 5m\n",
+		"index.js":  floodJS,
+	}
+}
+
+// A burst of 20,000 lines of 200 B in one invocation is kept whole: the
+// instance's writes wait for the log instead of lines being dropped.
+func TestLogBurstKeptWhole(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(floodManifest("burst"))
+	const n, size = 20000, 200
+	r := flood(t, s, "burst", n, size, 2*time.Minute)
+	if r.kept != n || r.keptBytes != n*size || len(r.markers) != 0 {
+		t.Fatalf("kept %d lines (%d bytes) of %d (%d bytes), markers %q; want all of them and no marker",
+			r.kept, r.keptBytes, n, n*size, r.markers)
+	}
+}
+
+// TestLogVolume measures (it checks nothing the other tests do not): set
+// TERN_LOG_VOLUME=100000x1024 to print that many lines of that size.
+func TestLogVolume(t *testing.T) {
+	spec := os.Getenv("TERN_LOG_VOLUME")
+	if spec == "" {
+		t.Skip("set TERN_LOG_VOLUME=<lines>x<bytes> to measure")
+	}
+	a, b, _ := strings.Cut(spec, "x")
+	n, err1 := strconv.Atoi(a)
+	size, err2 := strconv.Atoi(b)
+	if err1 != nil || err2 != nil || size < 16 {
+		t.Fatalf("TERN_LOG_VOLUME=%q: want <lines>x<bytes>", spec)
+	}
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(floodManifest("volume"))
+	r := flood(t, s, "volume", n, size, 30*time.Second)
+	if r.kept+r.droppedLines != n || r.keptBytes+r.droppedBytes != n*size {
+		t.Errorf("kept %d + dropped %d lines = %d, printed %d; bytes %d + %d, printed %d",
+			r.kept, r.droppedLines, r.kept+r.droppedLines, n, r.keptBytes, r.droppedBytes, n*size)
+	}
+}
