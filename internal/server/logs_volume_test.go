@@ -127,3 +127,33 @@ func TestLogVolume(t *testing.T) {
 			r.kept, r.droppedLines, r.kept+r.droppedLines, n, r.keptBytes, r.droppedBytes, n*size)
 	}
 }
+
+// Past the per-invocation limit lines are dropped, not waited for; one
+// entry says exactly how many, and the metric counts them.
+func TestLogOverLimitMarked(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.MaxOutputBytes = 1 << 20
+	s := testserver.Start(t, cfg)
+	s.Deploy(floodManifest("over"))
+	const n, size = 20000, 200
+	r := flood(t, s, "over", n, size, 2*time.Minute)
+	keep := int(cfg.MaxOutputBytes) / size // whole lines that fit
+	if r.kept != keep || r.keptBytes != keep*size {
+		t.Errorf("kept %d lines (%d bytes), want the %d lines that fit in %d bytes", r.kept, r.keptBytes, keep, cfg.MaxOutputBytes)
+	}
+	if len(r.markers) != 1 || r.droppedLines != n-keep || r.droppedBytes != (n-keep)*size {
+		t.Errorf("markers %q, want one saying %d lines (%d bytes) dropped", r.markers, n-keep, (n-keep)*size)
+	}
+	if r.kept+r.droppedLines != n || r.keptBytes+r.droppedBytes != n*size {
+		t.Errorf("kept %d + dropped %d lines != printed %d", r.kept, r.droppedLines, n)
+	}
+	_, _, body := s.Do("GET", "/metrics", nil, map[string]string{"Authorization": "Bearer " + s.Token()})
+	for _, want := range []string{
+		fmt.Sprintf(`tern_log_lines_dropped_total{reason="limit"} %d`, n-keep),
+		fmt.Sprintf(`tern_log_bytes_dropped_total{reason="limit"} %s`, strconv.FormatFloat(float64((n-keep)*size), 'g', -1, 64)),
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
