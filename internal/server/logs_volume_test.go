@@ -33,7 +33,8 @@ type floodResult struct {
 	markers                    []string
 	droppedLines, droppedBytes int
 	reports                    int
-	report                     string // the REPORT line
+	report                     string   // the REPORT line
+	last                       []string // the last three messages
 }
 
 var droppedRE = regexp.MustCompile(`^(\d+) lines \((\d+) bytes\) dropped: `)
@@ -57,6 +58,10 @@ func flood(t *testing.T, s *testserver.Server, fn string, n, size int, wait time
 	for deadline := time.Now().Add(wait); ; {
 		r = floodResult{}
 		err := s.Client.Logs(context.Background(), fn, client.LogQuery{}, func(e *logs.Entry) error {
+			r.last = append(r.last, e.Message)
+			if len(r.last) > 3 {
+				r.last = r.last[1:]
+			}
 			switch {
 			case e.Stream == logs.StreamStdout:
 				r.kept++
@@ -144,6 +149,9 @@ func TestLogOverLimitMarked(t *testing.T) {
 	if len(r.markers) != 1 || r.droppedLines != n-keep || r.droppedBytes != (n-keep)*size {
 		t.Errorf("markers %q, want one saying %d lines (%d bytes) dropped", r.markers, n-keep, (n-keep)*size)
 	}
+	if len(r.last) != 3 || !droppedRE.MatchString(r.last[0]) || !strings.HasPrefix(r.last[1], "END ") {
+		t.Errorf("the last entries are %q, want the marker, END and REPORT", r.last)
+	}
 	if r.kept+r.droppedLines != n || r.keptBytes+r.droppedBytes != n*size {
 		t.Errorf("kept %d + dropped %d lines != printed %d", r.kept, r.droppedLines, n)
 	}
@@ -155,5 +163,33 @@ func TestLogOverLimitMarked(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// A server stopping while a function floods its log stops in time: the
+// instance's output waits for room, never the shutdown for the output.
+func TestLogFloodDoesNotHoldShutdown(t *testing.T) {
+	cfg := testserver.Config(t.TempDir())
+	cfg.MaxOutputBytes = 1 << 40 // all of it waits for the log
+	s := testserver.Start(t, cfg)
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: endless\nruntime: nodejs\nhandler: index.handler\ntimeout: 5m\n",
+		"index.js":  `exports.handler = async () => { for (;;) process.stdout.write("y".repeat(199) + "\n"); };`,
+	})
+	go func() { _, _ = s.Client.Invoke(context.Background(), "endless", []byte(`{}`)) }() // ends with the server
+	testserver.Eventually(t, time.Minute, "the function's output in the log", func() bool {
+		n := 0
+		_ = s.Client.Logs(context.Background(), "endless", client.LogQuery{}, func(e *logs.Entry) error {
+			if e.Stream == logs.StreamStdout {
+				n++
+			}
+			return nil
+		})
+		return n > 1000
+	})
+	begin := time.Now()
+	s.Stop() // fails the test if it does not stop within its own bound
+	if took := time.Since(begin); took > cfg.ShutdownTimeout+20*time.Second {
+		t.Errorf("shutdown took %s", took)
 	}
 }
