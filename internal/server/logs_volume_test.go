@@ -193,3 +193,40 @@ func TestLogFloodDoesNotHoldShutdown(t *testing.T) {
 		t.Errorf("shutdown took %s", took)
 	}
 }
+
+// A function that exits right after printing loses nothing: its writes
+// were in the pipe before they returned (node would otherwise queue them
+// in its heap and drop the queue on exit).
+func TestLogKeptWhenFunctionExits(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: quitter\nruntime: nodejs\nhandler: index.handler\ntimeout: 5m\n",
+		"index.js": `exports.handler = async () => {
+  for (let i = 0; i < 20000; i++) process.stdout.write(String(i).padStart(199, ".") + "\n");
+  process.exit(0);
+};`,
+	})
+	if _, err := s.Client.Invoke(context.Background(), "quitter", []byte(`{}`)); err == nil {
+		t.Fatal("an invocation that exits answered without an error")
+	}
+	var n int
+	for deadline := time.Now().Add(time.Minute); ; {
+		n = 0
+		err := s.Client.Logs(context.Background(), "quitter", client.LogQuery{}, func(e *logs.Entry) error {
+			if e.Stream == logs.StreamStdout {
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= 20000 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n != 20000 {
+		t.Fatalf("kept %d of 20000 lines printed before the exit", n)
+	}
+}
