@@ -48,6 +48,7 @@ func (e *env) serveCmd() *cobra.Command {
 	f.DurationVar(&cfg.LogsMaxAge, "logs-max-age", cfg.LogsMaxAge, "how long function logs are kept")
 	f.Int64Var(&cfg.LogsMaxBytes, "logs-max-bytes", cfg.LogsMaxBytes, "how many bytes of function logs are kept")
 	f.StringVar(&cfg.Region, "region", envOr("TERN_REGION", cfg.Region), "the AWS region functions are told they run in: AWS_REGION, their ARNs, queue and schedule events (env TERN_REGION)")
+	f.Int64Var(&cfg.MaxOutputBytes, "logs-max-invocation-bytes", cfg.MaxOutputBytes, "how many bytes of output one invocation may put in the log (the rest is dropped, counted, and marked)")
 	f.StringVar(&cfg.NodePath, "node", "", "node binary for nodejs functions (default: node on PATH)")
 	f.IntVar(&cfg.PoolSize, "pool-size", cfg.PoolSize, "pre-started generic instances per runtime, for fast cold starts (0: off)")
 	f.BoolVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "jail every instance: namespaces, a uid per function, read-only code, seccomp, Landlock (needs root)")

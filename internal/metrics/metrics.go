@@ -20,6 +20,7 @@ const (
 	labelTrigger  = "trigger"
 	labelState    = "state"
 	labelRuntime  = "runtime"
+	labelReason   = "reason"
 )
 
 // durationBuckets are the bounds, in seconds, of the duration histograms:

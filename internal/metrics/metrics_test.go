@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/logs"
 	"github.com/ternhq/tern/internal/metering"
 )
 
@@ -22,6 +23,7 @@ type fakeSource struct {
 	pools map[string]int
 
 	published, lost, buffered uint64
+	logDrops                  map[string]logs.Drops
 }
 
 func (f *fakeSource) Stats() []dispatch.Stats {
@@ -37,6 +39,8 @@ func (f *fakeSource) PoolSizes() map[string]int { return f.pools }
 func (f *fakeSource) UsageRecords() (published, lost, buffered uint64) {
 	return f.published, f.lost, f.buffered
 }
+
+func (f *fakeSource) LogDrops() map[string]logs.Drops { return f.logDrops }
 
 var _ Source = (*fakeSource)(nil)
 
@@ -446,4 +450,23 @@ func BenchmarkRecordParallel(b *testing.B) {
 			m.Record(&r)
 		}
 	})
+}
+
+func TestLogDropCounters(t *testing.T) {
+	src := testSource()
+	src.logDrops = map[string]logs.Drops{logs.DropLimit: {Lines: 14758, Bytes: 2951600}, logs.DropStore: {}}
+	m := New(src)
+	const want = `
+# HELP tern_log_bytes_dropped_total Bytes of the function log lines dropped, by reason.
+# TYPE tern_log_bytes_dropped_total counter
+tern_log_bytes_dropped_total{reason="limit"} 2.9516e+06
+tern_log_bytes_dropped_total{reason="store"} 0
+# HELP tern_log_lines_dropped_total Function log lines dropped, by reason (limit, stopped, overflow, store).
+# TYPE tern_log_lines_dropped_total counter
+tern_log_lines_dropped_total{reason="limit"} 14758
+tern_log_lines_dropped_total{reason="store"} 0
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "tern_log_lines_dropped_total", "tern_log_bytes_dropped_total"); err != nil {
+		t.Error(err)
+	}
 }

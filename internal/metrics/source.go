@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ternhq/tern/internal/dispatch"
+	"github.com/ternhq/tern/internal/logs"
 )
 
 // Source is what the gauges are read from at every scrape. Its methods
@@ -18,6 +19,9 @@ type Source interface {
 	// UsageRecords counts the usage records published to the usage
 	// stream, lost on the way, and waiting to be published.
 	UsageRecords() (published, lost, buffered uint64)
+	// LogDrops counts the log lines dropped, and their bytes, by reason
+	// (logs.DropReasons).
+	LogDrops() map[string]logs.Drops
 }
 
 // Instance states of tern_instances.
@@ -43,6 +47,8 @@ type sourceCollector struct {
 	recordsPublish  *prometheus.Desc
 	recordsLost     *prometheus.Desc
 	recordsBuffered *prometheus.Desc
+	logLinesDropped *prometheus.Desc
+	logBytesDropped *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*sourceCollector)(nil)
@@ -65,6 +71,8 @@ func newSourceCollector(src Source) *sourceCollector {
 		recordsPublish:  desc("usage_records_published_total", "Usage records published to the usage stream."),
 		recordsLost:     desc("usage_records_lost_total", "Usage records lost before they were published."),
 		recordsBuffered: desc("usage_records_buffered", "Usage records waiting to be published."),
+		logLinesDropped: desc("log_lines_dropped_total", "Function log lines dropped, by reason (limit, stopped, overflow, store).", labelReason),
+		logBytesDropped: desc("log_bytes_dropped_total", "Bytes of the function log lines dropped, by reason.", labelReason),
 	}
 }
 
@@ -73,6 +81,7 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.instances, c.queueDepth, c.desired,
 		c.nodeInstances, c.nodeMaxInst, c.nodeMemory, c.nodeMaxMemory, c.nodeBlocked,
 		c.poolInstances, c.recordsPublish, c.recordsLost, c.recordsBuffered,
+		c.logLinesDropped, c.logBytesDropped,
 	} {
 		ch <- d
 	}
@@ -122,4 +131,9 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.recordsPublish, prometheus.CounterValue, float64(published))
 	ch <- prometheus.MustNewConstMetric(c.recordsLost, prometheus.CounterValue, float64(lost))
 	gauge(c.recordsBuffered, float64(buffered))
+
+	for reason, d := range c.src.LogDrops() {
+		ch <- prometheus.MustNewConstMetric(c.logLinesDropped, prometheus.CounterValue, float64(d.Lines), reason)
+		ch <- prometheus.MustNewConstMetric(c.logBytesDropped, prometheus.CounterValue, float64(d.Bytes), reason)
+	}
 }

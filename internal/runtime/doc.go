@@ -44,5 +44,8 @@
 //
 // Output lines are read from the process's stdout and stderr pipes by one
 // goroutine each, tagged with the request id they belong to, and handed to a
-// LogSink without blocking, along with START, END and REPORT lines.
+// LogSink, along with START, END and REPORT lines. A reader waits while the
+// log is full (the function's writes then block); past an invocation's
+// output limit, or once a stopped instance gave up waiting, lines are
+// counted instead and one entry says how many were dropped.
 package runtime

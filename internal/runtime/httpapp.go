@@ -247,7 +247,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 		return fmt.Errorf("runtime: %s is not an http app", i.id)
 	}
 	inv := &Invocation{RequestID: rid, Deadline: deadline, Trigger: metering.TriggerHTTP}
-	_, done := i.begin(inv)
+	c, done := i.begin(inv)
 	defer done()
 	i.markCPU()
 	start := time.Now()
@@ -322,7 +322,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 		err = fmt.Errorf("%w: %w", ErrAborted, errOr(err, ErrAppConnection))
 	}
 	err = i.failure(err)
-	i.end(rid, dur, cold, nil, err)
+	i.end(c, dur, cold, nil, err)
 	i.meter(inv, start, dur, cold, nil, err)
 	return err
 }

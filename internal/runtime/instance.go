@@ -64,9 +64,12 @@ type Instance struct {
 
 	// The invocations in progress by request id: one, or up to the
 	// function's concurrency on a framed runtime.
-	cmu     sync.Mutex
-	calls   map[string]*call
-	lastReq atomic.Pointer[string]
+	cmu   sync.Mutex
+	calls map[string]*call
+	// lastOut counts the output of the latest invocation (before the
+	// first: of the init), which also gets output printed between
+	// invocations.
+	lastOut atomic.Pointer[outputCount]
 
 	initDuration time.Duration
 	invocations  atomic.Int64
@@ -79,6 +82,11 @@ type Instance struct {
 	readers  sync.WaitGroup
 	stdout   *outputPipe
 	stderr   *outputPipe
+	// outputOpen counts the output readers still running; outAbort, once
+	// closed, makes them stop waiting for room in the log.
+	outputOpen atomic.Int32
+	outAbort   chan struct{}
+	abortOnce  sync.Once
 }
 
 // call is one invocation in flight on an instance.
@@ -86,6 +94,7 @@ type call struct {
 	inv      *Invocation
 	result   chan *Result // capacity 1
 	answered atomic.Bool
+	out      *outputCount
 }
 
 func newID() string {
@@ -108,7 +117,9 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 		stopped:    make(chan struct{}),
 		calls:      make(map[string]*call),
 		framesDone: make(chan struct{}),
+		outAbort:   make(chan struct{}),
 	}
+	i.lastOut.Store(&outputCount{ended: true})
 	i.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("runtime: listen: %w", err)
@@ -203,6 +214,7 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 	i.stdout = &outputPipe{f: outR, stream: logs.StreamStdout}
 	i.stderr = &outputPipe{f: errR, stream: logs.StreamStderr}
 	i.readers.Add(2)
+	i.outputOpen.Store(2)
 	go i.readOutput(i.stdout)
 	go i.readOutput(i.stderr)
 	if framed {
@@ -222,9 +234,11 @@ func launch(l *Launcher, spec *Spec, path string, args []string, framed, noNetwo
 // begin registers an invocation in progress (its output is tagged with its
 // request id) and writes its START line; done unregisters it.
 func (i *Instance) begin(inv *Invocation) (c *call, done func()) {
-	c = &call{inv: inv, result: make(chan *Result, 1)}
 	rid := inv.RequestID
-	i.lastReq.Store(&rid)
+	c = &call{inv: inv, result: make(chan *Result, 1), out: &outputCount{rid: rid}}
+	if prev := i.lastOut.Swap(c.out); prev.isEnded() {
+		i.reportDrops(prev) // what it printed after its END
+	}
 	i.cmu.Lock()
 	i.calls[rid] = c
 	i.cmu.Unlock()
@@ -236,10 +250,15 @@ func (i *Instance) begin(inv *Invocation) (c *call, done func()) {
 	}
 }
 
-// end writes an invocation's last lines (after its output): a timeout
-// notice, END and REPORT.
-func (i *Instance) end(rid string, dur time.Duration, cold bool, res *Result, err error) {
+// end writes an invocation's last lines (after its output): how many
+// lines of it were dropped, what failed, END and REPORT.
+func (i *Instance) end(c *call, dur time.Duration, cold bool, res *Result, err error) {
+	rid := c.inv.RequestID
 	i.drainOutput()
+	c.out.mu.Lock()
+	c.out.ended = true
+	c.out.mu.Unlock()
+	i.reportDrops(c.out)
 	// One line saying why the invocation failed, where the function could
 	// not say it itself (its own errors it logs as it throws them).
 	var f *Failure
@@ -526,7 +545,6 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 	}
 	c, done := i.begin(inv)
 	defer done()
-	rid := inv.RequestID
 
 	timer := time.NewTimer(time.Until(inv.Deadline))
 	defer timer.Stop()
@@ -535,7 +553,7 @@ func (i *Instance) Invoke(ctx context.Context, inv *Invocation, cold bool) (*Res
 	res, err := i.await(c, timer.C)
 	dur := time.Since(start)
 	err = i.failure(err)
-	i.end(rid, dur, cold, res, err)
+	i.end(c, dur, cold, res, err)
 	i.meter(inv, start, dur, cold, res, err)
 	return res, err
 }
@@ -745,6 +763,14 @@ func (i *Instance) Stop() {
 func (i *Instance) waitReaders() {
 	done := make(chan struct{})
 	go func() { i.readers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(time.Second):
+	}
+	// The log has had no room for a second (the store is slow or gone):
+	// what is left is counted, not kept.
+	i.abortOnce.Do(func() { close(i.outAbort) })
 	select {
 	case <-done:
 		return

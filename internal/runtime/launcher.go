@@ -35,6 +35,11 @@ type Config struct {
 	PoolSize int
 	// Logs receives every instance's output.
 	Logs LogSink
+	// MaxOutputBytes bounds what one invocation's output may put in the
+	// log (its lines' bytes, newlines included); past it lines are
+	// dropped, counted, and an entry says how many. 0:
+	// DefaultMaxOutputBytes; negative: no bound.
+	MaxOutputBytes int64
 	// Usage, when set, gets a usage record of every invocation that ran.
 	Usage metering.Recorder
 	// JailDir, when set, jails every instance (sandbox.Jail), keeping the
@@ -86,6 +91,9 @@ func NewLauncher(cfg Config) (*Launcher, error) {
 	}
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
+	}
+	if cfg.MaxOutputBytes == 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Launcher{cfg: cfg, kinds: make(map[string]*kind), ctx: ctx, cancel: cancel}

@@ -6,10 +6,13 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ternhq/tern/internal/logs"
 )
 
 // outputPipe is the read end of one of an instance's output pipes, with
@@ -45,9 +48,70 @@ func (p *outputPipe) pending() bool {
 	return n > 0 // TIOCINQ is FIONREAD: bytes waiting in the pipe
 }
 
-// drainOutput waits, briefly, until both pipes have been read up to now.
+// DefaultMaxOutputBytes is how much of one invocation's output goes into
+// the log when Config.MaxOutputBytes is 0.
+const DefaultMaxOutputBytes = 64 << 20
+
+// outputCount is what one invocation's output (or, for the instance's
+// first, the output of its init) put into the log and what was dropped.
+// Lines printed after an invocation ended are counted on the latest one.
+type outputCount struct {
+	rid string
+
+	mu    sync.Mutex
+	kept  int64 // bytes in the log, newlines included
+	ended bool  // its invocation's END was written
+	// Not yet reported, by reason: dropLimit, dropStopped.
+	lines, bytes [2]int64
+}
+
+const (
+	dropLimit = iota
+	dropStopped
+)
+
+var dropReasons = [...]string{dropLimit: logs.DropLimit, dropStopped: logs.DropStopped}
+
+func (o *outputCount) isEnded() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ended
+}
+
+// take returns and clears what was dropped and not reported yet.
+func (o *outputCount) take() (lines, bytes [2]int64) {
+	o.mu.Lock()
+	lines, bytes = o.lines, o.bytes
+	o.lines, o.bytes = [2]int64{}, [2]int64{}
+	o.mu.Unlock()
+	return lines, bytes
+}
+
+// reportDrops writes the entries saying what o's invocation lost.
+func (i *Instance) reportDrops(o *outputCount) {
+	if o == nil {
+		return
+	}
+	lines, bytes := o.take()
+	for r := range dropReasons {
+		if lines[r] > 0 {
+			i.l.cfg.Logs.WriteDropped(i.entry(o.rid, logs.StreamPlatform, ""), lines[r], bytes[r], dropReasons[r])
+		}
+	}
+}
+
+// drainOutput waits until both pipes have been read up to now, so that
+// an invocation's output comes before its END line. It waits while the
+// output makes progress (the log may be taking a flood the function
+// printed), giving up after drainIdle without progress or drainMax in all:
+// then the order is best effort.
 func (i *Instance) drainOutput() {
-	var deadline time.Time
+	const (
+		drainIdle = 100 * time.Millisecond
+		drainMax  = 2 * time.Second
+	)
+	var start, idleSince time.Time
+	var last int64
 	for spin := 0; ; spin++ {
 		if !i.stdout.pending() && !i.stderr.pending() {
 			return
@@ -56,20 +120,32 @@ func (i *Instance) drainOutput() {
 			runtime.Gosched()
 			continue
 		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(20 * time.Millisecond)
-		} else if time.Now().After(deadline) {
-			return // a flood of output: order is best effort
+		now := time.Now()
+		if start.IsZero() {
+			start, idleSince = now, now
+		}
+		if e := i.stdout.emitted.Load() + i.stderr.emitted.Load(); e != last {
+			last, idleSince = e, now
+		}
+		if now.Sub(idleSince) > drainIdle || now.Sub(start) > drainMax {
+			return
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
 }
 
 // readOutput turns one output pipe into log entries until the process and
-// all its children have closed it.
+// all its children have closed it. It waits for room in the log, so a
+// function that prints faster than the log takes its lines waits in its
+// writes; once outAbort is closed it only counts what it reads.
 func (i *Instance) readOutput(p *outputPipe) {
 	defer i.readers.Done()
 	defer p.f.Close()
+	defer func() {
+		if i.outputOpen.Add(-1) == 0 {
+			i.reportDrops(i.lastOut.Load()) // what came after the last END
+		}
+	}()
 	br := bufio.NewReaderSize(p, 64<<10)
 	for {
 		line, err := br.ReadSlice('\n')
@@ -87,30 +163,61 @@ func (i *Instance) readOutput(p *outputPipe) {
 }
 
 func (i *Instance) outputLine(stream string, line []byte) {
+	size := int64(len(line))
 	if n := len(line); n > 0 && line[n-1] == '\n' {
 		line = line[:n-1]
 	}
-	msg := string(line)
 	if !i.specOK.Load() {
 		// A pooled instance serves no function yet: its output is the
 		// runtime's own and goes to the server's log.
-		i.l.cfg.Log.Warn("runtime: output of an unspecialised instance", "instance", i.id, "stream", stream, "line", msg)
+		i.l.cfg.Log.Warn("runtime: output of an unspecialised instance", "instance", i.id, "stream", stream, "line", string(line))
 		return
 	}
-	rid := lambdaLineRequestID(msg)
-	if rid == "" {
-		if c := i.soleCall(); c != nil {
-			rid = c.inv.RequestID
-		} else if p := i.lastReq.Load(); p != nil {
-			rid = *p
-		}
+	var c *call
+	rid := lambdaLineRequestID(line)
+	if rid != "" {
+		c = i.call(rid)
+	} else {
+		c = i.soleCall()
 	}
-	i.l.cfg.Logs.Write(i.entry(rid, stream, msg))
+	o := i.lastOut.Load()
+	if c != nil {
+		o = c.out
+	}
+	// Count it: on its invocation, or on the latest one once that ended.
+	o.mu.Lock()
+	if o.ended && o != i.lastOut.Load() {
+		o.mu.Unlock()
+		o = i.lastOut.Load()
+		o.mu.Lock()
+	}
+	if max := i.l.cfg.MaxOutputBytes; max > 0 && o.kept+size > max {
+		o.lines[dropLimit]++
+		o.bytes[dropLimit] += size
+		o.mu.Unlock()
+		return
+	}
+	o.kept += size
+	o.mu.Unlock()
+	switch {
+	case rid != "":
+	case c != nil:
+		rid = c.inv.RequestID
+	default:
+		rid = o.rid
+	}
+	if !i.l.cfg.Logs.WriteOutput(i.entry(rid, stream, string(line)), i.outAbort) {
+		o.mu.Lock()
+		o.kept -= size
+		o.lines[dropStopped]++
+		o.bytes[dropStopped] += size
+		o.mu.Unlock()
+	}
 }
 
 // lambdaLineRequestID returns the request id of a line in the Lambda log
 // format "<time>\t<request id>\t<LEVEL>\t<message>", or "".
-func lambdaLineRequestID(s string) string {
+func lambdaLineRequestID(s []byte) string {
 	a := indexTab(s, 0)
 	if a < 0 {
 		return ""
@@ -119,10 +226,10 @@ func lambdaLineRequestID(s string) string {
 	if b < 0 || b-a-1 != 36 {
 		return ""
 	}
-	return s[a+1 : b]
+	return string(s[a+1 : b])
 }
 
-func indexTab(s string, from int) int {
+func indexTab(s []byte, from int) int {
 	for j := from; j < len(s) && j < from+64; j++ {
 		if s[j] == '\t' {
 			return j

@@ -40,6 +40,16 @@ func (c *collector) WriteReport(e logs.Entry, r *logs.Report) {
 	c.Write(e)
 }
 
+func (c *collector) WriteOutput(e logs.Entry, abort <-chan struct{}) bool {
+	c.Write(e)
+	return true
+}
+
+func (c *collector) WriteDropped(e logs.Entry, lines, bytes int64, reason string) {
+	e.Message = logs.DroppedMessage(lines, bytes, reason)
+	c.Write(e)
+}
+
 func (c *collector) messages() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -141,9 +141,14 @@ type InitError struct {
 
 func (e *InitError) Error() string { return fmt.Sprintf("init error: %s", e.Type) }
 
-// LogSink receives output and platform lines; it must not block.
-// WriteReport stands for an invocation's END and REPORT lines.
+// LogSink receives output and platform lines. Write and WriteReport must
+// not block; WriteReport stands for an invocation's END and REPORT lines.
+// WriteOutput may wait for room until abort is closed, and reports whether
+// it took the line; WriteDropped counts lines that were not kept and
+// writes the entry that says so (logs.Sink.WriteDropped).
 type LogSink interface {
 	Write(logs.Entry)
 	WriteReport(logs.Entry, *logs.Report)
+	WriteOutput(e logs.Entry, abort <-chan struct{}) bool
+	WriteDropped(e logs.Entry, lines, bytes int64, reason string)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ternhq/tern/internal/dispatch"
 	"github.com/ternhq/tern/internal/events"
 	"github.com/ternhq/tern/internal/metering"
+	"github.com/ternhq/tern/internal/runtime"
 	"github.com/ternhq/tern/internal/sandbox"
 	"github.com/ternhq/tern/internal/store"
 )
@@ -51,6 +52,9 @@ type Config struct {
 	// Region is the AWS region functions are told they run in
 	// (AWS_REGION, their ARNs, the region of queue and schedule events).
 	Region string
+	// MaxOutputBytes bounds what one invocation's output puts in the log;
+	// past it lines are dropped and counted, and an entry says how many.
+	MaxOutputBytes int64
 	// NodePath is the node binary; empty looks it up on PATH.
 	NodePath string
 	// PoolSize is how many generic instances per runtime are kept started
@@ -116,6 +120,7 @@ func DefaultConfig() Config {
 		LogsMaxAge:       7 * 24 * time.Hour,
 		LogsMaxBytes:     1 << 30,
 		Region:           "us-east-1",
+		MaxOutputBytes:   runtime.DefaultMaxOutputBytes,
 		PoolSize:         2,
 		Sandbox:          true,
 		TmpMB:            sandbox.DefaultTmpMB,
@@ -202,6 +207,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogsMaxAge <= 0 || c.LogsMaxBytes <= 0 {
 		errs = append(errs, errors.New("logs retention: age and size must be positive"))
+	}
+	if c.MaxOutputBytes < 64<<10 {
+		errs = append(errs, errors.New("logs-max-invocation-bytes: must be at least 64 KiB"))
 	}
 	// The embedded NATS carries up to 8 MB per message, headers included.
 	if c.Events.MaxEventBytes < 0 || c.Events.MaxEventBytes > 7<<20 {

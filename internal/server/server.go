@@ -193,6 +193,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		JailDir:          jailDir(cfg),
 		TmpMB:            cfg.TmpMB,
 		Logs:             s.sink,
+		MaxOutputBytes:   cfg.MaxOutputBytes,
 		Usage:            usage,
 		Log:              log,
 	})
@@ -447,6 +448,7 @@ func (m metricsSource) UsageRecords() (published, lost, buffered uint64) {
 	st := m.s.usage.Stats()
 	return st.Published, st.Lost, st.Buffered
 }
+func (m metricsSource) LogDrops() map[string]logs.Drops { return m.s.sink.Drops() }
 
 // debugHandler serves Go's profiles under /v1/debug/pprof/ (behind the
 // API's authentication).

@@ -12,6 +12,13 @@ const { pathToFileURL } = require('node:url');
 
 const stdout = process.stdout;
 const stderr = process.stderr;
+// Node writes to a pipe asynchronously, queueing in memory what the pipe
+// does not take at once: a function printing faster than Tern stores its
+// log would grow without bound and lose the queue when the process ends.
+// Blocking writes make it wait for the log instead.
+for (const s of [stdout, stderr]) {
+  if (s._handle && typeof s._handle.setBlocking === 'function') s._handle.setBlocking(true);
+}
 
 function die(message) {
   stderr.write('tern bootstrap: ' + message + '\n');
@@ -105,8 +112,8 @@ process.env = env;
 // ---------------------------------------------------------------------------
 // Logging: each console call is one line on stdout:
 //   <ISO time>\t<request id>\t<LEVEL>\t<message with \n replaced by \r>\n
-// process.stdout writes to pipes and files are synchronous on Linux, so log
-// lines are out before the answer is posted or its frame written.
+// Writes to stdout are synchronous (blocking, above), so log lines are out
+// before the answer is posted or its frame written.
 //
 // With one invocation at a time the request id is that of the latest
 // invocation. With several (framed, concurrency > 1) it is that of the
