@@ -71,3 +71,22 @@ func (f *Runtime) WarmRun(t testing.TB, start, n, batch int, event string) {
 		}
 	}
 }
+
+// CheckRSSFlat warms a specialised runtime with warm invocations, then
+// runs run more (WarmRun, 16 at a time), and fails the test if its
+// resident set grew by more than maxGrowthKB over those: an instance must
+// not grow with every invocation.
+func (f *Runtime) CheckRSSFlat(t testing.TB, warm, run int, maxGrowthKB int64) {
+	t.Helper()
+	pid := f.Cmd.Process.Pid
+	begin := time.Now()
+	f.WarmRun(t, 0, warm, 16, `{}`)
+	before := VmRSS(t, pid)
+	f.WarmRun(t, warm, run, 16, `{}`)
+	after := VmRSS(t, pid)
+	t.Logf("%d invocations in %v; VmRSS %d kB after %d, %d kB after %d more (%+d kB)",
+		warm+run, time.Since(begin).Round(time.Millisecond), before, warm, after, run, after-before)
+	if after-before > maxGrowthKB {
+		t.Errorf("VmRSS grew from %d kB to %d kB over %d warm invocations", before, after, run)
+	}
+}

@@ -3,7 +3,6 @@ package nodejs
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/ternhq/tern/internal/runtime/framedtest"
 )
@@ -23,20 +22,9 @@ func TestFramedRSSFlat(t *testing.T) {
 				"index.js": `exports.handler = async () => { await null; return process.env._X_AMZN_TRACE_ID; };`,
 			}, nil)
 			f.SpecializeReady(t, "index.handler", nil, concurrency)
-			pid := f.Cmd.Process.Pid
-			// V8's heap settles within the first 100,000 or so.
-			const warm, run = 100_000, 200_000
-			begin := time.Now()
-			f.WarmRun(t, 0, warm, 16, `{}`)
-			before := framedtest.VmRSS(t, pid)
-			f.WarmRun(t, warm, run, 16, `{}`)
-			after := framedtest.VmRSS(t, pid)
-			t.Logf("%d invocations in %v; VmRSS %d kB after %d, %d kB after %d more (%+d kB)",
-				warm+run, time.Since(begin).Round(time.Millisecond), before, warm, after, run, after-before)
-			// Measured: +0 to +2 MB; the old bootstrap grew by 27 MB.
-			if after-before > 8<<10 {
-				t.Errorf("VmRSS grew from %d kB to %d kB over %d warm invocations", before, after, run)
-			}
+			// V8's heap settles within the first 100,000 or so. Measured: +0
+			// to +2 MB; the old bootstrap grew by 27 MB.
+			f.CheckRSSFlat(t, 100_000, 200_000, 8<<10)
 		})
 	}
 }

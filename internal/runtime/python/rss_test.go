@@ -2,7 +2,6 @@ package python
 
 import (
 	"testing"
-	"time"
 
 	"github.com/ternhq/tern/internal/runtime/framedtest"
 )
@@ -26,18 +25,7 @@ func TestFramedRSSFlat(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := startReady(t, "app.handler", map[string]string{"app.py": tc.code}, nil, tc.concurrency)
-			pid := f.Cmd.Process.Pid
-			const warm, run = 20_000, 100_000 // the old bootstrap grew by 11 MB
-			begin := time.Now()
-			f.WarmRun(t, 0, warm, 16, `{}`)
-			before := framedtest.VmRSS(t, pid)
-			f.WarmRun(t, warm, run, 16, `{}`)
-			after := framedtest.VmRSS(t, pid)
-			t.Logf("%d invocations in %v; VmRSS %d kB after %d, %d kB after %d more (%+d kB)",
-				warm+run, time.Since(begin).Round(time.Millisecond), before, warm, after, run, after-before)
-			if after-before > 6<<10 {
-				t.Errorf("VmRSS grew from %d kB to %d kB over %d warm invocations", before, after, run)
-			}
+			f.CheckRSSFlat(t, 20_000, 100_000, 6<<10) // the old bootstrap grew by 11 MB
 		})
 	}
 }
