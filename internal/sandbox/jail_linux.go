@@ -306,7 +306,7 @@ type slot struct {
 
 	mu       sync.Mutex // no code or /tmp mounted once it is released
 	released bool
-	disk     *tmpDisk // mounted on tmp; nil: none
+	tmpDisk  bool // a /tmp disk is mounted on tmp
 }
 
 func (j *Jail) newSlot(name string) (*slot, error) {
@@ -335,10 +335,6 @@ func (j *Jail) releaseSlot(s *slot) {
 			return // leave it: the next start sweeps it
 		}
 	}
-	if s.disk != nil {
-		s.disk.close()
-		s.disk = nil
-	}
 	removeSlot(s.dir)
 }
 
@@ -353,14 +349,13 @@ func (j *Jail) mountTmp(s *slot, sizeMB int) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.released || s.disk != nil {
+	if s.released || s.tmpDisk {
 		return errors.New("sandbox: /tmp: the instance exited or has one")
 	}
-	d, err := j.tmp.mount(s.tmp, s.dir+"/tmp.img", sizeMB)
-	if err != nil {
+	if err := j.tmp.mount(s.tmp, s.dir+"/tmp.img", sizeMB); err != nil {
 		return err
 	}
-	s.disk = d
+	s.tmpDisk = true
 	return nil
 }
 

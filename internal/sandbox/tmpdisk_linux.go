@@ -77,6 +77,10 @@ func (d *tmpDisks) template(sizeMB int) (string, error) {
 		return p, nil
 	}
 	p := filepath.Join(d.dir, "ext4-"+strconv.Itoa(sizeMB)+"m.img")
+	if _, err := os.Stat(p); err == nil {
+		d.templates[sizeMB] = p // made by an earlier run (renamed into place whole)
+		return p, nil
+	}
 	tmp := p + ".new"
 	_ = os.Remove(tmp)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -107,52 +111,40 @@ func (d *tmpDisks) template(sizeMB int) (string, error) {
 	return p, nil
 }
 
-// tmpDisk is one instance's /tmp filesystem, mounted.
-type tmpDisk struct {
-	dev, back *os.File // the loop device and its (unlinked) backing file
-}
-
 // mount makes a fresh filesystem of sizeMB and mounts it on dir, with
-// image as its backing file (unlinked once the loop device holds it).
-func (d *tmpDisks) mount(dir, image string, sizeMB int) (*tmpDisk, error) {
+// image as its backing file. Once mounted, the mount holds the loop device
+// and the device the file: the file is unlinked and nothing is kept open
+// here, so the device clears itself and the blocks are freed when the last
+// mount of it goes (the slot's, and the instance's in its namespace).
+func (d *tmpDisks) mount(dir, image string, sizeMB int) error {
 	tpl, err := d.template(sizeMB)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := copySparse(tpl, image); err != nil {
-		return nil, fmt.Errorf("sandbox: /tmp image: %w", err)
+		return fmt.Errorf("sandbox: /tmp image: %w", err)
 	}
 	defer os.Remove(image)
 	back, err := os.OpenFile(image, os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: /tmp image: %w", err)
+		return fmt.Errorf("sandbox: /tmp image: %w", err)
 	}
+	defer back.Close()
 	dev, err := attachLoop(back)
 	if err != nil {
-		back.Close()
-		return nil, fmt.Errorf("sandbox: /tmp loop device: %w", err)
+		return fmt.Errorf("sandbox: /tmp loop device: %w", err)
 	}
-	disk := &tmpDisk{dev: dev, back: back}
+	defer dev.Close()
 	if err := unix.Mount(dev.Name(), dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, ""); err != nil {
-		disk.close()
-		return nil, fmt.Errorf("sandbox: mount /tmp: %w", err)
+		return fmt.Errorf("sandbox: mount /tmp: %w", err)
 	}
 	// Sticky and writable by all, as a /tmp is; nothing in it.
 	_ = os.Remove(filepath.Join(dir, "lost+found"))
 	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
 		_ = unix.Unmount(dir, unix.MNT_DETACH)
-		disk.close()
-		return nil, fmt.Errorf("sandbox: /tmp: %w", err)
+		return fmt.Errorf("sandbox: /tmp: %w", err)
 	}
-	return disk, nil
-}
-
-// close lets go of the device and the file: once the filesystem is
-// unmounted everywhere, the device clears itself and the file's blocks
-// are freed.
-func (t *tmpDisk) close() {
-	t.dev.Close()
-	t.back.Close()
+	return nil
 }
 
 // attachLoop binds a free loop device to file and returns the device,
