@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -308,7 +309,7 @@ func (i *Instance) Proxy(w http.ResponseWriter, r *http.Request, rid, prefix, pa
 		err = context.Cause(r.Context())
 	case errors.As(proxyErr, &tooBig):
 		err = tooBig // the client's body was too large: the app is fine
-	case i.exitedSoon():
+	case i.exitedSoon(proxyErr):
 		err = fmt.Errorf("%w: the app exited", ErrCrashed)
 		if i.proc.OOMKilled() {
 			err = fmt.Errorf("%w: the app exceeded its memory limit of %d MB (%s)", ErrCrashed, i.spec.MemoryMB, ErrTypeOutOfMemory)
@@ -344,13 +345,20 @@ func shellCommand(cmd string) string {
 	return "exec " + c
 }
 
-// exitedSoon reports whether the app's process exits within a moment (a
-// connection error from an app that is going away).
-func (i *Instance) exitedSoon() bool {
+// exitedSoon reports whether the app's process exits within a moment of
+// a failed proxy connection (err): an app that refused the connection has
+// no listener left, so it is gone or going, and its exit is waited for
+// longer (reaping it takes a while on a busy host) than after another
+// failure, where the app usually lives on.
+func (i *Instance) exitedSoon(err error) bool {
+	wait := 50 * time.Millisecond
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		wait = 2 * time.Second
+	}
 	select {
 	case <-i.proc.Done():
 		return true
-	case <-time.After(50 * time.Millisecond):
+	case <-time.After(wait):
 		return false
 	}
 }

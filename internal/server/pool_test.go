@@ -53,7 +53,7 @@ func TestPoolServesColdStartsInIsolation(t *testing.T) {
 			cwd: process.cwd(), root: process.env.LAMBDA_TASK_ROOT, fd: process.env.TERN_RUNTIME_FD || null });`
 	s.Deploy(map[string]string{"tern.yaml": "name: fa\nruntime: nodejs\nhandler: index.handler\nenvironment:\n  SECRET_A: only-for-a\n", "index.js": code})
 	s.Deploy(map[string]string{"tern.yaml": "name: fb\nruntime: nodejs\nhandler: index.handler\n", "index.js": code})
-	time.Sleep(300 * time.Millisecond) // let the pool fill (node starts in tens of ms)
+	testserver.Eventually(t, 30*time.Second, "the pool to fill", func() bool { return s.Server.PoolSizes()["nodejs"] >= cfg.PoolSize })
 	before := selfTicksNow(t)
 	time.Sleep(50 * time.Millisecond)
 
