@@ -123,13 +123,17 @@ func (e *env) topicCmd() *cobra.Command {
 
 func (e *env) writeTopics(ts []events.TopicInfo) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tMESSAGES\tBYTES\tFUNCTION\tPENDING\tIN FLIGHT")
+	// DEPTH is what is not consumed yet (of the topic: what its reader
+	// furthest behind has still to finish, or with no reader all it
+	// keeps); STORED and BYTES also count messages every reader has
+	// finished, until the next trim.
+	fmt.Fprintln(tw, "TOPIC\tDEPTH\tSTORED\tBYTES\tFUNCTION\tFN DEPTH\tPENDING\tIN FLIGHT")
 	for _, t := range ts {
 		if len(t.Consumers) == 0 {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\n", t.Name, t.Messages, humanBytes(int64(t.Bytes)))
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t-\t-\t-\t-\n", t.Name, t.Depth, t.Messages, humanBytes(int64(t.Bytes)))
 		}
 		for _, c := range t.Consumers {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\n", t.Name, t.Messages, humanBytes(int64(t.Bytes)), c.Function, c.Pending, c.InFlight)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\n", t.Name, t.Depth, t.Messages, humanBytes(int64(t.Bytes)), c.Function, c.Depth, c.Pending, c.InFlight)
 		}
 	}
 	tw.Flush()

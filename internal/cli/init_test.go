@@ -41,6 +41,25 @@ func buildBootstrap(t *testing.T, dir string) {
 	}
 }
 
+// builtIgnored checks that what the build made in built, a copy of src,
+// is ignored by git in src: the files the example's README build writes
+// into the checkout.
+func builtIgnored(t *testing.T, src, built string) {
+	t.Helper()
+	if err := exec.Command("git", "-C", src, "rev-parse").Run(); err != nil {
+		t.Logf("not a git checkout: %v", err)
+		return
+	}
+	for _, f := range listFiles(t, built) {
+		if _, err := os.Stat(filepath.Join(src, filepath.FromSlash(f))); err == nil {
+			continue
+		}
+		if err := exec.Command("git", "-C", src, "check-ignore", "-q", f).Run(); err != nil {
+			t.Errorf("the build writes %s into %s, which git does not ignore", f, src)
+		}
+	}
+}
+
 // listFiles returns the regular files under dir, slash-separated and sorted.
 func listFiles(t *testing.T, dir string) []string {
 	t.Helper()
@@ -254,8 +273,10 @@ func TestExamples(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(dir, "bootstrap")); err == nil {
 					t.Errorf("examples/%s/bootstrap is committed; the test builds it", folder)
 				}
+				src := dir
 				dir = copyDir(t, dir)
 				buildBootstrap(t, dir)
+				builtIgnored(t, src, dir)
 			}
 			s.DeployDir(dir)
 			status, _, body := s.Do("GET", "/fn/"+m.Name+"/hi?x=1", nil, nil)

@@ -63,8 +63,15 @@ type TopicConfig struct {
 
 // TopicInfo describes a topic and the functions reading it.
 type TopicInfo struct {
-	Name      string          `json:"name"`
-	Subject   string          `json:"subject"`
+	Name    string `json:"name"`
+	Subject string `json:"subject"`
+	// Depth is how many messages are not yet consumed: with readers, the
+	// largest Depth among them (what the reader furthest behind has
+	// still to finish); with none, every message kept, since the first
+	// function to read the topic gets them all.
+	Depth uint64 `json:"depth"`
+	// Messages and Bytes are what the topic stores: also messages every
+	// reader has finished, until the next trim drops them.
 	Messages  uint64          `json:"messages"`
 	Bytes     uint64          `json:"bytes"`
 	MaxAge    string          `json:"maxAge"`
@@ -73,10 +80,14 @@ type TopicInfo struct {
 	Consumers []TopicConsumer `json:"consumers"`
 }
 
-// TopicConsumer is one function reading a topic: what it has not taken
-// yet (its depth), and what it has taken but not finished.
+// TopicConsumer is one function reading a topic: what it has not
+// consumed yet (its Depth): the messages it has not taken yet (Pending)
+// and those it has taken but not finished (InFlight: running, or waiting
+// to be tried again). A message is consumed once the function succeeded
+// with it or it was dead-lettered.
 type TopicConsumer struct {
 	Function    string `json:"function"`
+	Depth       uint64 `json:"depth"`
 	Pending     uint64 `json:"pending"`
 	InFlight    int    `json:"inFlight"`
 	Redelivered int    `json:"redelivered"`
@@ -167,13 +178,29 @@ func (s *Service) topicInfo(ctx context.Context, name string, st jetstream.Strea
 		if !ok {
 			continue
 		}
-		t.Consumers = append(t.Consumers, TopicConsumer{Function: fn, Pending: ci.NumPending, InFlight: ci.NumAckPending, Redelivered: ci.NumRedelivered})
+		c := TopicConsumer{Function: fn, Pending: ci.NumPending, InFlight: ci.NumAckPending, Redelivered: ci.NumRedelivered}
+		c.Depth = c.Pending + uint64(c.InFlight)
+		t.Consumers = append(t.Consumers, c)
 	}
 	if err := lister.Err(); err != nil {
 		return nil, fmt.Errorf("topic %q: consumers: %w", name, err)
 	}
+	t.Depth = topicDepth(t.Messages, t.Consumers)
 	slices.SortFunc(t.Consumers, func(a, b TopicConsumer) int { return strings.Compare(a.Function, b.Function) })
 	return t, nil
+}
+
+// topicDepth is a topic's depth: the largest of its readers' depths, or
+// with no reader every message it keeps.
+func topicDepth(stored uint64, readers []TopicConsumer) uint64 {
+	if len(readers) == 0 {
+		return stored
+	}
+	var d uint64
+	for _, c := range readers {
+		d = max(d, c.Depth)
+	}
+	return d
 }
 
 // Topics describes every topic.
