@@ -270,7 +270,7 @@ func (i *Instance) end(c *call, dur time.Duration, cold bool, res *Result, err e
 	case res != nil && res.Error != nil && res.Error.Type == ErrTypeOutOfMemory:
 		i.platform(rid, ErrTypeOutOfMemory+": "+i.oomMessage())
 	}
-	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.proc.MaxRSS}
+	rep := &logs.Report{Duration: dur, MemoryMB: i.spec.MemoryMB, MaxRSS: i.maxRSS}
 	if cold {
 		rep.InitDuration = i.initDuration
 	}
@@ -426,6 +426,16 @@ func (i *Instance) outOfMemory() *FunctionError {
 		return nil
 	}
 	return &FunctionError{Type: ErrTypeOutOfMemory, Body: errorBody(ErrTypeOutOfMemory, i.oomMessage())}
+}
+
+// maxRSS is the instance's peak memory in bytes: its process's, or all
+// of its memory if the kernel killed it for exceeding that (it was at the
+// limit, whatever the last reading said).
+func (i *Instance) maxRSS() int64 {
+	if i.proc.OOMKilled() {
+		return max(int64(i.spec.MemoryMB)<<20, i.proc.MaxRSS())
+	}
+	return i.proc.MaxRSS()
 }
 
 func (i *Instance) oomMessage() string {
@@ -592,7 +602,7 @@ func (i *Instance) meter(inv *Invocation, start time.Time, dur time.Duration, co
 	r := &metering.Record{
 		Function: i.spec.Function, Version: i.spec.Version, RequestID: inv.RequestID, Trigger: inv.Trigger,
 		Start: start, DurationUS: dur.Microseconds(), BilledMS: metering.BilledMS(dur),
-		MemoryMB: i.spec.MemoryMB, MaxMemoryMB: int(i.proc.MaxRSS() >> 20), Cold: cold,
+		MemoryMB: i.spec.MemoryMB, MaxMemoryMB: int(i.maxRSS() >> 20), Cold: cold,
 		Outcome: Outcome(res, err),
 	}
 	if cpu, ok := i.proc.CPUTime(); ok {

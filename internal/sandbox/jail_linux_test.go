@@ -359,3 +359,36 @@ func TestJailedTmpDisk(t *testing.T) {
 		t.Errorf("left in the jail dir: %v", ents)
 	}
 }
+
+// MaxRSS is the process's own peak, also after it exited: not its rusage,
+// which counts the memory of the fork of this (large) process it began as.
+func TestMaxRSSIsTheProcesssOwn(t *testing.T) {
+	ballast := make([]byte, 256<<20) // this process: well over 256 MB resident
+	for i := range ballast {
+		ballast[i] = byte(i)
+	}
+	j := newTestJail(t, 0)
+	for name, spec := range map[string]Spec{
+		"jailed":     {Jail: j, Code: writeCode(t), UID: 2345, GID: 2345, Dir: TaskRoot},
+		"not jailed": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			spec.Path, spec.Args = "/bin/sh", []string{"-c", "sleep 0.5"}
+			p, err := Start(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var alive int64
+			for alive == 0 {
+				alive = p.MaxRSS()
+			}
+			<-p.Done()
+			after := p.MaxRSS()
+			if alive > 64<<20 || after != alive {
+				t.Errorf("MaxRSS %d MB while it ran, %d MB after it exited; want a shell's few MB both times (this process: %d MB)",
+					alive>>20, after>>20, len(ballast)>>20)
+			}
+		})
+	}
+	_ = ballast[len(ballast)-1]
+}

@@ -409,17 +409,15 @@ type cpuReading struct {
 // epoch is what cpuReading times count from.
 var epoch = time.Now()
 
-// MaxRSS is the peak resident memory in bytes, measured by the kernel: from
-// /proc while the process runs, from its rusage after it exited. 0 if unknown.
+// MaxRSS is the peak resident memory in bytes, measured by the kernel
+// (VmHWM in /proc) while the process runs; after it exited, the last such
+// reading. 0 if unknown. Never its rusage: the kernel counts in ru_maxrss
+// the memory of the process before its exec, which began as a fork of
+// tern and so shows tern's own size.
 func (p *Process) MaxRSS() int64 {
 	select {
 	case <-p.done:
-		if st := p.cmd.ProcessState; st != nil {
-			if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-				return ru.Maxrss * 1024
-			}
-		}
-		return 0
+		return p.rssMax.Load()
 	default:
 	}
 	now := time.Now().UnixNano()
