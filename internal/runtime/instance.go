@@ -707,7 +707,9 @@ func (i *Instance) await(c *call, deadline <-chan time.Time) (*Result, error) {
 			return r, nil
 		default:
 		}
-		if i.fatal.Load() {
+		if i.fatal.Load() || i.proc.ExitedByItself() {
+			// It was stopped because it had ended: another invocation's
+			// exit, or a crash, took this one with it.
 			return nil, i.unanswered()
 		}
 		return nil, ErrStopped
@@ -740,7 +742,9 @@ func (i *Instance) unanswered() error {
 func (i *Instance) crashed() error {
 	select {
 	case <-i.stopped:
-		return ErrStopped
+		if !i.proc.ExitedByItself() {
+			return ErrStopped
+		}
 	default:
 	}
 	if e := i.proc.ExitError(); e != nil {

@@ -86,6 +86,7 @@ type Process struct {
 	waitErr  error
 	killOnce sync.Once
 	killed   atomic.Bool // Kill was called
+	byItself bool        // it exited before Kill was called; set before done is closed
 
 	// mu guards cg and exited: Confine must not add a cgroup once the
 	// exit was seen, or nobody would remove it.
@@ -185,6 +186,7 @@ func Start(spec Spec) (*Process, error) {
 		// then its pid stays its own, even if it died.
 		<-p.confining
 		p.waitErr = cmd.Wait()
+		p.byItself = !p.killed.Load()
 		p.mu.Lock()
 		p.exited = true
 		cg := p.cg
@@ -355,6 +357,18 @@ func (p *Process) OOMKilled() bool {
 	select {
 	case <-p.done:
 		return p.oom
+	default:
+		return false
+	}
+}
+
+// ExitedByItself reports whether the process ended before Kill was called
+// (it exited, crashed or was killed by the kernel), once Done is closed;
+// false before.
+func (p *Process) ExitedByItself() bool {
+	select {
+	case <-p.done:
+		return p.byItself
 	default:
 		return false
 	}

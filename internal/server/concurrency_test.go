@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ternhq/tern/internal/client"
+	"github.com/ternhq/tern/internal/logs"
 	"github.com/ternhq/tern/internal/testserver"
 )
 
@@ -154,4 +158,58 @@ func TestExpressStyleHandler(t *testing.T) {
 	if resp.StatusCode != 302 || resp.Header.Get("Location") != "/fn/exp/items?x=1" {
 		t.Errorf("redirect: %d %v", resp.StatusCode, resp.Header)
 	}
+}
+
+// TestExitTakesConcurrentInvocationsWithIt: with concurrency above 1, an
+// invocation that ends the process fails the others running beside it in
+// the same shape (Runtime.ExitError, with its log line), not as if Tern
+// had stopped the instance.
+func TestExitTakesConcurrentInvocationsWithIt(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t.TempDir()))
+	col := testserver.NewCollector(t)
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: cx\nruntime: nodejs\nhandler: index.handler\nconcurrency: 16\nscale: {max: 1}\ntimeout: 60s\nenvironment: {RECORD_URL: \"" + col.URL + "\"}\n",
+		"index.js": testserver.RecordJS + `
+			exports.handler = async (e) => {
+				if (e.exit) { process.exit(3); }
+				await record("running");
+				await new Promise(r => setTimeout(r, 60000)); // until the exit takes it
+			};`,
+	})
+	bearer := map[string]string{"Authorization": "Bearer " + s.Server.Token()}
+	const n = 4
+	type answer struct {
+		status int
+		h      http.Header
+		body   []byte
+	}
+	answers := make(chan answer, n)
+	for range n {
+		go func() {
+			status, h, body := s.Do("POST", "/v1/functions/cx/invoke", strings.NewReader(`{}`), bearer)
+			answers <- answer{status, h, body}
+		}()
+	}
+	testserver.Eventually(t, 30*time.Second, "the invocations to run on the one instance", func() bool { return len(col.Lines()) == n })
+	if status, h, _ := s.Do("POST", "/v1/functions/cx/invoke", strings.NewReader(`{"exit":true}`), bearer); status != 502 || h.Get("X-Tern-Error-Type") != "Runtime.ExitError" {
+		t.Fatalf("the exiting invocation: %d %v", status, h)
+	}
+	for range n {
+		a := <-answers
+		var e struct{ ErrorType, ErrorMessage string }
+		if a.status != 502 || a.h.Get("X-Tern-Function-Error") != "Unhandled" || a.h.Get("X-Tern-Error-Type") != "Runtime.ExitError" ||
+			json.Unmarshal(a.body, &e) != nil || e.ErrorMessage != "Runtime exited with error: exit status 3" {
+			t.Errorf("an invocation beside the exit: %d %v %s", a.status, a.h, a.body)
+		}
+	}
+	testserver.Eventually(t, 10*time.Second, "an error line for each of the five", func() bool {
+		lines := 0
+		_ = s.Client.Logs(context.Background(), "cx", client.LogQuery{}, func(en *logs.Entry) error {
+			if strings.Contains(en.Message, "Runtime.ExitError: Runtime exited with error: exit status 3") {
+				lines++
+			}
+			return nil
+		})
+		return lines == n+1
+	})
 }
