@@ -1,7 +1,7 @@
 package runtime
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -24,7 +24,16 @@ type outputPipe struct {
 	stream  string
 	read    atomic.Int64 // bytes taken out of the pipe
 	emitted atomic.Int64 // bytes turned into entries
+
+	// mu is held while read bytes become entries; partial is the line
+	// read so far without its "\n" (at most maxPartial bytes).
+	mu      sync.Mutex
+	partial []byte
 }
+
+// maxPartial bounds a line waiting for its "\n": a longer one is an entry
+// of its own, as many of them as it takes.
+const maxPartial = 64 << 10
 
 func (p *outputPipe) Read(b []byte) (int, error) {
 	n, err := p.f.Read(b)
@@ -34,9 +43,11 @@ func (p *outputPipe) Read(b []byte) (int, error) {
 
 // pending reports bytes still in the pipe or read but not yet emitted.
 func (p *outputPipe) pending() bool {
-	if p.read.Load() != p.emitted.Load() {
-		return true
-	}
+	return p.read.Load() != p.emitted.Load() || p.inPipe()
+}
+
+// inPipe reports bytes written to the pipe and not read yet.
+func (p *outputPipe) inPipe() bool {
 	rc, err := p.f.SyscallConn()
 	if err != nil {
 		return false
@@ -46,6 +57,30 @@ func (p *outputPipe) pending() bool {
 		n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ)
 	})
 	return n > 0 // TIOCINQ is FIONREAD: bytes waiting in the pipe
+}
+
+// flushPartial makes the unfinished line an entry of its own when nothing
+// else of the output is left: an invocation that ends keeps what it
+// printed without a final "\n". It reports whether it flushed; false
+// while the reader is busy with the pipe.
+func (i *Instance) flushPartial(p *outputPipe) bool {
+	if !p.mu.TryLock() {
+		return false
+	}
+	defer p.mu.Unlock()
+	if len(p.partial) == 0 || p.read.Load()-p.emitted.Load() != int64(len(p.partial)) || p.inPipe() {
+		return false
+	}
+	i.emitLine(p, p.partial)
+	p.partial = p.partial[:0]
+	return true
+}
+
+// emitLine turns one line (with or without its "\n") into an entry.
+// p.mu is held.
+func (i *Instance) emitLine(p *outputPipe, line []byte) {
+	i.outputLine(p.stream, line)
+	p.emitted.Add(int64(len(line)))
 }
 
 // DefaultMaxOutputBytes is how much of one invocation's output goes into
@@ -113,7 +148,14 @@ func (i *Instance) drainOutput() {
 	var start, idleSince time.Time
 	var last int64
 	for spin := 0; ; spin++ {
-		if !i.stdout.pending() && !i.stderr.pending() {
+		out, errs := i.stdout.pending(), i.stderr.pending()
+		if out && i.flushPartial(i.stdout) {
+			out = i.stdout.pending()
+		}
+		if errs && i.flushPartial(i.stderr) {
+			errs = i.stderr.pending()
+		}
+		if !out && !errs {
 			return
 		}
 		if spin < 50 {
@@ -146,19 +188,58 @@ func (i *Instance) readOutput(p *outputPipe) {
 			i.reportDrops(i.lastOut.Load()) // what came after the last END
 		}
 	}()
-	br := bufio.NewReaderSize(p, 64<<10)
+	buf := make([]byte, 64<<10)
 	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			i.outputLine(p.stream, line)
-			p.emitted.Add(int64(len(line)))
+		n, err := p.Read(buf)
+		if n > 0 {
+			i.consume(p, buf[:n])
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		if err != nil {
+			p.mu.Lock()
+			if len(p.partial) > 0 {
+				i.emitLine(p, p.partial) // the last words, without "\n"
+				p.partial = nil
+			}
+			p.mu.Unlock()
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
 				i.l.cfg.Log.Debug("runtime: reading output", "instance", i.id, "err", err)
 			}
 			return
 		}
+	}
+}
+
+// consume turns what was read from p into entries, one per line; the
+// unfinished rest waits in p.partial for its "\n" (or for flushPartial).
+func (i *Instance) consume(p *outputPipe, data []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(data) > 0 {
+		j := bytes.IndexByte(data, '\n')
+		if j < 0 {
+			room := maxPartial - len(p.partial)
+			if len(data) < room {
+				p.partial = append(p.partial, data...)
+				return
+			}
+			p.partial = append(p.partial, data[:room]...)
+			data = data[room:]
+			i.emitLine(p, p.partial)
+			p.partial = p.partial[:0]
+			continue
+		}
+		line := data[:j+1]
+		data = data[j+1:]
+		if len(p.partial) > 0 {
+			if len(p.partial)+len(line) > maxPartial {
+				i.emitLine(p, p.partial)
+				p.partial = p.partial[:0]
+			} else {
+				line = append(p.partial, line...)
+			}
+		}
+		i.emitLine(p, line)
+		p.partial = p.partial[:0]
 	}
 }
 

@@ -131,3 +131,29 @@ exports.handler = async () => { for (;;) process.stdout.write("x".repeat(99) + "
 	}
 	t.Logf("took %s; drops %s", took, fmt.Sprint(d))
 }
+
+// Output without a final newline is its invocation's: an entry of its
+// own before END, never held for (or glued to) a later invocation's.
+func TestOutputWithoutNewline(t *testing.T) {
+	col := &collector{}
+	inst := startWith(t, runtime.Config{Logs: col}, `
+exports.handler = async (e) => { process.stdout.write("partial-" + e.i); if (e.nl) console.log("with-nl"); return e.i; };`)
+	var rids []string
+	for _, ev := range []string{`{"i":1}`, `{"i":2}`, `{"i":3,"nl":true}`} {
+		inv := &runtime.Invocation{RequestID: runtime.NewRequestID(), Payload: []byte(ev), Deadline: time.Now().Add(20 * time.Second)}
+		if res, err := inst.Invoke(context.Background(), inv, false); err != nil || res.Error != nil {
+			t.Fatalf("invoke %s: %v %+v", ev, err, res)
+		}
+		rids = append(rids, inv.RequestID)
+	}
+	msgs := strings.Join(col.messages(), "\n")
+	for n, want := range []string{
+		"stdout " + rids[0] + " partial-1\nplatform " + rids[0] + " END",
+		"stdout " + rids[1] + " partial-2\nplatform " + rids[1] + " END",
+		"stdout " + rids[2] + " partial-3",
+	} {
+		if !strings.Contains(msgs, want) {
+			t.Errorf("invocation %d: the log lacks %q:\n%s", n+1, want, msgs)
+		}
+	}
+}
