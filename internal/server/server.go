@@ -95,6 +95,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	s.stops = append(s.stops, func(context.Context) error { return lock.Release() })
+	// The port next, before anything starts: a port in use is the most
+	// common reason a server cannot start.
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	ln := s.ln
+	s.stops = append(s.stops, func(context.Context) error {
+		_ = ln.Close() // closed already once the HTTP server shut down
+		return nil
+	})
 	// Owner-only also when it existed before: the token and the keys are
 	// there.
 	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
@@ -286,10 +296,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	mux.Handle("/v1/debug/pprof/", authn.Guard(auth.Permit(auth.PermAdmin, debugHandler())))
 	mux.Handle("GET /metrics", authn.Guard(auth.Permit(auth.PermAdmin, s.metrics.Handler())))
 
-	s.ln, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
 	s.http = &http.Server{
 		Handler: apierror.Routes(mux),
 		// Slow clients: a request's headers within 10 s, its whole body
