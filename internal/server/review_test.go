@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,14 +118,28 @@ func nsPid(pid int) int {
 func TestShutdownEndsLogFollowers(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
 	s.Deploy(fn("quiet", "index.handler", map[string]string{"index.js": `exports.handler = async () => 1;`}))
+	if _, err := s.Client.Invoke(context.Background(), "quiet", nil); err != nil {
+		t.Fatal(err) // its START line tells when the follower reads
+	}
 	followed := make(chan error, 1)
+	reading := make(chan struct{})
+	var once sync.Once
 	go func() {
-		followed <- s.Client.Logs(context.Background(), "quiet", client.LogQuery{Follow: true}, func(*logs.Entry) error { return nil })
+		followed <- s.Client.Logs(context.Background(), "quiet", client.LogQuery{Follow: true}, func(*logs.Entry) error {
+			once.Do(func() { close(reading) })
+			return nil
+		})
 	}()
-	time.Sleep(200 * time.Millisecond) // let the follower connect
+	select {
+	case <-reading:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the follower read nothing")
+	}
+	// A follower that held shutdown up would make it last the whole
+	// shutdown timeout.
 	start := time.Now()
 	s.Stop()
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d >= s.Config.ShutdownTimeout {
 		t.Errorf("shutdown took %s with a log follower (shutdown timeout %s)", d, s.Config.ShutdownTimeout)
 	}
 	select {

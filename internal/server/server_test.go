@@ -728,9 +728,18 @@ func TestLogs(t *testing.T) {
 
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
-	s.Deploy(fn("patient", "index.handler", map[string]string{"index.js": `
-		exports.handler = async () => { await new Promise(r => setTimeout(r, 700)); return {statusCode: 200, body: "finished"}; };`}))
-	if status, _, _ := s.Do("GET", "/fn/patient", nil, nil); status != 200 { // warm it
+	started := newGate(t)
+	started.Open() // it only tells when the invocation runs
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: patient\nruntime: nodejs\nhandler: index.handler\nenvironment:\n  STARTED_URL: " + started.URL + "\n",
+		"index.js": `exports.handler = async (e) => {
+			if (e.rawPath === "/warm") return {statusCode: 200, body: "warm"};
+			await fetch(process.env.STARTED_URL);
+			await new Promise(r => setTimeout(r, 700));
+			return {statusCode: 200, body: "finished"};
+		};`,
+	})
+	if status, _, _ := s.Do("GET", "/fn/patient/warm", nil, nil); status != 200 { // warm it
 		t.Fatalf("warm-up status %d", status)
 	}
 	done := make(chan string, 1)
@@ -745,7 +754,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		_, _ = b.ReadFrom(resp.Body)
 		done <- fmt.Sprintf("%d %s", resp.StatusCode, b.String())
 	}()
-	time.Sleep(200 * time.Millisecond)
+	started.waitArrived(t, "the invocation to run")
 	s.Stop()
 	if got := <-done; got != "200 finished" {
 		t.Errorf("in-flight request during shutdown: %s", got)
