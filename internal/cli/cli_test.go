@@ -94,7 +94,12 @@ func TestCLIFunctionLifecycle(t *testing.T) {
 		t.Fatalf("get: %d %q", code, out)
 	}
 
-	// The package left out .git and .ternignore'd files but kept the rest.
+	// The log sink writes asynchronously: wait until the four invocations'
+	// REPORT lines (flag, file, stdin, fail) are stored before reading.
+	testserver.Eventually(t, 30*time.Second, "the four invocations' REPORT lines in tern logs", func() bool {
+		code, out, _ := run(t, "", "logs", "greet", "-o", "json")
+		return code == 0 && strings.Count(out, "REPORT RequestId") >= 4
+	})
 	code, out, _ = run(t, "", "logs", "greet", "--grep", "greeting")
 	if code != 0 || !strings.Contains(out, "greeting flag") {
 		t.Errorf("logs --grep: %d %q", code, out)

@@ -294,7 +294,7 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, conc int
 
 // keepAlive tells JetStream that msg is still being worked on until the
 // returned stop is called.
-func (s *Service) keepAlive(msg jetstream.Msg) (stop func()) {
+func (s *Service) keepAlive(msg jetstream.Msg, fn, topic string) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -307,7 +307,7 @@ func (s *Service) keepAlive(msg jetstream.Msg) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				_ = msg.InProgress()
+				s.inProgress(msg, fn, topic)
 			}
 		}
 	}()
@@ -334,7 +334,7 @@ func (s *Service) runEvent(ctx context.Context, name string, msg jetstream.Msg) 
 	md, err := msg.Metadata()
 	if err != nil {
 		s.log.Error("events: an async message without metadata", "function", name, "err", err)
-		_ = msg.NakWithDelay(s.cfg.ThrottleDelay)
+		s.nak(msg, s.cfg.ThrottleDelay, name, "")
 		return
 	}
 	// Events published by plain NATS clients carry none of Tern's
@@ -357,7 +357,7 @@ func (s *Service) runEvent(ctx context.Context, name string, msg jetstream.Msg) 
 		if _, lerr := s.fns.Resolve(name); lerr != nil {
 			// Deleted: its events go with it.
 			s.log.Info("events: dropping an event of a deleted function", "function", name, "request_id", rid)
-			_ = msg.Ack()
+			s.ack(ctx, msg, name, "")
 			return
 		}
 		s.deadLetter(ctx, name, msg, h, &attemptResult{errType: "ResourceNotFound", errMsg: err.Error()}, attempt, "async", "")
@@ -370,27 +370,27 @@ func (s *Service) runEvent(ctx context.Context, name string, msg jetstream.Msg) 
 		return
 	}
 
-	stop := s.keepAlive(msg)
+	stop := s.keepAlive(msg, name, "")
 	res := s.invoke(ctx, v, &dispatch.Request{RequestID: rid, Payload: msg.Data(), TraceID: h.Get(hdrTraceID), Trigger: triggerOf(h.Get(hdrSource))})
 	stop()
 
 	switch {
 	case res.errType == "":
 		s.deliver(ctx, m.Async.OnSuccess, v, rid, md, attempt, "Success", msg.Data(), res)
-		_ = msg.Ack()
+		s.ack(ctx, msg, name, "")
 	case res.errType == errTypeThrottled, res.errType == errTypeStopping:
 		// Not the function's fault: try again later without using an
 		// attempt.
-		_ = msg.NakWithDelay(s.cfg.ThrottleDelay)
+		s.nak(msg, s.cfg.ThrottleDelay, name, "")
 	case !res.retryable:
 		s.finishFailed(ctx, name, msg, h, res, attempt, "RetriesExhausted")
 	case attempt <= m.Async.RetryCount():
 		if err := s.retryLater(ctx, name, msg, h, md, attempt, m.Async.BackoffOrDefault()); err != nil {
 			s.log.Warn("events: scheduling a retry", "function", name, "request_id", rid, "err", err)
-			_ = msg.NakWithDelay(s.cfg.ThrottleDelay)
+			s.nak(msg, s.cfg.ThrottleDelay, name, "")
 			return
 		}
-		_ = msg.Ack()
+		s.ack(ctx, msg, name, "")
 	default:
 		s.finishFailed(ctx, name, msg, h, res, attempt, "RetriesExhausted")
 	}
@@ -533,11 +533,11 @@ func (s *Service) deadLetter(ctx context.Context, name string, msg jetstream.Msg
 	dl.Header.Set(hdrDLQFailed, s.cfg.Now().UTC().Format(time.RFC3339Nano))
 	if _, err := s.js.PublishMsg(ctx, dl, jetstream.WithMsgID("dlq:"+id)); err != nil {
 		s.log.Warn("events: storing a dead letter; the event stays queued", "function", name, "err", err)
-		_ = msg.NakWithDelay(s.cfg.ThrottleDelay)
+		s.nak(msg, s.cfg.ThrottleDelay, name, topic)
 		return
 	}
 	s.log.Info("events: dead-lettered", "function", name, "kind", kind, "error_type", res.errType, "attempts", attempts)
-	_ = msg.Ack()
+	s.ack(ctx, msg, name, topic)
 }
 
 // record is the invocation record a destination gets (Lambda's shape).

@@ -18,4 +18,9 @@
 // Queue topics are streams of their own with one durable consumer per
 // subscribed function; a batch is acknowledged message by message only
 // after the function succeeded with it.
+//
+// Settling (settle.go): a final ack waits for the server's confirmation and
+// is sent again while none comes, because a lost ack hands the message out
+// again after AckWait and the function runs twice; every ack, nak or
+// progress signal that fails is logged and counted (SettleFailures).
 package events

@@ -627,7 +627,7 @@ func (s *Service) runBatch(ctx context.Context, fn string, q manifest.QueueTrigg
 	v, err := s.fns.Resolve(fn)
 	if err != nil {
 		for _, m := range msgs {
-			_ = m.Nak() // the trigger goes with its function; others may still read
+			s.nak(m, 0, fn, q.Topic) // the trigger goes with its function; others may still read
 		}
 		return
 	}
@@ -638,7 +638,7 @@ func (s *Service) runBatch(ctx context.Context, fn string, q manifest.QueueTrigg
 	}
 	stops := make([]func(), len(msgs))
 	for i, m := range msgs {
-		stops[i] = s.keepAlive(m)
+		stops[i] = s.keepAlive(m, fn, q.Topic)
 	}
 	res := s.invoke(ctx, v, &dispatch.Request{RequestID: newMessageID(), Payload: payload, Trigger: metering.TriggerQueue})
 	for _, stop := range stops {
@@ -654,13 +654,13 @@ func (s *Service) runBatch(ctx context.Context, fn string, q manifest.QueueTrigg
 		}
 	case errTypeThrottled, errTypeStopping:
 		for _, m := range msgs {
-			_ = m.NakWithDelay(s.cfg.ThrottleDelay)
+			s.nak(m, s.cfg.ThrottleDelay, fn, q.Topic)
 		}
 		return
 	}
 	for i, m := range msgs {
 		if res.errType == "" && !failed[ids[i]] {
-			_ = m.Ack()
+			s.ack(ctx, m, fn, q.Topic)
 			continue
 		}
 		r := res
@@ -671,7 +671,7 @@ func (s *Service) runBatch(ctx context.Context, fn string, q manifest.QueueTrigg
 			s.deadLetter(ctx, fn, m, m.Headers(), r, int(mds[i].NumDelivered), "queue", q.Topic)
 			continue
 		}
-		_ = m.NakWithDelay(redeliveryDelay(int(mds[i].NumDelivered)))
+		s.nak(m, redeliveryDelay(int(mds[i].NumDelivered)), fn, q.Topic)
 	}
 }
 

@@ -144,6 +144,8 @@ type Service struct {
 	topics  map[string][]string // function -> topics its current version reads
 	backlog backlogGauge
 	closed  bool
+
+	settleFailed settleCounts
 }
 
 // worker is one running consumer loop.

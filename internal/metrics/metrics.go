@@ -21,6 +21,7 @@ const (
 	labelState    = "state"
 	labelRuntime  = "runtime"
 	labelReason   = "reason"
+	labelAction   = "action"
 )
 
 // durationBuckets are the bounds, in seconds, of the duration histograms:

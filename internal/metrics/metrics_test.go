@@ -24,6 +24,7 @@ type fakeSource struct {
 
 	published, lost, buffered uint64
 	logDrops                  map[string]logs.Drops
+	settleFailures            map[string]uint64
 }
 
 func (f *fakeSource) Stats() []dispatch.Stats {
@@ -41,6 +42,8 @@ func (f *fakeSource) UsageRecords() (published, lost, buffered uint64) {
 }
 
 func (f *fakeSource) LogDrops() map[string]logs.Drops { return f.logDrops }
+
+func (f *fakeSource) EventSettleFailures() map[string]uint64 { return f.settleFailures }
 
 var _ Source = (*fakeSource)(nil)
 
@@ -467,6 +470,22 @@ tern_log_lines_dropped_total{reason="limit"} 14758
 tern_log_lines_dropped_total{reason="store"} 0
 `
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "tern_log_lines_dropped_total", "tern_log_bytes_dropped_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestEventSettleFailures(t *testing.T) {
+	src := testSource()
+	src.settleFailures = map[string]uint64{"ack": 2, "nak": 0, "in_progress": 5}
+	m := New(src)
+	const want = `
+# HELP tern_event_settle_failures_total Acks (after their retries), naks and progress signals of event messages that JetStream did not take, by action (ack, nak, in_progress).
+# TYPE tern_event_settle_failures_total counter
+tern_event_settle_failures_total{action="ack"} 2
+tern_event_settle_failures_total{action="in_progress"} 5
+tern_event_settle_failures_total{action="nak"} 0
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "tern_event_settle_failures_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -22,6 +22,10 @@ type Source interface {
 	// LogDrops counts the log lines dropped, and their bytes, by reason
 	// (logs.DropReasons).
 	LogDrops() map[string]logs.Drops
+	// EventSettleFailures counts the acks, naks and progress signals of
+	// event messages that JetStream did not take, by action (ack, nak,
+	// in_progress).
+	EventSettleFailures() map[string]uint64
 }
 
 // Instance states of tern_instances.
@@ -49,6 +53,7 @@ type sourceCollector struct {
 	recordsBuffered *prometheus.Desc
 	logLinesDropped *prometheus.Desc
 	logBytesDropped *prometheus.Desc
+	settleFailures  *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*sourceCollector)(nil)
@@ -73,6 +78,7 @@ func newSourceCollector(src Source) *sourceCollector {
 		recordsBuffered: desc("usage_records_buffered", "Usage records waiting to be published."),
 		logLinesDropped: desc("log_lines_dropped_total", "Function log lines dropped, by reason (limit, stopped, overflow, store).", labelReason),
 		logBytesDropped: desc("log_bytes_dropped_total", "Bytes of the function log lines dropped, by reason.", labelReason),
+		settleFailures:  desc("event_settle_failures_total", "Acks (after their retries), naks and progress signals of event messages that JetStream did not take, by action (ack, nak, in_progress).", labelAction),
 	}
 }
 
@@ -81,7 +87,7 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.instances, c.queueDepth, c.desired,
 		c.nodeInstances, c.nodeMaxInst, c.nodeMemory, c.nodeMaxMemory, c.nodeBlocked,
 		c.poolInstances, c.recordsPublish, c.recordsLost, c.recordsBuffered,
-		c.logLinesDropped, c.logBytesDropped,
+		c.logLinesDropped, c.logBytesDropped, c.settleFailures,
 	} {
 		ch <- d
 	}
@@ -135,5 +141,9 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	for reason, d := range c.src.LogDrops() {
 		ch <- prometheus.MustNewConstMetric(c.logLinesDropped, prometheus.CounterValue, float64(d.Lines), reason)
 		ch <- prometheus.MustNewConstMetric(c.logBytesDropped, prometheus.CounterValue, float64(d.Bytes), reason)
+	}
+
+	for action, n := range c.src.EventSettleFailures() {
+		ch <- prometheus.MustNewConstMetric(c.settleFailures, prometheus.CounterValue, float64(n), action)
 	}
 }

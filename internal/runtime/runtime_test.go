@@ -181,13 +181,20 @@ exports.handler = async (e, ctx) => {
 	if res, err = check("plain"); err != nil || string(res.Payload) != `"ok"` {
 		t.Errorf("after all that the instance still serves: %v %+v", err, res)
 	}
+	// The function never ends by itself (a 1e9 ms timer): an answer at all
+	// is the deadline at work. Not before it; after it, killing the
+	// instance takes what the machine gives it, so the bound only tells
+	// "ended at the deadline" from "waited for the function".
+	const deadline = 300 * time.Millisecond
 	start := time.Now()
-	_, err = invoke(inst, `{"op":"hang"}`, 300*time.Millisecond)
+	_, err = invoke(inst, `{"op":"hang"}`, deadline)
+	d := time.Since(start)
 	if !errors.Is(err, runtime.ErrTimeout) {
 		t.Fatalf("hang: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("timeout took %s", d)
+	t.Logf("a %s timeout answered after %s", deadline, d)
+	if d < deadline || d > 30*time.Second {
+		t.Errorf("a %s timeout answered after %s", deadline, d)
 	}
 	select {
 	case <-inst.Done():

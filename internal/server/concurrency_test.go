@@ -20,15 +20,20 @@ import (
 func TestConcurrentInvocationsShareAnInstance(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
 	s.Deploy(map[string]string{
-		"tern.yaml": "name: overlap\nruntime: nodejs\nhandler: index.handler\nconcurrency: 8\n",
-		"index.js": `exports.handler = async (e, ctx) => {
+		"tern.yaml": "name: overlap\nruntime: nodejs\nhandler: index.handler\nconcurrency: 8\ntimeout: 30s\n",
+		// Each invocation waits until all 8 run: they end only if they overlap.
+		"index.js": `let started = 0, release;
+		const all = new Promise(r => { release = r; });
+		exports.handler = async (e, ctx) => {
+			if (e.rawPath === "/warm") return {statusCode: 200, body: "warm"};
 			console.log("begin", ctx.awsRequestId);
-			await new Promise(r => setTimeout(r, 300));
+			if (++started === 8) release();
+			await all;
 			console.log("end", ctx.awsRequestId);
 			return {statusCode: 200, body: String(process.env.AWS_LAMBDA_LOG_STREAM_NAME)};
 		};`,
 	})
-	if status, _, _ := s.Do("GET", "/fn/overlap", nil, nil); status != 200 { // start the instance
+	if status, _, _ := s.Do("GET", "/fn/overlap/warm", nil, nil); status != 200 { // start the instance
 		t.Fatalf("warm-up: %d", status)
 	}
 	var wg sync.WaitGroup
@@ -57,9 +62,7 @@ func TestConcurrentInvocationsShareAnInstance(t *testing.T) {
 	if len(ids) != 1 || ids["undefined"] != 0 {
 		t.Errorf("8 overlapping invocations ran in %d instances, want 1: %v", len(ids), ids)
 	}
-	if took > 1200*time.Millisecond {
-		t.Errorf("8 invocations of 300 ms took %s: they did not overlap", took)
-	}
+	t.Logf("8 overlapping invocations answered in %s", took)
 	st, err := s.Client.Stats(t.Context(), "overlap")
 	if err != nil {
 		t.Fatal(err)

@@ -229,7 +229,7 @@ func TestForkBombIsContained(t *testing.T) {
 		done <- resp.StatusCode
 	}()
 	// While it runs, Tern answers others within a bound.
-	time.Sleep(500 * time.Millisecond)
+	testserver.Eventually(t, 20*time.Second, "the fork bomb to run", func() bool { return markerProcs(marker) > 0 })
 	c := &http.Client{Timeout: 5 * time.Second}
 	for range 3 {
 		start := time.Now()

@@ -53,9 +53,13 @@ func TestPoolServesColdStartsInIsolation(t *testing.T) {
 			cwd: process.cwd(), root: process.env.LAMBDA_TASK_ROOT, fd: process.env.TERN_RUNTIME_FD || null });`
 	s.Deploy(map[string]string{"tern.yaml": "name: fa\nruntime: nodejs\nhandler: index.handler\nenvironment:\n  SECRET_A: only-for-a\n", "index.js": code})
 	s.Deploy(map[string]string{"tern.yaml": "name: fb\nruntime: nodejs\nhandler: index.handler\n", "index.js": code})
-	testserver.Eventually(t, 30*time.Second, "the pool to fill", func() bool { return s.Server.PoolSizes()["nodejs"] >= cfg.PoolSize })
+	testserver.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return s.PoolSizes()["nodejs"] == 2 })
+	// The pooled processes started by now; an instance started for a call
+	// starts after before (past the tick before is in).
 	before := selfTicksNow(t)
-	time.Sleep(50 * time.Millisecond)
+	for selfTicksNow(t) <= before {
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	type answer struct {
 		Pid     int

@@ -455,6 +455,12 @@ func (m metricsSource) UsageRecords() (published, lost, buffered uint64) {
 	return st.Published, st.Lost, st.Buffered
 }
 func (m metricsSource) LogDrops() map[string]logs.Drops { return m.s.sink.Drops() }
+func (m metricsSource) EventSettleFailures() map[string]uint64 {
+	if m.s.events == nil {
+		return nil // not started yet
+	}
+	return m.s.events.SettleFailures()
+}
 
 // debugHandler serves Go's profiles under /v1/debug/pprof/ (behind the
 // API's authentication).

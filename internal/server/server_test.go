@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -333,33 +334,114 @@ func TestConcurrentRequestsScaleOut(t *testing.T) {
 	}
 }
 
+// gate is a loopback server whose requests are held until Open: a function
+// that fetches it stays busy for as long as the test needs, without a timer.
+type gate struct {
+	URL     string
+	arrived chan struct{} // one value per request that reached the gate
+	open    chan struct{}
+	once    sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	t.Helper()
+	g := &gate{arrived: make(chan struct{}, 16), open: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case g.arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-g.open:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(g.Open) // before srv.Close (cleanups run last first)
+	g.URL = srv.URL
+	return g
+}
+
+// Open lets every held and later request through.
+func (g *gate) Open() { g.once.Do(func() { close(g.open) }) }
+
+// waitArrived waits until a request reached the gate.
+func (g *gate) waitArrived(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-g.arrived:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
 func TestQueueFullAnswers429(t *testing.T) {
+	// One instance held busy by a gate (no timer in the function), one
+	// invocation waiting for it, and one more that finds the queue full.
+	// The queue wait is the only time budget: the test's own request
+	// must be answered within it (a loopback round trip); the instance's
+	// cold start is outside it (the instance is warmed first).
+	const wait = 2 * time.Second
 	cfg := testserver.Config(t.TempDir())
 	cfg.Dispatch.MaxQueue = 1
-	cfg.Dispatch.MaxQueueWait = 300 * time.Millisecond
+	cfg.Dispatch.MaxQueueWait = wait
 	s := testserver.Start(t, cfg)
+	g := newGate(t)
 	s.Deploy(map[string]string{
-		"tern.yaml": "name: one\nruntime: nodejs\nhandler: index.handler\nscale:\n  max: 1\n",
-		"index.js":  `exports.handler = async () => { await new Promise(r => setTimeout(r, 1500)); return "done"; };`,
+		"tern.yaml": "name: one\nruntime: nodejs\nhandler: index.handler\ntimeout: 60s\nscale:\n  max: 1\n" +
+			"environment:\n  GATE_URL: " + g.URL + "\n",
+		"index.js": `exports.handler = async (e) => {
+  if (e.rawPath === "/hold") await fetch(process.env.GATE_URL);
+  return "done";
+};`,
 	})
-	var wg sync.WaitGroup
-	statuses := make(chan int, 3)
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			status, _, _ := s.Do("GET", "/fn/one", nil, nil)
-			statuses <- status
-		}()
+	// Warm the one instance: a cold start may take longer than the queue
+	// wait on a busy machine (a 429 then), but the instance it started
+	// stays and answers the next try.
+	testserver.Eventually(t, 60*time.Second, "a warm instance of one", func() bool {
+		status, _, _ := s.Do("GET", "/fn/one", nil, nil)
+		return status == 200
+	})
+
+	type answer struct {
+		status  int
+		body    string
+		elapsed time.Duration
 	}
-	wg.Wait()
-	close(statuses)
-	count := map[int]int{}
-	for st := range statuses {
-		count[st]++
+	get := func(path string) answer {
+		start := time.Now()
+		status, _, body := s.Do("GET", path, nil, nil)
+		return answer{status, string(body), time.Since(start)}
 	}
-	if count[200] != 1 || count[429] != 2 {
-		t.Errorf("statuses %v: want one 200 and two 429 (one queue full, one waited too long)", count)
+	held := make(chan answer, 1)
+	go func() { held <- get("/fn/one/hold") }()
+	g.waitArrived(t, "the held invocation to reach the gate")
+
+	ctx := context.Background()
+	st, err := s.Client.Stats(ctx, "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queuedBefore := st.Counts.Queued
+	waiting := make(chan answer, 1)
+	go func() { waiting <- get("/fn/one") }()
+	testserver.Eventually(t, 60*time.Second, "the second invocation to wait for the instance", func() bool {
+		st, err := s.Client.Stats(ctx, "one")
+		return err == nil && st.Counts.Queued > queuedBefore
+	})
+	full := get("/fn/one")
+	w := <-waiting
+	g.Open()
+	h := <-held
+
+	if full.status != 429 || !strings.Contains(full.body, "invocations waiting") {
+		t.Errorf("with the queue full: %d %s (after %s), want 429 saying invocations are waiting", full.status, full.body, full.elapsed)
+	}
+	if w.status != 429 || !strings.Contains(w.body, "free within") || w.elapsed < wait {
+		t.Errorf("waiting for the busy instance: %d %s after %s, want 429 after the %s queue wait", w.status, w.body, w.elapsed, wait)
+	}
+	if h.status != 200 || h.body != `"done"` {
+		t.Errorf("held invocation: %d %s", h.status, h.body)
 	}
 }
 
@@ -646,9 +728,18 @@ func TestLogs(t *testing.T) {
 
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t.TempDir()))
-	s.Deploy(fn("patient", "index.handler", map[string]string{"index.js": `
-		exports.handler = async () => { await new Promise(r => setTimeout(r, 700)); return {statusCode: 200, body: "finished"}; };`}))
-	if status, _, _ := s.Do("GET", "/fn/patient", nil, nil); status != 200 { // warm it
+	started := newGate(t)
+	started.Open() // it only tells when the invocation runs
+	s.Deploy(map[string]string{
+		"tern.yaml": "name: patient\nruntime: nodejs\nhandler: index.handler\nenvironment:\n  STARTED_URL: " + started.URL + "\n",
+		"index.js": `exports.handler = async (e) => {
+			if (e.rawPath === "/warm") return {statusCode: 200, body: "warm"};
+			await fetch(process.env.STARTED_URL);
+			await new Promise(r => setTimeout(r, 700));
+			return {statusCode: 200, body: "finished"};
+		};`,
+	})
+	if status, _, _ := s.Do("GET", "/fn/patient/warm", nil, nil); status != 200 { // warm it
 		t.Fatalf("warm-up status %d", status)
 	}
 	done := make(chan string, 1)
@@ -663,7 +754,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		_, _ = b.ReadFrom(resp.Body)
 		done <- fmt.Sprintf("%d %s", resp.StatusCode, b.String())
 	}()
-	time.Sleep(200 * time.Millisecond)
+	started.waitArrived(t, "the invocation to run")
 	s.Stop()
 	if got := <-done; got != "200 finished" {
 		t.Errorf("in-flight request during shutdown: %s", got)

@@ -84,8 +84,9 @@ type Process struct {
 }
 
 // StartProcess starts cmdPath with args in dir with exactly env, stdout and
-// stderr going to buffers. The process is killed after 60 s or when the
-// test ends; a failed test logs its output.
+// stderr going to buffers. The process is killed when the test ends, or at
+// the test's deadline (go test -timeout) if it hangs; a failed test logs
+// its output.
 func StartProcess(t testing.TB, cmdPath string, args []string, dir string, env []string) *Process {
 	t.Helper()
 	p, err := startProcess(t, cmdPath, args, dir, env, nil, nil)
@@ -99,7 +100,15 @@ func StartProcess(t testing.TB, cmdPath string, args []string, dir string, env [
 // not nil, stdout instead of a buffer. It closes extra and stdout once the
 // process has its copies.
 func startProcess(t testing.TB, cmdPath string, args []string, dir string, env []string, extra []*os.File, stdout *os.File) (*Process, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Not a fixed lifetime: a long warm run on a busy machine takes what it
+	// takes (300,000 invocations once outlived 60 s under load).
+	ctx, cancel := context.WithCancel(context.Background())
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, ok := d.Deadline(); ok {
+			cancel()
+			ctx, cancel = context.WithDeadline(context.Background(), deadline)
+		}
+	}
 	cmd := exec.CommandContext(ctx, cmdPath, args...)
 	cmd.Dir = dir
 	cmd.Env = env

@@ -31,10 +31,16 @@ console.log('init');
 const iv = setInterval(() => {
   if (globalThis.started === 4) { console.log('outside'); clearInterval(iv); }
 }, 5);
+// Each invocation waits until all four run (so they overlap), then all
+// four timers start in one tick and end in the order of their lengths.
+let release;
+const all = new Promise((r) => { release = r; });
 exports.handler = async (e, c) => {
   globalThis.started = (globalThis.started || 0) + 1;
+  if (globalThis.started === 4) release();
   const trace = process.env._X_AMZN_TRACE_ID;
   console.log('before', e.ms);
+  await all;
   await new Promise((r) => setTimeout(r, e.ms));
   console.info('after', e.ms);
   await new Promise((r) => setImmediate(r));
@@ -94,9 +100,6 @@ exports.handler = async (e, c) => {
 	if !slices.Equal(order, []int{50, 100, 150, 200}) {
 		t.Errorf("answers in order %v, want finishing order [50 100 150 200]", order)
 	}
-	if elapsed >= 400*time.Millisecond {
-		t.Errorf("4 overlapping invocations (500 ms in all) took %v, want < 400 ms", elapsed)
-	}
 	t.Logf("4 invocations of 200, 50, 150 and 100 ms answered in %v", elapsed)
 
 	// init, outside, and per invocation before, after and left behind.
@@ -152,20 +155,24 @@ func sscanf(s, format string, v *int) bool {
 func TestFramedConcurrentPrompt(t *testing.T) {
 	t.Parallel()
 	f := startConcurrent(t, 2, "index.handler", map[string]string{
-		"index.js": `exports.handler = async (e) => { await new Promise((r) => setTimeout(r, e.ms)); return e.ms; };`,
+		// The long invocation ends only when the tenth quick one has run:
+		// the quick ones can only be answered while it is in flight.
+		"index.js": `let quick = 0, releaseLong;
+const longDone = new Promise((r) => { releaseLong = r; });
+exports.handler = async (e) => {
+  if (e.long) { await longDone; return 'long'; }
+  await new Promise((r) => setTimeout(r, e.ms));
+  if (++quick === 10) releaseLong();
+  return e.ms;
+};`,
 	})
-	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "long", nil), []byte(`{"ms":3000}`))
-	time.Sleep(50 * time.Millisecond)
+	f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, "long", nil), []byte(`{"long":true}`))
 	for i := range 10 {
 		id := fmt.Sprintf("quick-%d", i)
-		begin := time.Now()
 		f.Send(t, framedtest.Invoke, framedtest.InvokeHeader(t, id, nil), []byte(`{"ms":1}`))
 		framedtest.WantResponse(t, f.WantAnswer(t, id), `1`)
-		if d := time.Since(begin); d > time.Second {
-			t.Errorf("%s answered after %v while another invocation was in flight", id, d)
-		}
 	}
-	framedtest.WantResponse(t, f.WantAnswer(t, "long"), `3000`)
+	framedtest.WantResponse(t, f.WantAnswer(t, "long"), `"long"`)
 }
 
 func TestFramedConcurrentCompletion(t *testing.T) {
@@ -196,7 +203,7 @@ exports.handler = (e, c, cb) => {
 	begin := time.Now()
 	send("wait", "wait")
 	framedtest.WantResponse(t, f.WantAnswer(t, "wait"), `"not waited"`)
-	if d := time.Since(begin); d > 5*time.Second {
+	if d := time.Since(begin); d > 30*time.Second { // waiting would take its 60 s timer
 		t.Errorf("callback answer waited %v", d)
 	}
 	send("succeed", "succeed")
