@@ -593,10 +593,11 @@ func (i *Instance) meter(inv *Invocation, start time.Time, dur time.Duration, co
 	if u == nil || errors.Is(err, ErrNotDelivered) {
 		return
 	}
-	if errors.Is(err, ErrTimeout) && !inv.Deadline.IsZero() {
-		// Killing the instance after the deadline is not the function's
-		// time.
-		dur = min(dur, max(inv.Deadline.Sub(start), 0))
+	if errors.Is(err, ErrTimeout) && i.spec.Timeout > 0 {
+		// A timed-out invocation ran its timeout, as Lambda bills it: the
+		// deadline gave it that long from when it was handed over, and
+		// killing the instance after it is not the function's time.
+		dur = i.spec.Timeout
 	}
 	dur = dur.Truncate(time.Microsecond) // billed from the recorded duration
 	r := &metering.Record{
