@@ -46,24 +46,23 @@ func TestSecondServerOnOneDataDirIsRefused(t *testing.T) {
 	if out, err := c.Invoke(ctx, "before", []byte(`{"n":1}`)); err != nil || string(out) != `{"n":2}` {
 		t.Fatalf("invoke before: %s, %v", out, err)
 	}
-	// The files in the data dir, but for the store's and the jail slots of
-	// pooled instances that have no function yet: the first server's pool
-	// replaces those by itself at any time (a busy machine once showed one
-	// go between the two looks). A sweep by the second server would still
-	// show in the slot of the function that ran (its task folder).
-	pooledSlot := func(p string) bool {
-		rel, err := filepath.Rel(filepath.Join(data, "jail"), p)
-		if err != nil || strings.HasPrefix(rel, "..") {
+	// The files in the data dir but the store's and the jail's: the first
+	// server's pool makes and removes jail slots (and their /tmp images) by
+	// itself at any time. A sweep by the second server would still show:
+	// the warm instance's code mount going, which the warm call after it
+	// checks.
+	churns := func(p string) bool {
+		rel, err := filepath.Rel(data, p)
+		if err != nil {
 			return false
 		}
-		slot, _, _ := strings.Cut(rel, string(filepath.Separator))
-		_, err = os.Stat(filepath.Join(data, "jail", slot, "task"))
-		return err != nil
+		top, _, _ := strings.Cut(rel, string(filepath.Separator))
+		return top == "nats" || top == "jail" || top == "jail.disks"
 	}
 	entries := func() []string {
 		var names []string
 		filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && !strings.Contains(p, string(filepath.Separator)+"nats"+string(filepath.Separator)) && !pooledSlot(p) {
+			if err == nil && !d.IsDir() && !churns(p) {
 				names = append(names, p)
 			}
 			return nil

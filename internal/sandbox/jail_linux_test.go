@@ -150,11 +150,23 @@ func TestJailedPooledProcessGetsItsCodeLater(t *testing.T) {
 		echo "uid $(id -u)"
 		grep -E '^CapEff:' /proc/self/status
 		ls /var/task | wc -l
+		touch /tmp/listed
 		while [ ! -e /var/task/f ]; do sleep 0.01; done
 		cat /var/task/f
 		touch /var/task/new 2>/dev/null && echo "code writable" || echo "code read-only"
 	`, func(p *Process) {
-		time.Sleep(100 * time.Millisecond) // it lists the empty slot first
+		// It lists the empty slot first, and says so in its /tmp, which
+		// the host sees in its slot (a /tmp disk; a tmpfs only it sees).
+		listed := filepath.Join(p.slot.tmp, "listed")
+		deadline := time.Now().Add(20 * time.Second)
+		if j.tmp == nil {
+			deadline = time.Now().Add(100 * time.Millisecond)
+		}
+		for ; time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(listed); err == nil {
+				break
+			}
+		}
 		if err := p.MountCode(code); err != nil {
 			t.Error(err)
 		}
