@@ -297,7 +297,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	mux.Handle("GET /metrics", authn.Guard(auth.Permit(auth.PermAdmin, s.metrics.Handler())))
 
 	s.http = &http.Server{
-		Handler: apierror.Routes(mux),
+		Handler: serveRoutes(mux),
 		// Slow clients: a request's headers within 10 s, its whole body
 		// within --read-timeout; answers are not bounded (log follows
 		// and long invocations stream for as long as they last).
@@ -472,6 +472,20 @@ func debugHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return http.StripPrefix("/v1", mux)
+}
+
+// serveRoutes answers what mux routes nowhere as JSON (apierror.Routes),
+// but sends HTTP triggers straight to mux: /fn/<name>... always has a
+// route (for every method), and the warm path is not routed twice.
+func serveRoutes(mux *http.ServeMux) http.Handler {
+	routes := apierror.Routes(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name, ok := strings.CutPrefix(r.URL.Path, "/fn/"); ok && name != "" && name[0] != '/' {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		routes.ServeHTTP(w, r)
+	})
 }
 
 // urlSafeToken: tok can stand as the user part of a URL as it is.
